@@ -1,0 +1,307 @@
+/**
+ * The client: one Peer that outlives its sockets, plus the connection state
+ * machine (handshake, keepalive pings, reconnect with backoff).
+ */
+import type { CallContext } from "../engine/context.ts";
+import { type CallOptions, type HandlerEntry, Peer, unref } from "../engine/peer.ts";
+import type { InputArgs, ParsedInputOf, Proc, ResultOf, ReturnOf } from "../proc.ts";
+import { CloseCode, decodeFrame, encodeFrame, type Frame, FrameType, PING_BYTES, PROTOCOL_VERSION } from "../wire/frames.ts";
+import { persistentClientId, uuid } from "./identity.ts";
+import { backoffDelay, ConnectionState } from "./state.ts";
+
+/** The standard WebSocket constructor, or a compatible one such as `ws`'s. */
+export type WebSocketConstructor = new (url: string) => WebSocket;
+
+/** Options of `createClient`. */
+export interface ClientOptions {
+  /** The server URL, `ws://` or `wss://` (`http(s)://` is turned into `ws(s)://`). */
+  url: string;
+  /** Log what happens and why. */
+  verbose?: boolean;
+  /** Seconds between keepalive pings. Defaults to 30. A ping unanswered by the next one drops the socket. */
+  pingInterval?: number;
+  /** The WebSocket class to use; needed on Node 20 (`import WebSocket from "ws"`). Defaults to the global one. */
+  WebSocket?: WebSocketConstructor;
+  /** Overrides the persistent client id. */
+  clientId?: string;
+  /** Reconnect after a drop. Defaults to `{ minDelay: 250, maxDelay: 30_000 }` (ms); `false` turns it off. */
+  reconnect?: false | { minDelay?: number; maxDelay?: number };
+  /** Calls kept while disconnected; more fail at once with `LIMIT`. Defaults to 1000. */
+  maxQueue?: number;
+  /** Send handler stacks to the server with `HANDLER_ERROR`. */
+  exposeStack?: boolean;
+}
+
+/** A handler on the client: gets the parsed input, the client and the call's context. */
+export type ClientHandler<TIn, TOut> = (
+  input: TIn,
+  client: ChatterClient,
+  ctx: CallContext,
+) => TOut | undefined | Promise<TOut | undefined> | void | Promise<void>;
+
+type Listener = (state: ConnectionState) => unknown;
+
+export class ChatterClient {
+  /** A persistent id for this client: kept in `localStorage` where there is one. */
+  readonly clientId: string;
+  /** An id for this client instance's session, new for each `createClient`. */
+  readonly sessionId: string = uuid();
+  private _state = ConnectionState.Disconnected;
+  private socket: WebSocket | null = null;
+  private closedForGood = false;
+  private attempt = 0;
+  private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+  private pingTimer: ReturnType<typeof setInterval> | undefined;
+  private awaitingPong = false;
+  private readonly listeners = new Set<Listener>();
+  private readonly handlers = new Map<string, HandlerEntry>();
+  private readonly peer: Peer;
+  private readonly opts: ClientOptions;
+  private readonly log: ((msg: string) => void) | undefined;
+  private readonly WS: WebSocketConstructor;
+  private readonly url: string;
+  private readonly unwatch: () => void;
+
+  constructor(options: ClientOptions) {
+    this.opts = options;
+    this.log = options.verbose ? (msg) => console.log(`[chatter] client: ${msg}`) : undefined;
+    const WS = options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+    if (!WS) {
+      throw new TypeError('[chatter] no global WebSocket here; pass one, e.g. createClient({ url, WebSocket }) with WebSocket from "ws"');
+    }
+    this.WS = WS;
+    this.clientId = options.clientId ?? persistentClientId();
+    this.url = socketUrl(options.url, this.clientId);
+    this.peer = new Peer({
+      handlers: this.handlers,
+      owner: this,
+      side: "client",
+      log: this.log,
+      exposeStack: options.exposeStack ?? false,
+      maxQueue: options.maxQueue ?? 1000,
+      onControl: (frame) => this.onControl(frame),
+    });
+    this.unwatch = watchEnvironment(() => this.wake());
+    this.connect();
+  }
+
+  /** The current connection state. */
+  get state(): ConnectionState {
+    return this._state;
+  }
+
+  /** `true` when the handshake is done and calls flow. */
+  get isConnected(): boolean {
+    return this._state === ConnectionState.Connected;
+  }
+
+  /**
+   * Registers a callback for state changes.
+   * @returns a function that unregisters it
+   */
+  onStateChange(callback: Listener): () => void {
+    this.listeners.add(callback);
+    return () => this.listeners.delete(callback);
+  }
+
+  /**
+   * Implements a procedure the server can call on this client.
+   * @param proc - the procedure, made with `createProc`
+   * @param handler - gets the parsed input, the client and a context with an abort `signal`
+   * @returns a function that removes the handler
+   */
+  on<P extends Proc>(proc: P, handler: ClientHandler<ParsedInputOf<P>, ReturnOf<P>>): () => void {
+    const entry = { proc, handler } as HandlerEntry;
+    this.handlers.set(proc.name, entry);
+    return () => {
+      if (this.handlers.get(proc.name) === entry) this.handlers.delete(proc.name);
+    };
+  }
+
+  /**
+   * Calls a procedure on the server. While disconnected the call waits in a
+   * bounded queue, and goes out once the client reconnects.
+   * @param proc - the procedure, made with `createProc`
+   * @param args - its input (checked against `takes` before sending), then `{ timeout, signal }`
+   * @returns the server's result, checked against `returns`
+   */
+  call<P extends Proc>(proc: P, ...args: [...InputArgs<P>, options?: CallOptions]): Promise<ResultOf<P>> {
+    return this.peer.call(proc, args[0], args[1] as CallOptions | undefined) as Promise<ResultOf<P>>;
+  }
+
+  /** Shuts the client down for good: closes the socket, fails pending calls, clears every timer. */
+  close(): void {
+    if (this.closedForGood) return;
+    this.closedForGood = true;
+    clearTimeout(this.reconnectTimer);
+    this.unwatch();
+    this.dropSocket(CloseCode.ClientClosed, "client closed");
+    this.peer.close("the client was closed");
+    this.setState(ConnectionState.Disconnected);
+  }
+
+  private setState(next: ConnectionState): void {
+    if (next === this._state) return;
+    this._state = next;
+    for (const listener of [...this.listeners]) {
+      try {
+        const out = listener(next);
+        if (out instanceof Promise) out.catch((err) => this.report("state listener", err));
+      } catch (err) {
+        this.report("state listener", err);
+      }
+    }
+  }
+
+  private report(what: string, err: unknown): void {
+    console.error(`[chatter] client: ${what} failed:`, err);
+  }
+
+  private connect(): void {
+    if (this.closedForGood) return;
+    this.log?.(`connecting to ${this.url} (attempt ${this.attempt + 1})`);
+    this.setState(ConnectionState.Connecting);
+    let ws: WebSocket;
+    try {
+      ws = new this.WS(this.url);
+    } catch (err) {
+      this.log?.(`could not open a socket: ${(err as Error).message}`);
+      return this.lost(1006, "socket could not be created");
+    }
+    ws.binaryType = "arraybuffer";
+    this.socket = ws;
+    ws.onopen = () => {
+      this.log?.("socket open; sending HELLO");
+      ws.send(encodeFrame([FrameType.Hello, PROTOCOL_VERSION, this.clientId, this.sessionId, null]));
+    };
+    ws.onmessage = (ev) => this.onMessage(ev.data);
+    ws.onerror = () => this.log?.("socket error (a close event follows)");
+    ws.onclose = (ev) => {
+      if (this.socket !== ws) return; // A socket we already dropped.
+      this.socket = null;
+      this.lost(ev.code, ev.reason);
+    };
+  }
+
+  private onMessage(data: unknown): void {
+    let frame: Frame;
+    try {
+      if (!(data instanceof ArrayBuffer || ArrayBuffer.isView(data))) throw new Error("text frame");
+      const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+      frame = decodeFrame(bytes);
+    } catch (err) {
+      this.log?.(`bad frame from server: ${(err as Error).message}`);
+      return this.dropSocket(CloseCode.ProtocolError, "malformed frame from server", true);
+    }
+    if (frame[0] === FrameType.Pong) this.awaitingPong = false;
+    else this.peer.receive(frame);
+  }
+
+  private onControl(frame: Frame): void {
+    if (frame[0] !== FrameType.Welcome || this._state !== ConnectionState.Connecting || !this.socket) {
+      return this.dropSocket(CloseCode.ProtocolError, `unexpected frame type ${frame[0]}`, true);
+    }
+    const ws = this.socket;
+    this.log?.(`handshake done (session ${frame[1]})`);
+    this.attempt = 0;
+    this.peer.attach({ send: (f) => ws.send(f) });
+    this.startPings();
+    this.setState(ConnectionState.Connected);
+  }
+
+  private startPings(): void {
+    clearInterval(this.pingTimer);
+    this.awaitingPong = false;
+    const every = (this.opts.pingInterval ?? 30) * 1000;
+    this.pingTimer = setInterval(() => {
+      if (this.awaitingPong) {
+        this.log?.(`no pong within ${every} ms; the connection is dead`);
+        return this.dropSocket(CloseCode.PingTimeout, "ping timeout", true);
+      }
+      this.awaitingPong = true;
+      this.socket?.send(PING_BYTES);
+    }, every);
+    unref(this.pingTimer);
+  }
+
+  /** Lets go of the socket now, without waiting for its close event. */
+  private dropSocket(code: number, reason: string, thenReconnect = false): void {
+    const ws = this.socket;
+    this.socket = null;
+    if (ws) {
+      ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
+      try {
+        ws.close(code, reason);
+      } catch {
+        // Already closing; nothing to do.
+      }
+    }
+    if (thenReconnect) this.lost(code, reason);
+    else clearInterval(this.pingTimer);
+  }
+
+  /** The socket is gone: fail its in-flight calls, then maybe reconnect. */
+  private lost(code: number, reason: string): void {
+    clearInterval(this.pingTimer);
+    this.peer.detach(`closed with ${code}${reason ? `: ${reason}` : ""}`);
+    this.setState(ConnectionState.Disconnected);
+    if (this.closedForGood) return;
+    if (code === CloseCode.VersionMismatch) {
+      console.error(`[chatter] client: server refused our protocol version (${reason}); not reconnecting`);
+      return;
+    }
+    if (this.opts.reconnect === false) return this.log?.(`disconnected (${code} ${reason}); reconnect is off`);
+    const delay = backoffDelay(this.attempt++, this.opts.reconnect?.minDelay ?? 250, this.opts.reconnect?.maxDelay ?? 30_000);
+    this.log?.(`disconnected (${code}${reason ? ` ${reason}` : ""}); reconnecting in ${Math.round(delay)} ms`);
+    clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = setTimeout(() => this.connect(), delay);
+    unref(this.reconnectTimer);
+  }
+
+  /** The network came back or the page became visible: retry now rather than after the backoff. */
+  private wake(): void {
+    if (this.closedForGood) return;
+    if (this._state === ConnectionState.Disconnected && this.opts.reconnect !== false) {
+      this.log?.("network is back or page is visible; reconnecting now");
+      clearTimeout(this.reconnectTimer);
+      this.connect();
+    } else if (this._state === ConnectionState.Connected && !this.awaitingPong) {
+      // The socket may have died while the page slept: a ping finds out fast.
+      this.awaitingPong = true;
+      this.socket?.send(PING_BYTES);
+    }
+  }
+}
+
+function socketUrl(url: string, clientId: string): string {
+  const base = (globalThis as { location?: { href: string } }).location?.href;
+  const u = new URL(url, base);
+  if (u.protocol === "http:") u.protocol = "ws:";
+  if (u.protocol === "https:") u.protocol = "wss:";
+  u.searchParams.set("cid", clientId);
+  return u.toString();
+}
+
+/** Listens for `online` and `visibilitychange` where a `window` exists. @returns a function that stops listening */
+function watchEnvironment(wake: () => void): () => void {
+  const win = (globalThis as { window?: Window }).window;
+  if (typeof win?.addEventListener !== "function") return () => {};
+  const onVisible = () => {
+    if ((globalThis as { document?: Document }).document?.visibilityState !== "hidden") wake();
+  };
+  win.addEventListener("online", wake);
+  win.addEventListener("visibilitychange", onVisible);
+  return () => {
+    win.removeEventListener("online", wake);
+    win.removeEventListener("visibilitychange", onVisible);
+  };
+}
+
+/**
+ * Creates a client and starts connecting at once.
+ * @param options - `url`, and optionally `verbose`, `pingInterval`, `WebSocket`, ...
+ * @returns the client
+ */
+export function createClient(options: ClientOptions): ChatterClient {
+  return new ChatterClient(options);
+}

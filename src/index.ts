@@ -1,0 +1,21 @@
+export { ChatterClient, type ClientHandler, type ClientOptions, createClient, type WebSocketConstructor } from "./client/client.ts";
+export { ConnectionState } from "./client/state.ts";
+export { CallContext } from "./engine/context.ts";
+export type { CallOptions } from "./engine/peer.ts";
+export { ChatterError, type ErrorCode, type ErrorIssue, type WireError } from "./errors.ts";
+export {
+  createProc,
+  type InputOf,
+  type ParsedInputOf,
+  type Proc,
+  type ProcOptions,
+  type ResultOf,
+  type ReturnOf,
+  type Schema,
+} from "./proc.ts";
+export type { BunServerLike, BunSocketData, BunWebSocketHandlers } from "./server/bun.ts";
+export { ServerConnection } from "./server/connection.ts";
+export type { ServerHandler, ServerOptions } from "./server/core.ts";
+export { type BroadcastOptions, ChatterServer, type CloseOptions, createServer } from "./server/index.ts";
+export type { ConnectionInfo } from "./server/upgrade.ts";
+export { CloseCode, PROTOCOL_VERSION } from "./wire/frames.ts";

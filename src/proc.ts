@@ -1,0 +1,98 @@
+import type { StandardSchemaV1 } from "@standard-schema/spec";
+import { ChatterError, describeIssues, plainIssues } from "./errors.ts";
+
+/** Any Standard Schema validator (Zod, Valibot, ArkType, ...). */
+export type Schema = StandardSchemaV1;
+
+/** A procedure: a name and, optionally, schemas for what it takes and returns. */
+export interface Proc<TTakes extends Schema | null = Schema | null, TReturns extends Schema | null = Schema | null> {
+  /** Identifies the procedure on the wire; unique per app. */
+  readonly name: string;
+  /** Validates the input, or `null` when the procedure takes nothing. */
+  readonly takes: TTakes;
+  /** Validates the result, or `null` when the procedure returns nothing. */
+  readonly returns: TReturns;
+  /** Milliseconds a caller waits for the result before failing with `TIMEOUT`. */
+  readonly timeout: number | undefined;
+}
+
+/** Options for {@link createProc}. */
+export interface ProcOptions<TTakes extends Schema | undefined, TReturns extends Schema | undefined> {
+  /** A string that identifies the procedure; by convention snake_case. */
+  name: string;
+  /** Schema for the data the procedure takes. Omit it and `null` is used. */
+  takes?: TTakes;
+  /** Schema for the data the procedure returns. Omit it and `null` is used. */
+  returns?: TReturns;
+  /** Milliseconds to wait for the result. Defaults to 30 000; `0` or `Infinity` waits for ever. */
+  timeout?: number;
+}
+
+type OrNull<T> = T extends Schema ? T : null;
+
+/** What a caller passes: the `takes` schema's input type, or `null`. */
+export type InputOf<P> = P extends Proc<infer T, Schema | null> ? (T extends Schema ? StandardSchemaV1.InferInput<T> : null) : never;
+/** What a handler receives: the `takes` schema's output type, or `null`. */
+export type ParsedInputOf<P> = P extends Proc<infer T, Schema | null>
+  ? T extends Schema
+    ? StandardSchemaV1.InferOutput<T>
+    : null
+  : never;
+/** What a handler returns: the `returns` schema's input type. */
+export type ReturnOf<P> = P extends Proc<Schema | null, infer R> ? (R extends Schema ? StandardSchemaV1.InferInput<R> : unknown) : never;
+/** What a caller's promise resolves to: the `returns` schema's output type, or `null`. */
+export type ResultOf<P> = P extends Proc<Schema | null, infer R> ? (R extends Schema ? StandardSchemaV1.InferOutput<R> : null) : never;
+
+/** The input argument of `call` and `broadcast`: optional when the procedure takes nothing. */
+export type InputArgs<P> = P extends Proc<infer T, Schema | null> ? (T extends Schema ? [input: StandardSchemaV1.InferInput<T>] : [input?: null]) : never;
+
+/**
+ * Declares a procedure once, in a file shared by both ends. It only describes
+ * the signature; implement it with `.on(proc, handler)` on either end.
+ * @param options - the name, the optional `takes`/`returns` schemas and timeout
+ * @returns the procedure, to pass to `on`, `call` and `broadcast`
+ */
+export function createProc<TTakes extends Schema | undefined = undefined, TReturns extends Schema | undefined = undefined>(
+  options: ProcOptions<TTakes, TReturns>,
+): Proc<OrNull<TTakes>, OrNull<TReturns>> {
+  if (typeof options?.name !== "string" || options.name.length === 0) {
+    throw new TypeError("[chatter] createProc needs a non-empty `name`");
+  }
+  if (options.timeout !== undefined && !(options.timeout >= 0)) {
+    throw new TypeError(`[chatter] createProc "${options.name}": timeout must be a number of milliseconds >= 0`);
+  }
+  for (const key of ["takes", "returns"] as const) {
+    const schema = options[key];
+    if (schema !== undefined && typeof schema?.["~standard"]?.validate !== "function") {
+      throw new TypeError(`[chatter] createProc "${options.name}": \`${key}\` is not a Standard Schema validator`);
+    }
+  }
+  return Object.freeze({
+    name: options.name,
+    takes: (options.takes ?? null) as OrNull<TTakes>,
+    returns: (options.returns ?? null) as OrNull<TReturns>,
+    timeout: options.timeout,
+  });
+}
+
+/** Which side of a call a check is for; it shapes the error message. */
+export type CheckKind = "input" | "output";
+
+/**
+ * Runs a schema, synchronously when the schema allows (most do), so the hot
+ * path allocates no promise.
+ * @returns the parsed value, or a promise of it; throws or rejects with `VALIDATION`
+ */
+export function check(schema: Schema | null, value: unknown, proc: string, kind: CheckKind): unknown {
+  if (schema === null) return null;
+  const result = schema["~standard"].validate(value);
+  if (result instanceof Promise) return result.then((r) => unwrap(r, proc, kind));
+  return unwrap(result, proc, kind);
+}
+
+function unwrap(result: StandardSchemaV1.Result<unknown>, proc: string, kind: CheckKind): unknown {
+  if (!result.issues) return result.value;
+  const issues = plainIssues(result.issues);
+  const what = kind === "input" ? "input" : "result";
+  throw new ChatterError("VALIDATION", `${what} of "${proc}" failed its schema: ${describeIssues(issues)}`, issues);
+}

@@ -1,0 +1,76 @@
+/**
+ * The Bun adapter: `upgrade` for `fetch`, and the `websocket` handlers.
+ * Bun's ServerWebSocket already has send/close/subscribe/unsubscribe, so it
+ * is the core's ServerSocket as it is, and `server.publish` fans out natively.
+ * Docs: https://bun.sh/docs/api/websockets
+ */
+import type { ServerConnection } from "./connection.ts";
+import type { ServerCore } from "./core.ts";
+import type { Admission, ServerSocket } from "./socket.ts";
+
+/** What Chatter keeps on each Bun socket (`ws.data`). */
+export interface BunSocketData {
+  admission: Admission;
+  /** The connection, once the socket is open. */
+  conn: unknown;
+}
+
+/** The parts of Bun's `Server` that Chatter uses. */
+export interface BunServerLike {
+  upgrade(request: Request, options: { data: BunSocketData }): boolean;
+  publish(topic: string, data: Uint8Array): number;
+  requestIP?(request: Request): { address: string } | null;
+}
+
+/** The parts of Bun's `ServerWebSocket` that Chatter uses. */
+export interface BunSocketLike extends ServerSocket {
+  data: BunSocketData;
+}
+
+/** The `websocket` object to pass to `Bun.serve`. */
+export interface BunWebSocketHandlers {
+  maxPayloadLength: number;
+  idleTimeout: number;
+  perMessageDeflate: boolean;
+  open(ws: BunSocketLike): void;
+  message(ws: BunSocketLike, message: string | Uint8Array): void;
+  close(ws: BunSocketLike, code: number, reason: string): void;
+}
+
+export type UpgradeResult = Response | undefined | Promise<Response | undefined>;
+
+/** @returns `upgrade` and `websocket`, bound to one server core */
+export function bunAdapter<TData>(core: ServerCore<TData>) {
+  const upgrade = (request: Request, server: BunServerLike): UpgradeResult => {
+    // The Bun server is first known here; publish needs it.
+    if (!core.publisher) core.publisher = server;
+    if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
+      return new Response("This endpoint speaks Chatter over WebSocket", { status: 426, headers: { Upgrade: "websocket" } });
+    }
+    const finish = (admission: Awaited<ReturnType<typeof core.admit>>): Response | undefined => {
+      if (admission instanceof Response) return admission;
+      if (server.upgrade(request, { data: { admission, conn: null } })) return undefined;
+      return new Response("WebSocket upgrade failed", { status: 400 });
+    };
+    const admission = core.admit(request, server.requestIP?.(request)?.address ?? null);
+    return admission instanceof Promise ? admission.then(finish) : finish(admission);
+  };
+
+  const websocket: BunWebSocketHandlers = {
+    maxPayloadLength: core.maxMessageBytes,
+    // Clients ping every 30 s by default; a silent socket is dead after 2 minutes.
+    idleTimeout: 120,
+    perMessageDeflate: false,
+    open(ws) {
+      ws.data.conn = core.open(ws, ws.data.admission);
+    },
+    message(ws, message) {
+      if (ws.data.conn) core.message(ws.data.conn as ServerConnection<TData>, message);
+    },
+    close(ws, code, reason) {
+      if (ws.data.conn) core.closed(ws.data.conn as ServerConnection<TData>, code, reason);
+    },
+  };
+
+  return { upgrade, websocket };
+}

@@ -1,0 +1,98 @@
+import type { CallContext } from "../engine/context.ts";
+import type { InputArgs, ParsedInputOf, Proc, ReturnOf } from "../proc.ts";
+import { type BunServerLike, type BunWebSocketHandlers, bunAdapter, type UpgradeResult } from "./bun.ts";
+import type { ServerConnection } from "./connection.ts";
+import { ServerCore, type ServerHandler, type ServerOptions } from "./core.ts";
+
+/** Options of `server.broadcast`. */
+export interface BroadcastOptions<TData> {
+  /** Connections to leave out. */
+  exclude?: Iterable<ServerConnection<TData>>;
+}
+
+/** Options of `server.close`. */
+export interface CloseOptions {
+  /** Milliseconds to wait for running handlers before closing sockets. Defaults to 10 000. */
+  timeout?: number;
+}
+
+/**
+ * A Chatter server. Implement procedures with `on`, call clients with
+ * `broadcast` or through a connection, and wire it into Bun with `upgrade`
+ * and `websocket`.
+ */
+export class ChatterServer<TData = unknown> {
+  /** @internal */
+  readonly core: ServerCore<TData>;
+  /** Hand the request to this from Bun's `fetch`: `return chatter.upgrade(req, server)`. */
+  readonly upgrade: (request: Request, server: BunServerLike) => UpgradeResult;
+  /** Pass this to `Bun.serve` as `websocket`. */
+  readonly websocket: BunWebSocketHandlers;
+
+  constructor(options: ServerOptions<TData> = {}) {
+    this.core = new ServerCore(options);
+    const bun = bunAdapter(this.core);
+    this.upgrade = bun.upgrade;
+    this.websocket = bun.websocket;
+  }
+
+  /**
+   * Implements a procedure for every client to call.
+   * @param proc - the procedure, made with `createProc`
+   * @param handler - gets the parsed input, the calling connection and a context with an abort `signal`
+   * @returns a function that removes the handler
+   */
+  on<P extends Proc>(proc: P, handler: ServerHandler<TData, ParsedInputOf<P>, ReturnOf<P>>): () => void {
+    return this.core.on(proc, handler);
+  }
+
+  /**
+   * Calls a procedure on every connection subscribed to any of the topics.
+   * Each subscriber gets it once, however many of the topics it is in.
+   * @param topics - a topic or an iterable of topics
+   * @param proc - the procedure to call
+   * @param args - its input (checked against `takes` first), then `{ exclude }`
+   */
+  broadcast<P extends Proc>(topics: string | Iterable<string>, proc: P, ...args: [...InputArgs<P>, options?: BroadcastOptions<TData>]): void {
+    const options = args[1] as BroadcastOptions<TData> | undefined;
+    this.core.broadcast(topics, proc, args[0], new Set(options?.exclude ?? []));
+  }
+
+  /** @returns the first open connection for which `where` is truthy */
+  find(where: (connection: ServerConnection<TData>) => unknown): ServerConnection<TData> | undefined {
+    for (const conn of this.core.connections) if (where(conn)) return conn;
+    return undefined;
+  }
+
+  /** @returns every open connection for which `where` is truthy */
+  filter(where: (connection: ServerConnection<TData>) => unknown): ServerConnection<TData>[] {
+    const out: ServerConnection<TData>[] = [];
+    for (const conn of this.core.connections) if (where(conn)) out.push(conn);
+    return out;
+  }
+
+  /** The open connections. */
+  get connections(): ReadonlySet<ServerConnection<TData>> {
+    return this.core.connections;
+  }
+
+  /**
+   * Shuts down gracefully: refuses new connections, waits up to `timeout` for
+   * running handlers, then closes every socket with 1001 (going away).
+   * It does not stop your HTTP server; call `server.stop()` after.
+   */
+  close(options: CloseOptions = {}): Promise<void> {
+    return this.core.shutdown(options.timeout ?? 10_000);
+  }
+}
+
+/**
+ * Creates a Chatter server.
+ * @param options - `getConnectionData`, `onOpen`, `onClose` and limits
+ * @returns the server; pass `upgrade` and `websocket` to `Bun.serve`
+ */
+export function createServer<TData = unknown>(options?: ServerOptions<TData>): ChatterServer<TData> {
+  return new ChatterServer(options);
+}
+
+export type { CallContext, ServerConnection, ServerHandler, ServerOptions };

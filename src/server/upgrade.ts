@@ -1,0 +1,70 @@
+/** Admission at upgrade time: who is connecting, and may they. */
+import type { Admission } from "./socket.ts";
+
+/** What `getConnectionData` learns about a connecting client. */
+export interface ConnectionInfo {
+  /** The upgrade request itself. */
+  request: Request;
+  /** The request URL, parsed. */
+  url: URL;
+  /** The request headers. */
+  headers: Headers;
+  /** The request cookies, by name. */
+  cookies: Record<string, string>;
+  /** The client's persistent id, as it claims it (not a secret). */
+  clientId: string;
+  /** The peer's IP address, where the runtime tells it. */
+  ip: string | null;
+}
+
+const ID_PATTERN = /^[\w-]{1,64}$/;
+
+/**
+ * Builds the connection info and runs `getConnectionData`. A thrown error
+ * refuses the upgrade with 401; a returned or thrown `Response` is sent as is.
+ * @returns what to keep until the socket opens, or the refusal
+ */
+export function admit<TData>(
+  request: Request,
+  ip: string | null,
+  getConnectionData: ((info: ConnectionInfo) => TData | Promise<TData>) | undefined,
+): Admission | Response | Promise<Admission | Response> {
+  const url = new URL(request.url);
+  const cid = url.searchParams.get("cid");
+  const clientId = cid && ID_PATTERN.test(cid) ? cid : crypto.randomUUID();
+  if (!getConnectionData) return { clientId, data: undefined };
+  const info: ConnectionInfo = { request, url, headers: request.headers, cookies: parseCookies(request.headers.get("cookie")), clientId, ip };
+  try {
+    const data = getConnectionData(info);
+    if (data instanceof Promise) return data.then((d) => accept(clientId, d), refuse);
+    return accept(clientId, data);
+  } catch (err) {
+    return refuse(err);
+  }
+}
+
+function accept(clientId: string, data: unknown): Admission | Response {
+  return data instanceof Response ? data : { clientId, data };
+}
+
+function refuse(err: unknown): Response {
+  return err instanceof Response ? err : new Response("Unauthorized", { status: 401 });
+}
+
+/** @returns the cookies of a `Cookie` header, by name */
+export function parseCookies(header: string | null): Record<string, string> {
+  const out: Record<string, string> = Object.create(null);
+  if (!header) return out;
+  for (const part of header.split(";")) {
+    const eq = part.indexOf("=");
+    if (eq < 0) continue;
+    const name = part.slice(0, eq).trim();
+    const raw = part.slice(eq + 1).trim().replace(/^"(.*)"$/, "$1");
+    try {
+      out[name] = decodeURIComponent(raw);
+    } catch {
+      out[name] = raw;
+    }
+  }
+  return out;
+}

@@ -1,0 +1,124 @@
+/**
+ * The wire format: every frame is one binary WebSocket message holding a
+ * codec-encoded array whose first element is the frame type. PROTOCOL.md has
+ * a heading per frame; the cases below mirror it.
+ */
+import { ChatterError, type WireError } from "../errors.ts";
+import { decode, encode } from "./codec.ts";
+
+/** The protocol version sent in HELLO; bump it on any incompatible change. */
+export const PROTOCOL_VERSION = 1;
+
+export const FrameType = {
+  Hello: 1,
+  Welcome: 2,
+  Call: 3,
+  Result: 4,
+  Error: 5,
+  Event: 6,
+  Cancel: 7,
+  Ping: 8,
+  Pong: 9,
+} as const;
+
+export type HelloFrame = [type: 1, version: number, clientId: string, sessionId: string, token: string | null];
+export type WelcomeFrame = [type: 2, sessionId: string, token: string, resumed: boolean];
+export type CallFrame = [type: 3, id: number, name: string, input: unknown, timeout: number];
+export type ResultFrame = [type: 4, id: number, value: unknown];
+export type ErrorFrame = [type: 5, id: number, error: WireError];
+export type EventFrame = [type: 6, name: string, input: unknown];
+export type CancelFrame = [type: 7, id: number];
+export type PingFrame = [type: 8];
+export type PongFrame = [type: 9];
+
+export type Frame =
+  | HelloFrame
+  | WelcomeFrame
+  | CallFrame
+  | ResultFrame
+  | ErrorFrame
+  | EventFrame
+  | CancelFrame
+  | PingFrame
+  | PongFrame;
+
+/** Close codes Chatter uses, in the range RFC 6455 leaves to applications. */
+export const CloseCode = {
+  /** Standard: the server is going away (shutdown). */
+  GoingAway: 1001,
+  /** Standard: a frame broke the protocol. */
+  ProtocolError: 1002,
+  /** Standard: a frame was larger than `maxMessageBytes`. */
+  TooBig: 1009,
+  /** The client speaks another protocol version; reconnecting will not help. */
+  VersionMismatch: 4000,
+  /** The client sent no HELLO in time. */
+  HandshakeTimeout: 4001,
+  /** The client stopped answering pings. */
+  PingTimeout: 4002,
+  /** The peer's outgoing buffer passed its limit (a slow consumer). */
+  SlowConsumer: 4003,
+  /** The client closed on purpose. */
+  ClientClosed: 4004,
+} as const;
+
+/** @returns the bytes of one frame */
+export function encodeFrame(frame: Frame): Uint8Array {
+  return encode(frame);
+}
+
+const ping = encode([FrameType.Ping]);
+const pong = encode([FrameType.Pong]);
+/** PING and PONG never change, so they are encoded once. */
+export const PING_BYTES = ping;
+export const PONG_BYTES = pong;
+
+function bad(what: string): never {
+  throw new ChatterError("PROTOCOL", `malformed frame: ${what}`);
+}
+
+const isId = (v: unknown): v is number => typeof v === "number" && Number.isInteger(v) && v >= 0;
+
+/**
+ * Decodes and shape-checks one frame. Anything that is not a well-formed
+ * frame throws a `PROTOCOL` error; the caller closes the socket.
+ * @returns the frame, as the array that came off the wire
+ */
+export function decodeFrame(bytes: Uint8Array): Frame {
+  let f: unknown;
+  try {
+    f = decode(bytes);
+  } catch (err) {
+    bad(`undecodable payload (${(err as Error).message})`);
+  }
+  if (!Array.isArray(f) || f.length === 0) bad("not a frame array");
+  switch (f[0]) {
+    case FrameType.Hello: // [1, version, clientId, sessionId, token | null]
+      if (typeof f[1] !== "number" || typeof f[2] !== "string" || typeof f[3] !== "string") bad("HELLO fields");
+      if (f[4] !== null && typeof f[4] !== "string") bad("HELLO token");
+      return f as HelloFrame;
+    case FrameType.Welcome: // [2, sessionId, token, resumed]
+      if (typeof f[1] !== "string" || typeof f[2] !== "string" || typeof f[3] !== "boolean") bad("WELCOME fields");
+      return f as WelcomeFrame;
+    case FrameType.Call: // [3, id, name, input, timeout]
+      if (!isId(f[1]) || typeof f[2] !== "string" || typeof f[4] !== "number") bad("CALL fields");
+      return f as CallFrame;
+    case FrameType.Result: // [4, id, value]
+      if (!isId(f[1]) || f.length !== 3) bad("RESULT fields");
+      return f as ResultFrame;
+    case FrameType.Error: // [5, id, { code, message, issues? }]
+      if (!isId(f[1]) || typeof f[2] !== "object" || f[2] === null) bad("ERROR fields");
+      return f as ErrorFrame;
+    case FrameType.Event: // [6, name, input]
+      if (typeof f[1] !== "string" || f.length !== 3) bad("EVENT fields");
+      return f as EventFrame;
+    case FrameType.Cancel: // [7, id]
+      if (!isId(f[1])) bad("CANCEL id");
+      return f as CancelFrame;
+    case FrameType.Ping: // [8]
+    case FrameType.Pong: // [9]
+      return f as PingFrame | PongFrame;
+    default:
+      return bad(`unknown frame type ${String(f[0])}`);
+  }
+}
