@@ -1,0 +1,159 @@
+import { afterEach, describe, expect, test } from "bun:test";
+import { type ConnectionInfo, ConnectionState, createClient } from "../src/index.ts";
+import { FrameType, PROTOCOL_VERSION } from "../src/wire/frames.ts";
+import { ADD, ECHO, SLOW } from "./procs.ts";
+import { rawSocket, startServer, type TestServer, waitFor } from "./helpers.ts";
+
+let srv: TestServer<unknown>;
+afterEach(() => srv?.stop());
+
+/** Sends a WebSocket upgrade request by hand and returns the HTTP status line's code. */
+async function upgradeStatus(url: string, headers: Record<string, string> = {}): Promise<number> {
+  const { hostname, port } = new URL(url);
+  const lines = [
+    "GET /?cid=probe HTTP/1.1",
+    `Host: ${hostname}:${port}`,
+    "Upgrade: websocket",
+    "Connection: Upgrade",
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+    "Sec-WebSocket-Version: 13",
+    ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
+  ];
+  const { promise, resolve } = Promise.withResolvers<number>();
+  const sock = await Bun.connect({
+    hostname,
+    port: Number(port),
+    socket: {
+      data(s, chunk) {
+        resolve(Number(/^HTTP\/1\.1 (\d+)/.exec(chunk.toString())?.[1]));
+        s.end();
+      },
+    },
+  });
+  sock.write(`${lines.join("\r\n")}\r\n\r\n`);
+  return promise;
+}
+
+describe("getConnectionData", () => {
+  test("gets the request, URL, headers, cookies, client id and IP before the socket opens", async () => {
+    let info: ConnectionInfo | undefined;
+    const order: string[] = [];
+    srv = startServer({
+      getConnectionData: async (i) => {
+        info = i;
+        order.push("data");
+        return { user: i.cookies.session === "abc" ? "ann" : "nobody" };
+      },
+      onOpen: (conn) => void order.push(`open ${(conn.data as { user: string }).user}`),
+    });
+    const status = await upgradeStatus(srv.url, { Cookie: "session=abc; theme=dark%20blue", "X-Test": "yes" });
+    expect(status).toBe(101);
+    expect(info?.request).toBeInstanceOf(Request);
+    expect(info?.url.searchParams.get("cid")).toBe("probe");
+    expect(info?.headers.get("x-test")).toBe("yes");
+    expect(info?.cookies).toEqual({ session: "abc", theme: "dark blue" });
+    expect(info?.clientId).toBe("probe");
+    expect(info?.ip).toContain("127.0.0.1");
+    const raw = await rawSocket(srv.url);
+    await waitFor(() => order.length === 3);
+    expect(order).toEqual(["data", "data", "open nobody"]);
+    raw.ws.close();
+  });
+
+  test("throwing refuses the upgrade with 401 and no connection is made", async () => {
+    let opened = 0;
+    srv = startServer({
+      getConnectionData: () => {
+        throw new Error("no token");
+      },
+      onOpen: () => void opened++,
+    });
+    expect(await upgradeStatus(srv.url)).toBe(401);
+    expect(opened).toBe(0);
+    expect(srv.chatter.connections.size).toBe(0);
+  });
+
+  test("returning or throwing a Response refuses with that response", async () => {
+    srv = startServer({ getConnectionData: (i) => {
+      if (i.headers.get("x-mode") === "throw") throw new Response("banned", { status: 403 });
+      return new Response("slow down", { status: 429 });
+    } });
+    expect(await upgradeStatus(srv.url, { "X-Mode": "throw" })).toBe(403);
+    expect(await upgradeStatus(srv.url)).toBe(429);
+  });
+
+  test("a plain HTTP request gets 426", async () => {
+    srv = startServer();
+    const res = await fetch(srv.url.replace("ws:", "http:"));
+    expect(res.status).toBe(426);
+  });
+});
+
+describe("limits", () => {
+  test("a frame over maxMessageBytes closes the socket with 1009 before it is decoded", async () => {
+    srv = startServer({ maxMessageBytes: 1024 });
+    srv.chatter.on(ECHO, (x) => x);
+    const client = await srv.client({ reconnect: false });
+    expect(await client.call(ECHO, "x".repeat(900))).toBe("x".repeat(900));
+    await expect(client.call(ECHO, "x".repeat(2000))).rejects.toMatchObject({ code: "DISCONNECTED" });
+    const raw = await rawSocket(srv.url);
+    raw.send(new Uint8Array(4096));
+    expect((await raw.closed).code).toBe(1009);
+  });
+
+  test("a socket that sends no HELLO is closed with 4001", async () => {
+    srv = startServer({ handshakeTimeout: 50 });
+    const raw = await rawSocket(srv.url, false);
+    expect(await raw.closed).toEqual({ code: 4001, reason: "no HELLO received in time" });
+  });
+
+  test("another protocol version is refused with 4000 and the client stops retrying", async () => {
+    srv = startServer();
+    const raw = await rawSocket(srv.url, false);
+    raw.send([FrameType.Hello, PROTOCOL_VERSION + 1, "x", "y", null]);
+    expect(await raw.closed).toEqual({ code: 4000, reason: `protocol version ${PROTOCOL_VERSION + 1} unsupported; server speaks ${PROTOCOL_VERSION}` });
+  });
+});
+
+describe("close()", () => {
+  test("waits for running handlers, then closes every socket with 1001 and refuses new ones", async () => {
+    srv = startServer();
+    srv.chatter.on(SLOW, async (ms) => (await Bun.sleep(ms), "finished"));
+    const client = await srv.client({ reconnect: false });
+    const codes: number[] = [];
+    srv.chatter.core.connections.forEach((c) => {
+      const close = c.socket.close.bind(c.socket);
+      c.socket.close = (code?: number, reason?: string) => (codes.push(code ?? 0), close(code, reason));
+    });
+    const call = client.call(SLOW, 80);
+    await Bun.sleep(10);
+    const closing = srv.chatter.close({ timeout: 2000 });
+    expect(await upgradeStatus(srv.url)).toBe(503);
+    expect(await call).toBe("finished");
+    await closing;
+    expect(codes).toEqual([1001]);
+    await waitFor(() => client.state === ConnectionState.Disconnected);
+  });
+
+  test("gives up waiting at the deadline", async () => {
+    srv = startServer();
+    srv.chatter.on(SLOW, async (ms) => (await Bun.sleep(ms), "finished"));
+    const client = await srv.client({ reconnect: false });
+    const call = client.call(SLOW, 1500).catch((e) => e.code);
+    await Bun.sleep(10);
+    const started = Date.now();
+    await srv.chatter.close({ timeout: 50 });
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(await call).toBe("DISCONNECTED");
+  });
+});
+
+test("clients that never connect leave the server untouched", async () => {
+  srv = startServer();
+  srv.chatter.on(ADD, ({ a, b }) => a + b);
+  const ghost = createClient({ url: "ws://127.0.0.1:1", reconnect: false });
+  await waitFor(() => ghost.state === ConnectionState.Disconnected);
+  ghost.close();
+  const client = await srv.client();
+  expect(await client.call(ADD, { a: 1, b: 2 })).toBe(3);
+});

@@ -1,0 +1,105 @@
+/** Shared test helpers: real Bun servers on port 0, real clients, raw sockets. */
+import { jest } from "bun:test";
+import { type ChatterClient, type ClientOptions, ConnectionState, createClient, createServer, type ServerOptions } from "../src/index.ts";
+import { decodeFrame, encodeFrame, type Frame, FrameType, PROTOCOL_VERSION } from "../src/wire/frames.ts";
+
+export type TestServer<TData> = Awaited<ReturnType<typeof startServer<TData>>>;
+
+/** Starts a Chatter server on Bun, on a free port. */
+export function startServer<TData = unknown>(options: ServerOptions<TData> = {}) {
+  const chatter = createServer<TData>(options);
+  const bun = Bun.serve({
+    port: 0,
+    hostname: "127.0.0.1",
+    fetch(req, server) {
+      return chatter.upgrade(req, server);
+    },
+    websocket: chatter.websocket,
+  });
+  const url = `ws://127.0.0.1:${bun.port}`;
+  const clients: ChatterClient[] = [];
+  return {
+    chatter,
+    bun,
+    url,
+    /** A client that is connected by the time it is returned. */
+    async client(options: Partial<ClientOptions> = {}): Promise<ChatterClient> {
+      const client = createClient({ url, reconnect: { minDelay: 20, maxDelay: 200 }, ...options });
+      clients.push(client);
+      await waitForState(client, ConnectionState.Connected);
+      return client;
+    },
+    async stop() {
+      for (const c of clients) c.close();
+      bun.stop(true);
+    },
+  };
+}
+
+let fakeTime = false;
+
+/** Runs `fn` under fake timers; waitFor keeps working on real time meanwhile. */
+export async function withFakeTimers(fn: () => Promise<void>): Promise<void> {
+  jest.useFakeTimers();
+  fakeTime = true;
+  try {
+    await fn();
+  } finally {
+    fakeTime = false;
+    jest.useRealTimers();
+  }
+}
+
+/** Resolves when `check` holds; fails after `ms` of real time. */
+export async function waitFor(check: () => unknown, ms = 3000, what = "condition"): Promise<void> {
+  const deadline = Bun.nanoseconds() + ms * 1e6;
+  while (!check()) {
+    if (Bun.nanoseconds() > deadline) throw new Error(`timed out waiting for ${what}`);
+    // Under fake timers Bun.sleep never wakes, but setImmediate still lets socket I/O run.
+    await (fakeTime ? new Promise((r) => setImmediate(r)) : Bun.sleep(5));
+  }
+}
+
+export function waitForState(client: ChatterClient, state: ConnectionState, ms = 3000): Promise<void> {
+  return waitFor(() => client.state === state, ms, `state ${state}`);
+}
+
+/** A bare WebSocket speaking frames by hand, to send what a real client never would. */
+export async function rawSocket(url: string, hello = true) {
+  const ws = new WebSocket(`${url}/?cid=raw-client`);
+  ws.binaryType = "arraybuffer";
+  const inbox: Frame[] = [];
+  const closed = new Promise<{ code: number; reason: string }>((resolve) => {
+    ws.onclose = (ev) => resolve({ code: ev.code, reason: ev.reason });
+  });
+  ws.onmessage = (ev) => inbox.push(decodeFrame(new Uint8Array(ev.data as ArrayBuffer)));
+  await new Promise((resolve, reject) => {
+    ws.onopen = resolve;
+    ws.onerror = reject;
+  });
+  const raw = {
+    ws,
+    inbox,
+    closed,
+    send(frame: Frame | Uint8Array | string) {
+      ws.send(typeof frame === "string" || frame instanceof Uint8Array ? frame : encodeFrame(frame));
+    },
+    /** The next frame of a type, waiting for it. */
+    async next(type: number): Promise<Frame> {
+      await waitFor(() => inbox.some((f) => f[0] === type), 3000, `frame type ${type}`);
+      const i = inbox.findIndex((f) => f[0] === type);
+      return inbox.splice(i, 1)[0] as Frame;
+    },
+  };
+  if (hello) {
+    raw.send([FrameType.Hello, PROTOCOL_VERSION, "raw-client", crypto.randomUUID(), null]);
+    await raw.next(FrameType.Welcome);
+  }
+  return raw;
+}
+
+/** Records what a client-side handler receives. */
+export function recorder<T>() {
+  const seen: T[] = [];
+  return { seen, handler: (input: T) => void seen.push(input) };
+}
