@@ -11,12 +11,10 @@ import { isNativeAccelerationEnabled as mpNative, type Options as MsgpackrOption
 // before cbor-x loads (hence the dynamic import). Under Node it works and is left alone.
 if (typeof Bun !== "undefined") process.env.CBOR_NATIVE_ACCELERATION_DISABLED ??= "true";
 const { Decoder, Encoder, isNativeAccelerationEnabled: cborNative } = await import("cbor-x");
-
 // ------------------------------------------------------------------ codecs
-// NB: both libraries mutate the options object they are given (e.g. they add mapsAsObjects: true).
-// Plain msgpack maps (interoperable). useRecords:false implies mapsAsObjects:true, so objects decode as
-// objects, but a JS Map is then written as a plain map too and decodes as an object: msgpackr has no
-// Map tag in this mode, and its Map branch runs before addExtension() classes, so one can't be added.
+// Plain msgpack maps (interoperable). useRecords:false implies mapsAsObjects:true: objects decode as objects,
+// but a JS Map is written as a plain map too and decodes as an object. msgpackr has no Map tag in this mode, and
+// its Map branch runs before addExtension() classes, so one can't be added. (Both libs mutate options objects.)
 const MSGPACKR_OPTS: MsgpackrOptions = {
   useRecords: false,
   moreTypes: true, // Set (ext 0x73), typed arrays incl. Uint8Array (ext 0x74), Error (0x65), RegExp (0x78)
@@ -45,9 +43,8 @@ const nest = (open: number, leaf: number) => Uint8Array.from([...new Array<numbe
 const MP_PROTO = cat(0x81, 0xa9, "__proto__", 0x81, 0xa8, "polluted", 0xc3);
 const REC_PROTO = cat(0xd4, 0x72, 0x40, 0x91, 0xa9, "__proto__", 0xd4, 0x72, 0x41, 0x91, 0xa8, "polluted", 0xc3);
 
-// Encoder and decoder are separate instances, as on two peers.
 function msgpackr(name: string, opts: MsgpackrOptions, proto: Uint8Array): Codec {
-  const [p, u] = [new Packr(opts), new Unpackr(opts)];
+  const [p, u] = [new Packr(opts), new Unpackr(opts)]; // separate encoder and decoder, as on two peers
   const cycle = cat(0xd6, 0x69, 0, 0, 0, 0, 0x81, 0xa1, "a", 0xd6, 0x70, 0, 0, 0, 0); // id 0 = {a: ref 0}
   const hugeLen = cat(0xdd, 0xff, 0xff, 0xff, 0xff, 0xc0); // array32 claiming 2^32-1 items
   return { name, encode: (v) => p.pack(v), decode: (b) => u.unpack(b), attacks: { proto, cycle, deep: nest(0x91, 0xc0), hugeLen } };
@@ -59,8 +56,7 @@ const CODECS: Codec[] = [
   { name: "cbor-x", encode: (v) => cborEnc.encode(v), decode: (b) => cborDec.decode(b), attacks: {
     proto: cat(0xa1, 0x69, "__proto__", 0xa1, 0x68, "polluted", 0xf5),
     cycle: cat(0xd8, 28, 0xa1, 0x61, "a", 0xd8, 29, 0x00), // tag 28 "shareable" {a: tag 29 "sharedref" 0}
-    deep: nest(0x81, 0xf6),
-    hugeLen: cat(0x9a, 0xff, 0xff, 0xff, 0xff, 0xf6),
+    deep: nest(0x81, 0xf6), hugeLen: cat(0x9a, 0xff, 0xff, 0xff, 0xff, 0xf6),
   } },
   // JSON cannot represent Map/Set/Date/bigint/bytes/undefined: see the correctness table
   { name: "JSON", encode: (v) => te.encode(JSON.stringify(v)), decode: (b) => JSON.parse(td.decode(b)), attacks: {
@@ -78,8 +74,7 @@ const mulberry32 = (seed: number) => (): number => {
 };
 const WORDS = "deploy latency socket bun review merge rollback cache queue schema retry metrics shard lag".split(" ");
 const NAMES = ["Ada Lovelace", "Grace Hopper", "Linus Torvalds", "Barbara Liskov", "Ken Thompson"];
-const rnd = mulberry32(42);
-const pick = () => WORDS[Math.floor(rnd() * WORDS.length)] ?? "x";
+const rnd = mulberry32(42), pick = () => WORDS[Math.floor(rnd() * WORDS.length)] ?? "x";
 const chatMessage = (i: number) => ({
   id: `msg_${(1_000_000 + i).toString(36)}`, channel: "eng-platform",
   author: { id: 4000 + (i % 97), name: NAMES[i % 5], avatar: `https://cdn.example.com/u/${4000 + (i % 97)}.png`, online: i % 3 > 0 },
@@ -123,8 +118,7 @@ function benchPayload(label: string, value: unknown): void {
   const json = stats.find((s) => s.c.name === "JSON") ?? { wire: { length: 1 }, e: [1], d: [1] };
   const [jb, je, jd] = [json.wire.length, median(json.e), median(json.d)];
   console.log(`\n### ${label} — median of ${ROUNDS} × ${ROUND_MS} ms; spread = (max − min) / median\n`);
-  console.log("| codec | bytes | size vs JSON | encode ops/s | vs JSON | decode ops/s | vs JSON | spread enc / dec |");
-  console.log("|---|--:|--:|--:|--:|--:|--:|--:|");
+  console.log("| codec | bytes | size vs JSON | encode ops/s | vs JSON | decode ops/s | vs JSON | spread enc / dec |\n|---|--:|--:|--:|--:|--:|--:|--:|");
   for (const { c, wire, e, d } of stats) {
     const cols = [wire.length, ratio(wire.length, jb), fmt(median(e)), ratio(median(e), je), fmt(median(d)), ratio(median(d), jd)];
     console.log(`| ${c.name} | ${cols.join(" | ")} | ${spread(e)} / ${spread(d)} |`);
@@ -162,6 +156,7 @@ const CHECKS: Check[] = [
   ["nested plain objects (medium)", PAYLOADS.medium, (o) => isDeepStrictEqual(o, PAYLOADS.medium)],
   ["large payload (1000 messages)", PAYLOADS.large, (o) => isDeepStrictEqual(o, PAYLOADS.large)],
 ];
+type Row = [label: string, cells: string[]];
 const correctness = () => CHECKS.map(([label, input, ok]): Row => [label, CODECS.map((c) => {
   try {
     const wire = Buffer.from(c.encode(input)); // private copy: bytesNote overwrites it
@@ -172,7 +167,6 @@ const correctness = () => CHECKS.map(([label, input, ok]): Row => [label, CODECS
     return `❌ throws: ${String(e).slice(0, 48)}`;
   }
 })]);
-type Row = [label: string, cells: string[]];
 function table(title: string, rows: Row[]): void {
   console.log(`\n## ${title}\n\n| check | ${CODECS.map((c) => c.name).join(" | ")} |\n|---|${CODECS.map(() => "---").join("|")}|`);
   for (const [label, cells] of rows) console.log(`| ${label} | ${cells.map((x) => x.replaceAll("|", "\\|")).join(" | ")} |`);
@@ -180,8 +174,7 @@ function table(title: string, rows: Row[]): void {
 
 // ------------------------------------------------------------------ safety (one worker per codec)
 const FUZZ_MS = 2000, FUZZ_MAX = 20_000;
-type Outcome = { kind: "value" | "Error" | "non-Error"; out?: unknown; msg?: string };
-function attempt(c: Codec, b: Uint8Array): Outcome {
+function attempt(c: Codec, b: Uint8Array): { kind: "value" | "Error" | "non-Error"; out?: unknown; msg?: string } {
   try {
     return { kind: "value", out: c.decode(b) };
   } catch (e) {
@@ -191,8 +184,7 @@ function attempt(c: Codec, b: Uint8Array): Outcome {
 function safety(c: Codec): Record<string, string> {
   const single = (b: Uint8Array | null, describe: (out: unknown) => string): string => {
     if (!b) return "n/a";
-    const t0 = performance.now();
-    const r = attempt(c, b);
+    const [t0, r] = [performance.now(), attempt(c, b)]; // evaluated left to right
     const ms = `(${(performance.now() - t0).toFixed(1)} ms)`;
     return r.kind === "value" ? `${describe(r.out)} ${ms}` : `${r.kind === "Error" ? "✅ throws" : "❌ throws non-Error"} ${r.msg} ${ms}`;
   };
@@ -212,8 +204,7 @@ function safety(c: Codec): Record<string, string> {
     return `${count} inputs → ${n.Error} Error, ${n.value} value, ${n["non-Error"]} non-Error; slowest ${slowest.toFixed(1)} ms`;
   };
   const valid = c.encode(PAYLOADS.medium);
-  const r = mulberry32(7);
-  const int = (n: number) => Math.floor(r() * n);
+  const [r, int] = [mulberry32(7), (n: number) => Math.floor(r() * n)];
   const res: Record<string, string> = {
     "__proto__ key": single(c.attacks.proto, protoCheck),
     "crafted cycle (refs)": single(c.attacks.cycle, (o) => `⚠️ accepted → ${show(o)}`),
@@ -232,11 +223,7 @@ function safety(c: Codec): Record<string, string> {
 function safetyInWorker(name: string): Promise<Record<string, string>> {
   return new Promise((resolve) => {
     const w = new Worker(new URL(import.meta.url), { workerData: name });
-    const done = (res: Record<string, string>) => {
-      clearTimeout(timer);
-      void w.terminate();
-      resolve(res);
-    };
+    const done = (res: Record<string, string>) => { clearTimeout(timer); void w.terminate(); resolve(res); };
     const timer = setTimeout(() => done({ worker: "❌ HANG (> 20 s), terminated" }), 20_000);
     w.once("message", done);
     w.once("error", (e: Error) => done({ worker: `❌ crashed: ${e.message}` }));
@@ -249,8 +236,8 @@ if (!isMainThread) {
   if (c) parentPort?.postMessage(safety(c));
 } else {
   const t0 = performance.now();
-  console.log(`# chatter codec benchmark\n\nBun ${typeof Bun !== "undefined" ? Bun.version : "n/a"}, ${process.platform}/${process.arch}`);
-  console.log(`native string extractor: msgpackr ${mpNative}, cbor-x ${cborNative}`);
+  const runtime = `Bun ${typeof Bun !== "undefined" ? Bun.version : "n/a"}, ${process.platform}/${process.arch}`;
+  console.log(`# chatter codec benchmark\n\n${runtime}; native string extractor: msgpackr ${mpNative}, cbor-x ${cborNative}`);
   const opts = { msgpackr: MSGPACKR_OPTS, "msgpackr-rec": MSGPACKR_REC_OPTS, "cbor-x": CBORX_OPTS };
   for (const [name, o] of Object.entries(opts)) console.log(`${name} ${JSON.stringify(o)}`);
   if (!process.argv.includes("--checks-only")) for (const [label, v] of Object.entries(PAYLOADS)) benchPayload(label, v);

@@ -4,7 +4,8 @@ import { FrameType, PROTOCOL_VERSION } from "../src/wire/frames.ts";
 import { ADD, ECHO, SLOW } from "./procs.ts";
 import { rawSocket, startServer, type TestServer, waitFor } from "./helpers.ts";
 
-let srv: TestServer<unknown>;
+// biome-ignore lint/suspicious/noExplicitAny: each test picks its own connection data type
+let srv: TestServer<any>;
 afterEach(() => srv?.stop());
 
 /** Sends a WebSocket upgrade request by hand and returns the HTTP status line's code. */
@@ -62,7 +63,7 @@ describe("getConnectionData", () => {
 
   test("throwing refuses the upgrade with 401 and no connection is made", async () => {
     let opened = 0;
-    srv = startServer({
+    srv = startServer<unknown>({
       getConnectionData: () => {
         throw new Error("no token");
       },

@@ -6,7 +6,8 @@ import { ADD, ECHO, NOTE, SLOW } from "./procs.ts";
 import { startServer, type TestServer, waitFor, waitForState, withFakeTimers } from "./helpers.ts";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
-let srv: TestServer<unknown>;
+// biome-ignore lint/suspicious/noExplicitAny: each test picks its own connection data type
+let srv: TestServer<any>;
 afterEach(() => srv?.stop());
 
 /** Restarts the Bun server on the same port, as a redeploy would. */
@@ -225,7 +226,7 @@ describe("keepalive", () => {
     const mute = Bun.serve({
       port: 0,
       hostname: "127.0.0.1",
-      fetch: (req, server) => (server.upgrade(req, { data: null }) ? undefined : new Response("no", { status: 400 })),
+      fetch: (req, server) => (server.upgrade(req) ? undefined : new Response("no", { status: 400 })),
       websocket: {
         message(ws, msg) {
           const frame = decodeFrame(msg as Uint8Array);

@@ -5,7 +5,8 @@ import { FrameType } from "../src/wire/frames.ts";
 import { ADD, ECHO, GREET, SLOW } from "./procs.ts";
 import { rawSocket, startServer, type TestServer, waitFor, waitForState } from "./helpers.ts";
 
-let srv: TestServer<unknown>;
+// biome-ignore lint/suspicious/noExplicitAny: each test picks its own connection data type
+let srv: TestServer<any>;
 afterEach(() => srv?.stop());
 
 const connOf = (client: { clientId: string }) =>
@@ -104,7 +105,7 @@ describe("TIMEOUT", () => {
   test("a timeout reaches the handler as an aborted signal", async () => {
     srv = startServer();
     let aborted: unknown;
-    srv.chatter.on(SLOW, (ms, _conn, ctx) => new Promise((resolve) => {
+    srv.chatter.on(SLOW, (ms, _conn, ctx) => new Promise<string>((resolve) => {
       const t = setTimeout(() => resolve("done"), ms);
       ctx.signal.addEventListener("abort", () => {
         clearTimeout(t);

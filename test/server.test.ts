@@ -3,7 +3,8 @@ import { type ChatterClient, createProc, type ServerConnection } from "../src/in
 import { ADD, NOTE, WHOAMI } from "./procs.ts";
 import { recorder, startServer, type TestServer, waitFor } from "./helpers.ts";
 
-let srv: TestServer<unknown>;
+// biome-ignore lint/suspicious/noExplicitAny: each test picks its own connection data type
+let srv: TestServer<any>;
 afterEach(() => srv?.stop());
 
 /** Connects n clients, each recording NOTE broadcasts, each subscribed to the given topics. */

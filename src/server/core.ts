@@ -20,11 +20,11 @@ export interface ServerOptions<TData = unknown> {
    */
   getConnectionData?: (info: ConnectionInfo) => TData | Promise<TData>;
   /** Runs once a client's handshake is done, before its calls are handled. */
-  onOpen?: (connection: ServerConnection<TData>) => unknown;
+  onOpen?: (connection: ServerConnection<NoInfer<TData>>) => unknown;
   /** Runs after a connection has closed. */
-  onClose?: (connection: ServerConnection<TData>, code: number, reason: string) => unknown;
+  onClose?: (connection: ServerConnection<NoInfer<TData>>, code: number, reason: string) => unknown;
   /** Gets errors nobody awaits: failing hooks and broadcast handlers. Defaults to `console.error`. */
-  onError?: (error: unknown, connection?: ServerConnection<TData>) => void;
+  onError?: (error: unknown, connection?: ServerConnection<NoInfer<TData>>) => void;
   /** Log what happens and why. */
   verbose?: boolean;
   /** Send handler stacks to callers with `HANDLER_ERROR`. Off by default: stacks leak internals. */
