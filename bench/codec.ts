@@ -87,7 +87,7 @@ const PAYLOADS: Record<string, unknown> = { small: { id: 12345, name: "update_co
 PAYLOADS.large = Array.from({ length: 1000 }, (_, i) => chatMessage(i));
 
 // ------------------------------------------------------------------ benchmark
-const WARMUP_MS = 400, ROUND_MS = 250, ROUNDS = 5, MAX_ITERS = 5_000_000;
+const WARMUP_MS = 300, ROUND_MS = 150, ROUNDS = 9, MAX_ITERS = 5_000_000;
 let sink: unknown; // keeps every result observable so the JIT cannot drop the work
 /** ops/s of fn over ~ms (or MAX_ITERS calls); batched so clock reads don't dominate tiny payloads. */
 function rate(fn: () => unknown, ms: number, batch: number): number {

@@ -33,18 +33,15 @@ type OrNull<T> = T extends Schema ? T : null;
 /** What a caller passes: the `takes` schema's input type, or `null`. */
 export type InputOf<P> = P extends Proc<infer T, Schema | null> ? (T extends Schema ? StandardSchemaV1.InferInput<T> : null) : never;
 /** What a handler receives: the `takes` schema's output type, or `null`. */
-export type ParsedInputOf<P> = P extends Proc<infer T, Schema | null>
-  ? T extends Schema
-    ? StandardSchemaV1.InferOutput<T>
-    : null
-  : never;
+export type ParsedInputOf<P> = P extends Proc<infer T, Schema | null> ? (T extends Schema ? StandardSchemaV1.InferOutput<T> : null) : never;
 /** What a handler returns: the `returns` schema's input type. */
 export type ReturnOf<P> = P extends Proc<Schema | null, infer R> ? (R extends Schema ? StandardSchemaV1.InferInput<R> : unknown) : never;
 /** What a caller's promise resolves to: the `returns` schema's output type, or `null`. */
 export type ResultOf<P> = P extends Proc<Schema | null, infer R> ? (R extends Schema ? StandardSchemaV1.InferOutput<R> : null) : never;
 
 /** The input argument of `call` and `broadcast`: optional when the procedure takes nothing. */
-export type InputArgs<P> = P extends Proc<infer T, Schema | null> ? (T extends Schema ? [input: StandardSchemaV1.InferInput<T>] : [input?: null]) : never;
+export type InputArgs<P> =
+  P extends Proc<infer T, Schema | null> ? (T extends Schema ? [input: StandardSchemaV1.InferInput<T>] : [input?: null]) : never;
 
 /**
  * Declares a procedure once, in a file shared by both ends. It only describes

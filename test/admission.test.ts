@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { type ConnectionInfo, ConnectionState, createClient } from "../src/index.ts";
 import { FrameType, PROTOCOL_VERSION } from "../src/wire/frames.ts";
-import { ADD, ECHO, SLOW } from "./procs.ts";
 import { rawSocket, startServer, type TestServer, waitFor } from "./helpers.ts";
+import { ADD, ECHO, SLOW } from "./procs.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: each test picks its own connection data type
 let srv: TestServer<any>;
@@ -75,10 +75,12 @@ describe("getConnectionData", () => {
   });
 
   test("returning or throwing a Response refuses with that response", async () => {
-    srv = startServer({ getConnectionData: (i) => {
-      if (i.headers.get("x-mode") === "throw") throw new Response("banned", { status: 403 });
-      return new Response("slow down", { status: 429 });
-    } });
+    srv = startServer({
+      getConnectionData: (i) => {
+        if (i.headers.get("x-mode") === "throw") throw new Response("banned", { status: 403 });
+        return new Response("slow down", { status: 429 });
+      },
+    });
     expect(await upgradeStatus(srv.url, { "X-Mode": "throw" })).toBe(403);
     expect(await upgradeStatus(srv.url)).toBe(429);
   });
@@ -112,19 +114,28 @@ describe("limits", () => {
     srv = startServer();
     const raw = await rawSocket(srv.url, false);
     raw.send([FrameType.Hello, PROTOCOL_VERSION + 1, "x", "y", null]);
-    expect(await raw.closed).toEqual({ code: 4000, reason: `protocol version ${PROTOCOL_VERSION + 1} unsupported; server speaks ${PROTOCOL_VERSION}` });
+    expect(await raw.closed).toEqual({
+      code: 4000,
+      reason: `protocol version ${PROTOCOL_VERSION + 1} unsupported; server speaks ${PROTOCOL_VERSION}`,
+    });
   });
 });
 
 describe("close()", () => {
   test("waits for running handlers, then closes every socket with 1001 and refuses new ones", async () => {
     srv = startServer();
-    srv.chatter.on(SLOW, async (ms) => (await Bun.sleep(ms), "finished"));
+    srv.chatter.on(SLOW, async (ms) => {
+      await Bun.sleep(ms);
+      return "finished";
+    });
     const client = await srv.client({ reconnect: false });
     const codes: number[] = [];
     srv.chatter.core.connections.forEach((c) => {
       const close = c.socket.close.bind(c.socket);
-      c.socket.close = (code?: number, reason?: string) => (codes.push(code ?? 0), close(code, reason));
+      c.socket.close = (code?: number, reason?: string) => {
+        codes.push(code ?? 0);
+        close(code, reason);
+      };
     });
     const call = client.call(SLOW, 80);
     await Bun.sleep(10);
@@ -138,7 +149,10 @@ describe("close()", () => {
 
   test("gives up waiting at the deadline", async () => {
     srv = startServer();
-    srv.chatter.on(SLOW, async (ms) => (await Bun.sleep(ms), "finished"));
+    srv.chatter.on(SLOW, async (ms) => {
+      await Bun.sleep(ms);
+      return "finished";
+    });
     const client = await srv.client({ reconnect: false });
     const call = client.call(SLOW, 1500).catch((e) => e.code);
     await Bun.sleep(10);

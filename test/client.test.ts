@@ -1,9 +1,9 @@
 import { afterEach, describe, expect, jest, spyOn, test } from "bun:test";
-import { ConnectionState, createClient, createServer } from "../src/index.ts";
 import { backoffDelay } from "../src/client/state.ts";
+import { ConnectionState, createClient } from "../src/index.ts";
 import { decodeFrame, encodeFrame, FrameType } from "../src/wire/frames.ts";
-import { ADD, ECHO, NOTE, SLOW } from "./procs.ts";
 import { startServer, type TestServer, waitFor, waitForState, withFakeTimers } from "./helpers.ts";
+import { ADD, ECHO, SLOW } from "./procs.ts";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 // biome-ignore lint/suspicious/noExplicitAny: each test picks its own connection data type
@@ -15,7 +15,12 @@ function restart(s: TestServer<unknown>) {
   const port = s.bun.port;
   s.bun.stop(true);
   return () => {
-    s.bun = Bun.serve({ port, hostname: "127.0.0.1", fetch: (req, server) => s.chatter.upgrade(req, server), websocket: s.chatter.websocket });
+    s.bun = Bun.serve({
+      port,
+      hostname: "127.0.0.1",
+      fetch: (req, server) => s.chatter.upgrade(req, server),
+      websocket: s.chatter.websocket,
+    });
   };
 }
 
@@ -127,7 +132,10 @@ describe("reconnect", () => {
     await waitForState(client, ConnectionState.Disconnected);
     const a = client.call(ECHO, 1);
     const b = client.call(ECHO, 2);
-    await expect(client.call(ECHO, 3)).rejects.toMatchObject({ code: "LIMIT", message: expect.stringContaining("offline queue is full (2 calls)") });
+    await expect(client.call(ECHO, 3)).rejects.toMatchObject({
+      code: "LIMIT",
+      message: expect.stringContaining("offline queue is full (2 calls)"),
+    });
     srv.chatter.on(ECHO, (x) => x);
     start();
     expect(await Promise.all([a, b])).toEqual([1, 2]);
@@ -136,7 +144,10 @@ describe("reconnect", () => {
   test("a queued call whose timeout fired is never sent later", async () => {
     srv = startServer();
     let runs = 0;
-    srv.chatter.on(SLOW, () => (runs++, "ran"));
+    srv.chatter.on(SLOW, () => {
+      runs++;
+      return "ran";
+    });
     const client = await srv.client();
     const start = restart(srv);
     await waitForState(client, ConnectionState.Disconnected);
@@ -209,7 +220,10 @@ describe("keepalive", () => {
       const client = await srv.client({ pingInterval: 15 });
       const conn = srv.chatter.find(() => true)!;
       const receive = conn.peer.receive.bind(conn.peer);
-      conn.peer.receive = (f) => (f[0] === FrameType.Ping && pings++, receive(f));
+      conn.peer.receive = (f) => {
+        if (f[0] === FrameType.Ping) pings++;
+        receive(f);
+      };
       for (let i = 1; i <= 3; i++) {
         jest.advanceTimersByTime(15_000);
         await waitFor(() => pings === i, 2000, `ping ${i}`);
@@ -238,16 +252,16 @@ describe("keepalive", () => {
     });
     try {
       await withFakeTimers(async () => {
-      const client = createClient({ url: `ws://127.0.0.1:${mute.port}`, pingInterval: 15, reconnect: false });
-      await waitForState(client, ConnectionState.Connected);
-      jest.advanceTimersByTime(15_000);
-      await waitFor(() => pings === 1);
-      expect(client.isConnected).toBe(true);
-      jest.advanceTimersByTime(15_000);
-      expect(client.state).toBe(ConnectionState.Disconnected);
-      await waitFor(() => closes.length === 1);
-      expect(closes).toEqual([4002]);
-      client.close();
+        const client = createClient({ url: `ws://127.0.0.1:${mute.port}`, pingInterval: 15, reconnect: false });
+        await waitForState(client, ConnectionState.Connected);
+        jest.advanceTimersByTime(15_000);
+        await waitFor(() => pings === 1);
+        expect(client.isConnected).toBe(true);
+        jest.advanceTimersByTime(15_000);
+        expect(client.state).toBe(ConnectionState.Disconnected);
+        await waitFor(() => closes.length === 1);
+        expect(closes).toEqual([4002]);
+        client.close();
       });
     } finally {
       mute.stop(true);

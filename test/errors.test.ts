@@ -2,21 +2,23 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { z } from "zod";
 import { ChatterError, ConnectionState, createProc, type ServerConnection } from "../src/index.ts";
 import { FrameType } from "../src/wire/frames.ts";
-import { ADD, ECHO, GREET, SLOW } from "./procs.ts";
 import { rawSocket, startServer, type TestServer, waitFor, waitForState } from "./helpers.ts";
+import { ADD, ECHO, GREET, SLOW } from "./procs.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: each test picks its own connection data type
 let srv: TestServer<any>;
 afterEach(() => srv?.stop());
 
-const connOf = (client: { clientId: string }) =>
-  srv.chatter.find((c) => c.clientId === client.clientId) as ServerConnection<unknown>;
+const connOf = (client: { clientId: string }) => srv.chatter.find((c) => c.clientId === client.clientId) as ServerConnection<unknown>;
 
 describe("VALIDATION", () => {
   test("bad input fails before it is sent, with the issues and their paths", async () => {
     srv = startServer();
     let ran = 0;
-    srv.chatter.on(ADD, ({ a, b }) => (ran++, a + b));
+    srv.chatter.on(ADD, ({ a, b }) => {
+      ran++;
+      return a + b;
+    });
     const client = await srv.client();
     const err = (await client.call(ADD, { a: 1, b: "2" as unknown as number }).catch((e) => e)) as ChatterError;
     expect(err).toBeInstanceOf(ChatterError);
@@ -32,14 +34,21 @@ describe("VALIDATION", () => {
     const raw = await rawSocket(srv.url);
     raw.send([FrameType.Call, 1, "greet", { name: 7 }, 0]);
     const frame = await raw.next(FrameType.Error);
-    expect(frame).toEqual([FrameType.Error, 1, { code: "VALIDATION", message: expect.stringContaining("greet"), issues: [{ message: expect.any(String), path: ["name"] }] }]);
+    expect(frame).toEqual([
+      FrameType.Error,
+      1,
+      { code: "VALIDATION", message: expect.stringContaining("greet"), issues: [{ message: expect.any(String), path: ["name"] }] },
+    ]);
   });
 
   test("a handler result that fails `returns` is refused on the handler's side", async () => {
     srv = startServer();
     srv.chatter.on(ADD, () => "not a number" as unknown as number);
     const client = await srv.client();
-    await expect(client.call(ADD, { a: 1, b: 2 })).rejects.toMatchObject({ code: "VALIDATION", message: expect.stringContaining('result of "add" failed its schema') });
+    await expect(client.call(ADD, { a: 1, b: 2 })).rejects.toMatchObject({
+      code: "VALIDATION",
+      message: expect.stringContaining('result of "add" failed its schema'),
+    });
   });
 
   test("a result that fails `returns` is caught on arrival by the caller", async () => {
@@ -74,22 +83,34 @@ describe("NOT_IMPLEMENTED", () => {
   test("client to server names the procedure", async () => {
     srv = startServer();
     const client = await srv.client();
-    await expect(client.call(ADD, { a: 1, b: 1 })).rejects.toMatchObject({ code: "NOT_IMPLEMENTED", message: '[chatter] "add" is not implemented on the server' });
+    await expect(client.call(ADD, { a: 1, b: 1 })).rejects.toMatchObject({
+      code: "NOT_IMPLEMENTED",
+      message: '[chatter] "add" is not implemented on the server',
+    });
   });
 
   test("server to client names the procedure", async () => {
     srv = startServer();
     const client = await srv.client();
-    await expect(connOf(client).call(ECHO, 1)).rejects.toMatchObject({ code: "NOT_IMPLEMENTED", message: '[chatter] "echo" is not implemented on the client' });
+    await expect(connOf(client).call(ECHO, 1)).rejects.toMatchObject({
+      code: "NOT_IMPLEMENTED",
+      message: '[chatter] "echo" is not implemented on the client',
+    });
   });
 });
 
 describe("TIMEOUT", () => {
   test("gives the procedure and the milliseconds; the late result is ignored", async () => {
     srv = startServer();
-    srv.chatter.on(SLOW, async (ms) => (await Bun.sleep(ms), "late"));
+    srv.chatter.on(SLOW, async (ms) => {
+      await Bun.sleep(ms);
+      return "late";
+    });
     const client = await srv.client();
-    await expect(client.call(SLOW, 200, { timeout: 30 })).rejects.toMatchObject({ code: "TIMEOUT", message: '[chatter] call to "slow" timed out after 30 ms' });
+    await expect(client.call(SLOW, 200, { timeout: 30 })).rejects.toMatchObject({
+      code: "TIMEOUT",
+      message: '[chatter] call to "slow" timed out after 30 ms',
+    });
     // The connection is still healthy afterwards.
     expect(await client.call(SLOW, 1)).toBe("late");
   });
@@ -105,14 +126,18 @@ describe("TIMEOUT", () => {
   test("a timeout reaches the handler as an aborted signal", async () => {
     srv = startServer();
     let aborted: unknown;
-    srv.chatter.on(SLOW, (ms, _conn, ctx) => new Promise<string>((resolve) => {
-      const t = setTimeout(() => resolve("done"), ms);
-      ctx.signal.addEventListener("abort", () => {
-        clearTimeout(t);
-        aborted = ctx.signal.reason;
-        resolve("stopped");
-      });
-    }));
+    srv.chatter.on(
+      SLOW,
+      (ms, _conn, ctx) =>
+        new Promise<string>((resolve) => {
+          const t = setTimeout(() => resolve("done"), ms);
+          ctx.signal.addEventListener("abort", () => {
+            clearTimeout(t);
+            aborted = ctx.signal.reason;
+            resolve("stopped");
+          });
+        }),
+    );
     const client = await srv.client();
     await expect(client.call(SLOW, 1000, { timeout: 20 })).rejects.toMatchObject({ code: "TIMEOUT" });
     await waitFor(() => aborted);
@@ -184,7 +209,10 @@ describe("HANDLER_ERROR", () => {
 describe("DISCONNECTED", () => {
   test("in-flight calls fail when the connection drops, saying they may have run", async () => {
     srv = startServer();
-    srv.chatter.on(SLOW, async (ms) => (await Bun.sleep(ms), "x"));
+    srv.chatter.on(SLOW, async (ms) => {
+      await Bun.sleep(ms);
+      return "x";
+    });
     const client = await srv.client();
     const p = client.call(SLOW, 500);
     await Bun.sleep(20);

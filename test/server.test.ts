@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { type ChatterClient, createProc, type ServerConnection } from "../src/index.ts";
-import { ADD, NOTE, WHOAMI } from "./procs.ts";
 import { recorder, startServer, type TestServer, waitFor } from "./helpers.ts";
+import { ADD, NOTE, WHOAMI } from "./procs.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: each test picks its own connection data type
 let srv: TestServer<any>;
@@ -99,7 +99,11 @@ describe("topics", () => {
     srv.chatter.broadcast(["a", "b", "c"], NOTE, "once");
     srv.chatter.broadcast(new Set(["c", "b"]), NOTE, "twice");
     await flush(all);
-    expect(all.map((x) => x.seen)).toEqual([["once", "twice"], ["once", "twice"], ["once", "twice"]]);
+    expect(all.map((x) => x.seen)).toEqual([
+      ["once", "twice"],
+      ["once", "twice"],
+      ["once", "twice"],
+    ]);
   });
 
   test("exclude leaves out exactly the named connections, across all topics", async () => {

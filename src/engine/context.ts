@@ -1,4 +1,4 @@
-import { ChatterError } from "../errors.ts";
+import type { ChatterError } from "../errors.ts";
 
 /**
  * The third argument every handler gets. It says which procedure runs and

@@ -6,14 +6,7 @@
  */
 import { ChatterError, fromWireError, toWireError } from "../errors.ts";
 import { check, type Proc } from "../proc.ts";
-import {
-  type CallFrame,
-  type EventFrame,
-  encodeFrame,
-  type Frame,
-  FrameType,
-  PONG_BYTES,
-} from "../wire/frames.ts";
+import { type CallFrame, type EventFrame, encodeFrame, type Frame, FrameType, PONG_BYTES } from "../wire/frames.ts";
 import { CallContext } from "./context.ts";
 
 /** Where the engine's frames go: one open socket. */
@@ -188,9 +181,7 @@ export class Peer {
     for (const p of [...this.pending.values()]) {
       if (p.frame) continue;
       this.settle(p);
-      p.reject(
-        new ChatterError("DISCONNECTED", `connection lost during call to "${p.proc.name}" (${reason}); it may or may not have run`),
-      );
+      p.reject(new ChatterError("DISCONNECTED", `connection lost during call to "${p.proc.name}" (${reason}); it may or may not have run`));
     }
     this.abortRunning(reason);
   }

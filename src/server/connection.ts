@@ -1,10 +1,7 @@
-
 import { type CallOptions, Peer } from "../engine/peer.ts";
 import type { InputArgs, Proc, ResultOf } from "../proc.ts";
 import type { ServerCore } from "./core.ts";
 import type { ServerSocket } from "./socket.ts";
-
-
 
 /** Options of `connection.broadcast`. */
 export interface ConnectionBroadcastOptions<TData> {

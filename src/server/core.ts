@@ -83,7 +83,10 @@ export class ServerCore<TData> {
     if (typeof message === "string") return this.protocolError(conn, "text frames are not part of the protocol");
     if (message.byteLength > this.maxMessageBytes) {
       this.log?.(`client ${conn.clientId} sent ${message.byteLength} bytes, over maxMessageBytes`);
-      return conn.socket.close(CloseCode.TooBig, `message of ${message.byteLength} bytes exceeds maxMessageBytes (${this.maxMessageBytes})`);
+      return conn.socket.close(
+        CloseCode.TooBig,
+        `message of ${message.byteLength} bytes exceeds maxMessageBytes (${this.maxMessageBytes})`,
+      );
     }
     try {
       const frame = decodeFrame(message);
@@ -165,7 +168,10 @@ export class ServerCore<TData> {
     if (conn.topics.has(topic)) return;
     conn.topics.add(topic);
     let members = this.topics.get(topic);
-    if (!members) this.topics.set(topic, (members = new Set()));
+    if (!members) {
+      members = new Set();
+      this.topics.set(topic, members);
+    }
     members.add(conn);
     conn.socket.subscribe(topic);
   }

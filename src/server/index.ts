@@ -53,7 +53,11 @@ export class ChatterServer<TData = unknown> {
    * @param proc - the procedure to call
    * @param args - its input (checked against `takes` first), then `{ exclude }`
    */
-  broadcast<P extends Proc>(topics: string | Iterable<string>, proc: P, ...args: [...InputArgs<P>, options?: BroadcastOptions<TData>]): void {
+  broadcast<P extends Proc>(
+    topics: string | Iterable<string>,
+    proc: P,
+    ...args: [...InputArgs<P>, options?: BroadcastOptions<TData>]
+  ): void {
     const options = args[1] as BroadcastOptions<TData> | undefined;
     this.core.broadcast(topics, proc, args[0], new Set(options?.exclude ?? []));
   }

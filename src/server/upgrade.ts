@@ -33,7 +33,14 @@ export function admit<TData>(
   const cid = url.searchParams.get("cid");
   const clientId = cid && ID_PATTERN.test(cid) ? cid : crypto.randomUUID();
   if (!getConnectionData) return { clientId, data: undefined };
-  const info: ConnectionInfo = { request, url, headers: request.headers, cookies: parseCookies(request.headers.get("cookie")), clientId, ip };
+  const info: ConnectionInfo = {
+    request,
+    url,
+    headers: request.headers,
+    cookies: parseCookies(request.headers.get("cookie")),
+    clientId,
+    ip,
+  };
   try {
     const data = getConnectionData(info);
     if (data instanceof Promise) return data.then((d) => accept(clientId, d), refuse);
@@ -59,7 +66,10 @@ export function parseCookies(header: string | null): Record<string, string> {
     const eq = part.indexOf("=");
     if (eq < 0) continue;
     const name = part.slice(0, eq).trim();
-    const raw = part.slice(eq + 1).trim().replace(/^"(.*)"$/, "$1");
+    const raw = part
+      .slice(eq + 1)
+      .trim()
+      .replace(/^"(.*)"$/, "$1");
     try {
       out[name] = decodeURIComponent(raw);
     } catch {

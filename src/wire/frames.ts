@@ -31,16 +31,7 @@ export type CancelFrame = [type: 7, id: number];
 export type PingFrame = [type: 8];
 export type PongFrame = [type: 9];
 
-export type Frame =
-  | HelloFrame
-  | WelcomeFrame
-  | CallFrame
-  | ResultFrame
-  | ErrorFrame
-  | EventFrame
-  | CancelFrame
-  | PingFrame
-  | PongFrame;
+export type Frame = HelloFrame | WelcomeFrame | CallFrame | ResultFrame | ErrorFrame | EventFrame | CancelFrame | PingFrame | PongFrame;
 
 /** Close codes Chatter uses, in the range RFC 6455 leaves to applications. */
 export const CloseCode = {

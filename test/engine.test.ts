@@ -1,0 +1,140 @@
+/** The two-way engine on its own, over an in-memory link pair. */
+import { describe, expect, jest, test } from "bun:test";
+import { z } from "zod";
+import { type HandlerEntry, Peer } from "../src/engine/peer.ts";
+import { createProc } from "../src/index.ts";
+import { decodeFrame, FrameType } from "../src/wire/frames.ts";
+import { withFakeTimers } from "./helpers.ts";
+
+const DOUBLE = createProc({ name: "double", takes: z.number(), returns: z.number() });
+const WAIT = createProc({ name: "wait", takes: z.number(), timeout: 1000 });
+
+/** Two peers wired to each other; frames are delivered on a microtask, like a socket would, and logged. */
+function pair() {
+  const handlers = { a: new Map<string, HandlerEntry>(), b: new Map<string, HandlerEntry>() };
+  const sent: { from: string; type: number }[] = [];
+  const a = new Peer({ handlers: handlers.a, owner: "A", side: "client", maxQueue: 2 });
+  const b = new Peer({ handlers: handlers.b, owner: "B", side: "server" });
+  const link = (from: string, to: Peer) => ({
+    send(bytes: Uint8Array) {
+      const frame = decodeFrame(bytes);
+      sent.push({ from, type: frame[0] });
+      queueMicrotask(() => to.receive(frame));
+    },
+  });
+  const connect = () => {
+    a.attach(link("a", b));
+    b.attach(link("b", a));
+  };
+  const on = (side: "a" | "b", proc: { name: string }, handler: HandlerEntry["handler"]) =>
+    handlers[side].set(proc.name, { proc, handler } as HandlerEntry);
+  return { a, b, sent, connect, on };
+}
+
+describe("engine", () => {
+  test("calls go both ways and handlers get the owner", async () => {
+    const { a, b, connect, on } = pair();
+    connect();
+    on("b", DOUBLE, ((n: number, owner: string) => (owner === "B" ? n * 2 : -1)) as never);
+    on("a", DOUBLE, ((n: number) => n * 3) as never);
+    expect(await a.call(DOUBLE, 21)).toBe(42);
+    expect(await b.call(DOUBLE, 2)).toBe(6);
+  });
+
+  test("call ids are a counter, not random strings", async () => {
+    const { a, connect, on } = pair();
+    const ids: number[] = [];
+    connect();
+    on("b", DOUBLE, ((n: number) => n) as never);
+    const orig = a.receive.bind(a);
+    a.receive = (f) => {
+      if (f[0] === FrameType.Result) ids.push(f[1]);
+      orig(f);
+    };
+    await Promise.all([a.call(DOUBLE, 1), a.call(DOUBLE, 2), a.call(DOUBLE, 3)]);
+    expect(ids).toEqual([1, 2, 3]);
+  });
+
+  test("calls made before attach are queued in order, and the queue is bounded", async () => {
+    const { a, connect, on } = pair();
+    on("b", DOUBLE, ((n: number) => n * 2) as never);
+    const first = a.call(DOUBLE, 1);
+    const second = a.call(DOUBLE, 2);
+    await expect(a.call(DOUBLE, 3)).rejects.toMatchObject({ code: "LIMIT" });
+    expect(a.pendingCount).toBe(2);
+    connect();
+    expect(await Promise.all([first, second])).toEqual([2, 4]);
+  });
+
+  test("a timeout rejects, sends CANCEL, and the handler's signal aborts", async () => {
+    await withFakeTimers(async () => {
+      const { a, sent, connect, on } = pair();
+      connect();
+      let signal: AbortSignal | undefined;
+      on("b", WAIT, ((_n: number, _o: unknown, ctx: { signal: AbortSignal }) => {
+        signal = ctx.signal;
+        return new Promise(() => {});
+      }) as never);
+      const p = a.call(WAIT, 1);
+      await Promise.resolve();
+      await Promise.resolve();
+      expect(signal?.aborted).toBe(false);
+      jest.advanceTimersByTime(999);
+      expect(a.pendingCount).toBe(1);
+      jest.advanceTimersByTime(1);
+      await expect(p).rejects.toMatchObject({ code: "TIMEOUT", message: '[chatter] call to "wait" timed out after 1000 ms' });
+      await Promise.resolve();
+      expect(sent.map((s) => s.type)).toEqual([FrameType.Call, FrameType.Cancel]);
+      expect(signal?.aborted).toBe(true);
+      expect(signal?.reason).toMatchObject({ code: "ABORTED" });
+    });
+  });
+
+  test("a queued call that times out is removed and never sent", async () => {
+    await withFakeTimers(async () => {
+      const { a, sent, connect } = pair();
+      const p = a.call(WAIT, 1, { timeout: 50 });
+      jest.advanceTimersByTime(50);
+      await expect(p).rejects.toMatchObject({ code: "TIMEOUT" });
+      connect();
+      expect(sent).toEqual([]);
+    });
+  });
+
+  test("detach fails sent calls with DISCONNECTED and keeps queued ones; close fails everything", async () => {
+    const { a, b, connect, on } = pair();
+    on("b", WAIT, (() => new Promise(() => {})) as never);
+    connect();
+    const sentCall = a.call(WAIT, 1);
+    a.detach("socket closed");
+    const queued = a.call(WAIT, 2);
+    await expect(sentCall).rejects.toMatchObject({ code: "DISCONNECTED" });
+    expect(a.pendingCount).toBe(1);
+    a.close("shutting down");
+    await expect(queued).rejects.toMatchObject({ code: "DISCONNECTED", message: expect.stringContaining("shutting down") });
+    await expect(a.call(WAIT, 3)).rejects.toMatchObject({ code: "DISCONNECTED" });
+    b.close("done");
+  });
+
+  test("late results for calls given up on are ignored", async () => {
+    const { a, connect, on } = pair();
+    connect();
+    let finish: (v: number) => void = () => {};
+    on(
+      "b",
+      DOUBLE,
+      (() =>
+        new Promise<number>((r) => {
+          finish = r;
+        })) as never,
+    );
+    const ac = new AbortController();
+    const p = a.call(DOUBLE, 1, { signal: ac.signal });
+    await Promise.resolve();
+    ac.abort();
+    await expect(p).rejects.toMatchObject({ code: "ABORTED" });
+    finish(2);
+    await Promise.resolve();
+    expect(a.pendingCount).toBe(0);
+  });
+});
