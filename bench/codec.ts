@@ -4,7 +4,7 @@
 import { inspect, isDeepStrictEqual } from "node:util";
 import { isMainThread, parentPort, Worker, workerData } from "node:worker_threads";
 import type { Options as CborOptions } from "cbor-x";
-import { isNativeAccelerationEnabled as mpNative, type Options as MsgpackrOptions, Packr, Unpackr } from "msgpackr";
+import { type Options as MsgpackrOptions, isNativeAccelerationEnabled as mpNative, Packr, Unpackr } from "msgpackr";
 
 // cbor-x's optional native string extractor (cbor-extract, built here against the V8 API) returns
 // garbage ("Unexpected end of buffer") or abort()s Bun 1.4.5 on large payloads, so switch it off
@@ -53,16 +53,29 @@ const [cborEnc, cborDec] = [new Encoder(CBORX_OPTS), new Decoder(CBORX_OPTS)];
 const CODECS: Codec[] = [
   msgpackr("msgpackr", MSGPACKR_OPTS, MP_PROTO),
   msgpackr("msgpackr-rec", MSGPACKR_REC_OPTS, REC_PROTO),
-  { name: "cbor-x", encode: (v) => cborEnc.encode(v), decode: (b) => cborDec.decode(b), attacks: {
-    proto: cat(0xa1, 0x69, "__proto__", 0xa1, 0x68, "polluted", 0xf5),
-    cycle: cat(0xd8, 28, 0xa1, 0x61, "a", 0xd8, 29, 0x00), // tag 28 "shareable" {a: tag 29 "sharedref" 0}
-    deep: nest(0x81, 0xf6), hugeLen: cat(0x9a, 0xff, 0xff, 0xff, 0xff, 0xf6),
-  } },
+  {
+    name: "cbor-x",
+    encode: (v) => cborEnc.encode(v),
+    decode: (b) => cborDec.decode(b),
+    attacks: {
+      proto: cat(0xa1, 0x69, "__proto__", 0xa1, 0x68, "polluted", 0xf5),
+      cycle: cat(0xd8, 28, 0xa1, 0x61, "a", 0xd8, 29, 0x00), // tag 28 "shareable" {a: tag 29 "sharedref" 0}
+      deep: nest(0x81, 0xf6),
+      hugeLen: cat(0x9a, 0xff, 0xff, 0xff, 0xff, 0xf6),
+    },
+  },
   // JSON cannot represent Map/Set/Date/bigint/bytes/undefined: see the correctness table
-  { name: "JSON", encode: (v) => te.encode(JSON.stringify(v)), decode: (b) => JSON.parse(td.decode(b)), attacks: {
-    proto: cat('{"__proto__":{"polluted":true}}'), cycle: null, hugeLen: null,
-    deep: cat("[".repeat(200_000), "]".repeat(200_000)),
-  } },
+  {
+    name: "JSON",
+    encode: (v) => te.encode(JSON.stringify(v)),
+    decode: (b) => JSON.parse(td.decode(b)),
+    attacks: {
+      proto: cat('{"__proto__":{"polluted":true}}'),
+      cycle: null,
+      hugeLen: null,
+      deep: cat("[".repeat(200_000), "]".repeat(200_000)),
+    },
+  },
 ];
 
 // ------------------------------------------------------------------ payloads (deterministic)
@@ -74,25 +87,32 @@ const mulberry32 = (seed: number) => (): number => {
 };
 const WORDS = "deploy latency socket bun review merge rollback cache queue schema retry metrics shard lag".split(" ");
 const NAMES = ["Ada Lovelace", "Grace Hopper", "Linus Torvalds", "Barbara Liskov", "Ken Thompson"];
-const rnd = mulberry32(42), pick = () => WORDS[Math.floor(rnd() * WORDS.length)] ?? "x";
+const rnd = mulberry32(42),
+  pick = () => WORDS[Math.floor(rnd() * WORDS.length)] ?? "x";
 const chatMessage = (i: number) => ({
-  id: `msg_${(1_000_000 + i).toString(36)}`, channel: "eng-platform",
+  id: `msg_${(1_000_000 + i).toString(36)}`,
+  channel: "eng-platform",
   author: { id: 4000 + (i % 97), name: NAMES[i % 5], avatar: `https://cdn.example.com/u/${4000 + (i % 97)}.png`, online: i % 3 > 0 },
   text: Array.from({ length: 10 + (i % 8) }, pick).join(" "),
   ts: 1_718_000_000_000 + i * 1337, // > 2^32: both binary codecs write a float64 (an int64 would decode as bigint)
   tags: Array.from({ length: 5 }, pick),
-  edited: i % 5 === 0, replyTo: i % 4 === 0 ? null : `msg_${(999_000 + i).toString(36)}`,
+  edited: i % 5 === 0,
+  replyTo: i % 4 === 0 ? null : `msg_${(999_000 + i).toString(36)}`,
 });
 const PAYLOADS: Record<string, unknown> = { small: { id: 12345, name: "update_count", value: 7 }, medium: chatMessage(1) };
 PAYLOADS.large = Array.from({ length: 1000 }, (_, i) => chatMessage(i));
 
 // ------------------------------------------------------------------ benchmark
-const WARMUP_MS = 300, ROUND_MS = 150, ROUNDS = 9, MAX_ITERS = 5_000_000;
+const WARMUP_MS = 300,
+  ROUND_MS = 150,
+  ROUNDS = 9,
+  MAX_ITERS = 5_000_000;
 let sink: unknown; // keeps every result observable so the JIT cannot drop the work
 /** ops/s of fn over ~ms (or MAX_ITERS calls); batched so clock reads don't dominate tiny payloads. */
 function rate(fn: () => unknown, ms: number, batch: number): number {
   const t0 = performance.now();
-  let n = 0, t = t0;
+  let n = 0,
+    t = t0;
   for (; t - t0 < ms && n < MAX_ITERS; n += batch, t = performance.now()) for (let i = 0; i < batch; i++) sink = fn();
   return n / ((t - t0) / 1000);
 }
@@ -118,7 +138,9 @@ function benchPayload(label: string, value: unknown): void {
   const json = stats.find((s) => s.c.name === "JSON") ?? { wire: { length: 1 }, e: [1], d: [1] };
   const [jb, je, jd] = [json.wire.length, median(json.e), median(json.d)];
   console.log(`\n### ${label} — median of ${ROUNDS} × ${ROUND_MS} ms; spread = (max − min) / median\n`);
-  console.log("| codec | bytes | size vs JSON | encode ops/s | vs JSON | decode ops/s | vs JSON | spread enc / dec |\n|---|--:|--:|--:|--:|--:|--:|--:|");
+  console.log(
+    "| codec | bytes | size vs JSON | encode ops/s | vs JSON | decode ops/s | vs JSON | spread enc / dec |\n|---|--:|--:|--:|--:|--:|--:|--:|",
+  );
   for (const { c, wire, e, d } of stats) {
     const cols = [wire.length, ratio(wire.length, jb), fmt(median(e)), ratio(median(e), je), fmt(median(d)), ratio(median(d), jd)];
     console.log(`| ${c.name} | ${cols.join(" | ")} | ${spread(e)} / ${spread(d)} |`);
@@ -143,11 +165,29 @@ const CHECKS: Check[] = [
   ["Uint8Array (bytes, class, copy?)", u8, (o, w) => (o as object)?.constructor === Uint8Array && bytesNote(o, w)],
   ["Buffer (bytes, class, copy?)", Buffer.from(u8), bytesNote],
   ["Date", new Date(1_718_000_000_123), (o) => o instanceof Date && o.getTime() === 1_718_000_000_123],
-  ["Map (string keys)", new Map([["a", 1], ["b", 2]]), (o) => o instanceof Map && o.get("a") === 1 && o.size === 2],
-  ["Map (number + object keys)", new Map<unknown, string>([[1, "n"], [{ k: 1 }, "o"]]),
-    (o) => o instanceof Map && o.get(1) === "n" && [...o.keys()].some((k) => isDeepStrictEqual(k, { k: 1 }))],
+  [
+    "Map (string keys)",
+    new Map([
+      ["a", 1],
+      ["b", 2],
+    ]),
+    (o) => o instanceof Map && o.get("a") === 1 && o.size === 2,
+  ],
+  [
+    "Map (number + object keys)",
+    new Map<unknown, string>([
+      [1, "n"],
+      [{ k: 1 }, "o"],
+    ]),
+    (o) => o instanceof Map && o.get(1) === "n" && [...o.keys()].some((k) => isDeepStrictEqual(k, { k: 1 })),
+  ],
   ["Set", new Set([1, "a"]), (o) => o instanceof Set && o.has(1) && o.has("a")],
-  big(5n), big(2n ** 63n - 1n), big(-(2n ** 63n)), big(2n ** 64n - 1n), big(2n ** 100n), big(-(2n ** 100n)),
+  big(5n),
+  big(2n ** 63n - 1n),
+  big(-(2n ** 63n)),
+  big(2n ** 64n - 1n),
+  big(2n ** 100n),
+  big(-(2n ** 100n)),
   ["int 2^53−1 stays a number", 2 ** 53 - 1, (o) => o === 2 ** 53 - 1],
   ["NaN, ±Infinity", [NaN, Infinity, -Infinity], (o) => isDeepStrictEqual(o, [NaN, Infinity, -Infinity])],
   ["−0", -0, (o) => Object.is(o, -0)],
@@ -157,23 +197,30 @@ const CHECKS: Check[] = [
   ["large payload (1000 messages)", PAYLOADS.large, (o) => isDeepStrictEqual(o, PAYLOADS.large)],
 ];
 type Row = [label: string, cells: string[]];
-const correctness = () => CHECKS.map(([label, input, ok]): Row => [label, CODECS.map((c) => {
-  try {
-    const wire = Buffer.from(c.encode(input)); // private copy: bytesNote overwrites it
-    const out = c.decode(wire);
-    const r = ok(out, wire);
-    return r === true ? "✅" : r || `❌ ${show(out)}`;
-  } catch (e) {
-    return `❌ throws: ${String(e).slice(0, 48)}`;
-  }
-})]);
+const correctness = () =>
+  CHECKS.map(
+    ([label, input, ok]): Row => [
+      label,
+      CODECS.map((c) => {
+        try {
+          const wire = Buffer.from(c.encode(input)); // private copy: bytesNote overwrites it
+          const out = c.decode(wire);
+          const r = ok(out, wire);
+          return r === true ? "✅" : r || `❌ ${show(out)}`;
+        } catch (e) {
+          return `❌ throws: ${String(e).slice(0, 48)}`;
+        }
+      }),
+    ],
+  );
 function table(title: string, rows: Row[]): void {
   console.log(`\n## ${title}\n\n| check | ${CODECS.map((c) => c.name).join(" | ")} |\n|---|${CODECS.map(() => "---").join("|")}|`);
   for (const [label, cells] of rows) console.log(`| ${label} | ${cells.map((x) => x.replaceAll("|", "\\|")).join(" | ")} |`);
 }
 
 // ------------------------------------------------------------------ safety (one worker per codec)
-const FUZZ_MS = 2000, FUZZ_MAX = 20_000;
+const FUZZ_MS = 2000,
+  FUZZ_MAX = 20_000;
 function attempt(c: Codec, b: Uint8Array): { kind: "value" | "Error" | "non-Error"; out?: unknown; msg?: string } {
   try {
     return { kind: "value", out: c.decode(b) };
@@ -194,7 +241,8 @@ function safety(c: Codec): Record<string, string> {
   };
   const tally = (inputs: Iterable<Uint8Array>) => {
     const [n, t0] = [{ value: 0, Error: 0, "non-Error": 0 }, performance.now()];
-    let slowest = 0, count = 0;
+    let slowest = 0,
+      count = 0;
     for (const b of inputs) {
       const t = performance.now();
       n[attempt(c, b).kind]++;
@@ -211,9 +259,17 @@ function safety(c: Codec): Record<string, string> {
     "200k-deep nesting": single(c.attacks.deep, (o) => `returns ${show(o)}`),
     "length 2^32−1, 6 bytes": single(c.attacks.hugeLen, (o) => `⚠️ returns ${show(o)}`),
     "every truncation": tally(Array.from({ length: valid.length }, (_, i) => valid.subarray(0, i))),
-    "random bytes (1–64)": tally((function* () { for (;;) yield Uint8Array.from({ length: 1 + int(64) }, () => int(256)); })()),
+    "random bytes (1–64)": tally(
+      (function* () {
+        for (;;) yield Uint8Array.from({ length: 1 + int(64) }, () => int(256));
+      })(),
+    ),
     // ~3 random byte changes per valid message reach deeper parser states than pure noise does
-    "mutated messages": tally((function* () { for (;;) yield valid.map((v, _, a) => (r() < 3 / a.length ? int(256) : v)); })()),
+    "mutated messages": tally(
+      (function* () {
+        for (;;) yield valid.map((v, _, a) => (r() < 3 / a.length ? int(256) : v));
+      })(),
+    ),
   };
   const after = attempt(c, valid); // a stateful decoder must still work after all that garbage
   res["decodes fine afterwards"] = after.kind === "value" && isDeepStrictEqual(after.out, PAYLOADS.medium) ? "✅" : `❌ ${after.msg}`;
@@ -223,7 +279,11 @@ function safety(c: Codec): Record<string, string> {
 function safetyInWorker(name: string): Promise<Record<string, string>> {
   return new Promise((resolve) => {
     const w = new Worker(new URL(import.meta.url), { workerData: name });
-    const done = (res: Record<string, string>) => { clearTimeout(timer); void w.terminate(); resolve(res); };
+    const done = (res: Record<string, string>) => {
+      clearTimeout(timer);
+      void w.terminate();
+      resolve(res);
+    };
     const timer = setTimeout(() => done({ worker: "❌ HANG (> 20 s), terminated" }), 20_000);
     w.once("message", done);
     w.once("error", (e: Error) => done({ worker: `❌ crashed: ${e.message}` }));
@@ -244,6 +304,9 @@ if (!isMainThread) {
   table("Correctness (encode, then decode a Buffer copy with a separate decoder instance)", correctness());
   const results = await Promise.all(CODECS.map((c) => safetyInWorker(c.name)));
   const keys = [...new Set(results.flatMap((r) => Object.keys(r)))];
-  table("Safety (hostile input; one worker per codec)", keys.map((k) => [k, results.map((r) => r[k] ?? "—")]));
+  table(
+    "Safety (hostile input; one worker per codec)",
+    keys.map((k) => [k, results.map((r) => r[k] ?? "—")]),
+  );
   console.log(`\n_total ${((performance.now() - t0) / 1000).toFixed(1)} s (sink: ${typeof sink})_`);
 }
