@@ -11,6 +11,7 @@ import { type Options as MsgpackrOptions, isNativeAccelerationEnabled as mpNativ
 // before cbor-x loads (hence the dynamic import). Under Node it works and is left alone.
 if (typeof Bun !== "undefined") process.env.CBOR_NATIVE_ACCELERATION_DISABLED ??= "true";
 const { Decoder, Encoder, isNativeAccelerationEnabled: cborNative } = await import("cbor-x");
+
 // ------------------------------------------------------------------ codecs
 // Plain msgpack maps (interoperable). useRecords:false implies mapsAsObjects:true: objects decode as objects,
 // but a JS Map is written as a plain map too and decodes as an object. msgpackr has no Map tag in this mode, and
@@ -33,86 +34,65 @@ const CBORX_OPTS: CborOptions = {
   variableMapSize: true,
 };
 
-type Attacks = Record<"proto" | "cycle" | "deep" | "hugeLen", Uint8Array | null>; // hostile inputs; null = n/a
-type Codec = { name: string; encode: (v: unknown) => Uint8Array; decode: (b: Uint8Array) => unknown; attacks: Attacks };
+type Codec = { name: string; encode: (v: unknown) => Uint8Array; decode: (b: Uint8Array) => unknown };
 const [te, td] = [new TextEncoder(), new TextDecoder()];
-/** Bytes from numbers and raw UTF-8 strings. */
-const cat = (...parts: (number | string)[]) => Uint8Array.from(parts.flatMap((p) => (typeof p === "string" ? [...te.encode(p)] : p)));
-const nest = (open: number, leaf: number) => Uint8Array.from([...new Array<number>(200_000).fill(open), leaf]);
-// {"__proto__": {"polluted": true}}: as a msgpack map, and as records 0x40 = ["__proto__"], 0x41 = ["polluted"]
-const MP_PROTO = cat(0x81, 0xa9, "__proto__", 0x81, 0xa8, "polluted", 0xc3);
-const REC_PROTO = cat(0xd4, 0x72, 0x40, 0x91, 0xa9, "__proto__", 0xd4, 0x72, 0x41, 0x91, 0xa8, "polluted", 0xc3);
-
-function msgpackr(name: string, opts: MsgpackrOptions, proto: Uint8Array): Codec {
+function msgpackr(name: string, opts: MsgpackrOptions): Codec {
   const [p, u] = [new Packr(opts), new Unpackr(opts)]; // separate encoder and decoder, as on two peers
-  const cycle = cat(0xd6, 0x69, 0, 0, 0, 0, 0x81, 0xa1, "a", 0xd6, 0x70, 0, 0, 0, 0); // id 0 = {a: ref 0}
-  const hugeLen = cat(0xdd, 0xff, 0xff, 0xff, 0xff, 0xc0); // array32 claiming 2^32-1 items
-  return { name, encode: (v) => p.pack(v), decode: (b) => u.unpack(b), attacks: { proto, cycle, deep: nest(0x91, 0xc0), hugeLen } };
+  return { name, encode: (v) => p.pack(v), decode: (b) => u.unpack(b) };
 }
 const [cborEnc, cborDec] = [new Encoder(CBORX_OPTS), new Decoder(CBORX_OPTS)];
 const CODECS: Codec[] = [
-  msgpackr("msgpackr", MSGPACKR_OPTS, MP_PROTO),
-  msgpackr("msgpackr-rec", MSGPACKR_REC_OPTS, REC_PROTO),
-  {
-    name: "cbor-x",
-    encode: (v) => cborEnc.encode(v),
-    decode: (b) => cborDec.decode(b),
-    attacks: {
-      proto: cat(0xa1, 0x69, "__proto__", 0xa1, 0x68, "polluted", 0xf5),
-      cycle: cat(0xd8, 28, 0xa1, 0x61, "a", 0xd8, 29, 0x00), // tag 28 "shareable" {a: tag 29 "sharedref" 0}
-      deep: nest(0x81, 0xf6),
-      hugeLen: cat(0x9a, 0xff, 0xff, 0xff, 0xff, 0xf6),
-    },
-  },
+  msgpackr("msgpackr", MSGPACKR_OPTS),
+  msgpackr("msgpackr-rec", MSGPACKR_REC_OPTS),
+  { name: "cbor-x", encode: (v) => cborEnc.encode(v), decode: (b) => cborDec.decode(b) },
   // JSON cannot represent Map/Set/Date/bigint/bytes/undefined: see the correctness table
-  {
-    name: "JSON",
-    encode: (v) => te.encode(JSON.stringify(v)),
-    decode: (b) => JSON.parse(td.decode(b)),
-    attacks: {
-      proto: cat('{"__proto__":{"polluted":true}}'),
-      cycle: null,
-      hugeLen: null,
-      deep: cat("[".repeat(200_000), "]".repeat(200_000)),
-    },
-  },
+  { name: "JSON", encode: (v) => te.encode(JSON.stringify(v)), decode: (b) => JSON.parse(td.decode(b)) },
 ];
 
+/** Bytes from numbers and raw UTF-8 strings, for hand-crafted hostile inputs. */
+const cat = (...parts: (number | string)[]) => Uint8Array.from(parts.flatMap((p) => (typeof p === "string" ? [...te.encode(p)] : p)));
+const nest = (open: number, leaf: number) => Uint8Array.from([...new Array<number>(200_000).fill(open), leaf]);
+const MP_CYCLE = cat(0xd6, 0x69, 0, 0, 0, 0, 0x81, 0xa1, "a", 0xd6, 0x70, 0, 0, 0, 0); // ext 0x69 id 0: {a: ext 0x70 ref 0}
+const MP_HUGE = cat(0xdd, 0xff, 0xff, 0xff, 0xff, 0xc0); // array32 claiming 2^32-1 items, then 1 byte
+// {"__proto__": {"polluted": true}} as a msgpack map, and as record 0x40 ["__proto__"] holding record 0x41 ["polluted"]
+const MP_PROTO = cat(0x81, 0xa9, "__proto__", 0x81, 0xa8, "polluted", 0xc3);
+const REC_PROTO = cat(0xd4, 0x72, 0x40, 0x91, 0xa9, "__proto__", 0xd4, 0x72, 0x41, 0x91, 0xa8, "polluted", 0xc3);
+// One input per codec, in CODECS order; null = not expressible in that format.
+const ATTACKS: Record<string, [Uint8Array, Uint8Array, Uint8Array, Uint8Array | null]> = {
+  proto: [MP_PROTO, REC_PROTO, cat(0xa1, 0x69, "__proto__", 0xa1, 0x68, "polluted", 0xf5), cat('{"__proto__":{"polluted":true}}')],
+  // CBOR: tag 28 "shareable" {a: tag 29 "sharedref" 0}
+  cycle: [MP_CYCLE, MP_CYCLE, cat(0xd8, 28, 0xa1, 0x61, "a", 0xd8, 29, 0x00), null],
+  deep: [nest(0x91, 0xc0), nest(0x91, 0xc0), nest(0x81, 0xf6), cat("[".repeat(200_000), "]".repeat(200_000))],
+  hugeLen: [MP_HUGE, MP_HUGE, cat(0x9a, 0xff, 0xff, 0xff, 0xff, 0xf6), null],
+};
+
 // ------------------------------------------------------------------ payloads (deterministic)
-const mulberry32 = (seed: number) => (): number => {
-  seed = (seed + 0x6d2b79f5) | 0;
-  let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-  t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+const lcg = (seed: number) => (): number => {
+  seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0;
+  return seed / 2 ** 32;
 };
 const WORDS = "deploy latency socket bun review merge rollback cache queue schema retry metrics shard lag".split(" ");
 const NAMES = ["Ada Lovelace", "Grace Hopper", "Linus Torvalds", "Barbara Liskov", "Ken Thompson"];
-const rnd = mulberry32(42),
-  pick = () => WORDS[Math.floor(rnd() * WORDS.length)] ?? "x";
+const rnd = lcg(42);
+const pick = () => WORDS[Math.floor(rnd() * WORDS.length)] ?? "x";
 const chatMessage = (i: number) => ({
   id: `msg_${(1_000_000 + i).toString(36)}`,
-  channel: "eng-platform",
   author: { id: 4000 + (i % 97), name: NAMES[i % 5], avatar: `https://cdn.example.com/u/${4000 + (i % 97)}.png`, online: i % 3 > 0 },
   text: Array.from({ length: 10 + (i % 8) }, pick).join(" "),
   ts: 1_718_000_000_000 + i * 1337, // > 2^32: both binary codecs write a float64 (an int64 would decode as bigint)
   tags: Array.from({ length: 5 }, pick),
-  edited: i % 5 === 0,
   replyTo: i % 4 === 0 ? null : `msg_${(999_000 + i).toString(36)}`,
 });
 const PAYLOADS: Record<string, unknown> = { small: { id: 12345, name: "update_count", value: 7 }, medium: chatMessage(1) };
 PAYLOADS.large = Array.from({ length: 1000 }, (_, i) => chatMessage(i));
 
 // ------------------------------------------------------------------ benchmark
-const WARMUP_MS = 300,
-  ROUND_MS = 150,
-  ROUNDS = 9,
-  MAX_ITERS = 5_000_000;
+const [WARMUP_MS, ROUND_MS, ROUNDS, MAX_ITERS] = [300, 150, 9, 5_000_000];
 let sink: unknown; // keeps every result observable so the JIT cannot drop the work
 /** ops/s of fn over ~ms (or MAX_ITERS calls); batched so clock reads don't dominate tiny payloads. */
 function rate(fn: () => unknown, ms: number, batch: number): number {
   const t0 = performance.now();
-  let n = 0,
-    t = t0;
+  let [n, t] = [0, t0];
   for (; t - t0 < ms && n < MAX_ITERS; n += batch, t = performance.now()) for (let i = 0; i < batch; i++) sink = fn();
   return n / ((t - t0) / 1000);
 }
@@ -125,22 +105,19 @@ function benchPayload(label: string, value: unknown): void {
   const batch = label === "large" ? 1 : label === "medium" ? 32 : 256;
   // decode from a Buffer: that is what Bun's server-side WebSocket hands to message()
   const stats = CODECS.map((c) => ({ c, wire: Buffer.from(c.encode(value)), e: [] as number[], d: [] as number[] }));
-  // Rounds are the outer loop, so drift and GC noise spread evenly over the codecs.
-  for (let r = -1; r < ROUNDS; r++) {
+  // Rounds are the outer loop, so drift and GC noise spread evenly over the codecs. Round 0 warms up.
+  for (let r = 0; r <= ROUNDS; r++) {
     for (const s of stats) {
-      const ms = r < 0 ? WARMUP_MS : ROUND_MS;
-      const [e, d] = [rate(() => s.c.encode(value), ms, batch), rate(() => s.c.decode(s.wire), ms, batch)];
-      if (r < 0) continue; // round -1 is the warm-up
-      s.e.push(e);
-      s.d.push(d);
+      s.e[r] = rate(() => s.c.encode(value), r ? ROUND_MS : WARMUP_MS, batch);
+      s.d[r] = rate(() => s.c.decode(s.wire), r ? ROUND_MS : WARMUP_MS, batch);
     }
   }
+  for (const s of stats) [s.e, s.d] = [s.e.slice(1), s.d.slice(1)]; // drop the warm-up round
   const json = stats.find((s) => s.c.name === "JSON") ?? { wire: { length: 1 }, e: [1], d: [1] };
   const [jb, je, jd] = [json.wire.length, median(json.e), median(json.d)];
   console.log(`\n### ${label} — median of ${ROUNDS} × ${ROUND_MS} ms; spread = (max − min) / median\n`);
-  console.log(
-    "| codec | bytes | size vs JSON | encode ops/s | vs JSON | decode ops/s | vs JSON | spread enc / dec |\n|---|--:|--:|--:|--:|--:|--:|--:|",
-  );
+  console.log("| codec | bytes | size vs JSON | encode ops/s | vs JSON | decode ops/s | vs JSON | spread enc / dec |");
+  console.log("|---|--:|--:|--:|--:|--:|--:|--:|");
   for (const { c, wire, e, d } of stats) {
     const cols = [wire.length, ratio(wire.length, jb), fmt(median(e)), ratio(median(e), je), fmt(median(d)), ratio(median(d), jd)];
     console.log(`| ${c.name} | ${cols.join(" | ")} | ${spread(e)} / ${spread(d)} |`);
@@ -148,8 +125,8 @@ function benchPayload(label: string, value: unknown): void {
 }
 
 // ------------------------------------------------------------------ correctness
-// inspect, not JSON.stringify: copes with cycles, 200k-deep nesting and bigint in (hostile) results
-const show = (v: unknown) => `${v?.constructor?.name ?? typeof v} ${inspect(v, { depth: 1, breakLength: Infinity })}`.slice(0, 48);
+// inspect (unlike JSON.stringify) copes with cycles, deep nesting and bigint; the backticks stop markdown reading __x__ as bold
+const show = (v: unknown) => `\`${`${v?.constructor?.name ?? typeof v} ${inspect(v, { depth: 1, breakLength: Infinity })}`.slice(0, 48)}\``;
 /** ok(decoded, wireBytes) -> true: pass; string: a note carrying its own mark; false: fail. */
 type Check = [label: string, input: unknown, ok: (out: unknown, wire: Uint8Array) => boolean | string];
 const u8 = Uint8Array.from([0, 1, 2, 253, 254, 255]);
@@ -160,34 +137,16 @@ function bytesNote(o: unknown, wire: Uint8Array): boolean | string {
   wire.fill(0);
   return `✅ ${(o as object).constructor.name}, ${sameBytes(o) ? "copy" : "⚠️ VIEW of input"}`;
 }
+const mixedMap = () => new Map<unknown, string>().set(1, "n").set({ k: 1 }, "o");
 const big = (n: bigint): Check => [`bigint ${n}n`, n, (o) => o === n];
 const CHECKS: Check[] = [
   ["Uint8Array (bytes, class, copy?)", u8, (o, w) => (o as object)?.constructor === Uint8Array && bytesNote(o, w)],
   ["Buffer (bytes, class, copy?)", Buffer.from(u8), bytesNote],
   ["Date", new Date(1_718_000_000_123), (o) => o instanceof Date && o.getTime() === 1_718_000_000_123],
-  [
-    "Map (string keys)",
-    new Map([
-      ["a", 1],
-      ["b", 2],
-    ]),
-    (o) => o instanceof Map && o.get("a") === 1 && o.size === 2,
-  ],
-  [
-    "Map (number + object keys)",
-    new Map<unknown, string>([
-      [1, "n"],
-      [{ k: 1 }, "o"],
-    ]),
-    (o) => o instanceof Map && o.get(1) === "n" && [...o.keys()].some((k) => isDeepStrictEqual(k, { k: 1 })),
-  ],
+  ["Map (string keys)", new Map(Object.entries({ a: 1, b: 2 })), (o) => o instanceof Map && o.get("a") === 1 && o.size === 2],
+  ["Map (number + object keys)", mixedMap(), (o) => isDeepStrictEqual(o, mixedMap())],
   ["Set", new Set([1, "a"]), (o) => o instanceof Set && o.has(1) && o.has("a")],
-  big(5n),
-  big(2n ** 63n - 1n),
-  big(-(2n ** 63n)),
-  big(2n ** 64n - 1n),
-  big(2n ** 100n),
-  big(-(2n ** 100n)),
+  ...[5n, 2n ** 63n - 1n, -(2n ** 63n), 2n ** 64n - 1n, 2n ** 100n, -(2n ** 100n)].map(big),
   ["int 2^53−1 stays a number", 2 ** 53 - 1, (o) => o === 2 ** 53 - 1],
   ["NaN, ±Infinity", [NaN, Infinity, -Infinity], (o) => isDeepStrictEqual(o, [NaN, Infinity, -Infinity])],
   ["−0", -0, (o) => Object.is(o, -0)],
@@ -197,30 +156,23 @@ const CHECKS: Check[] = [
   ["large payload (1000 messages)", PAYLOADS.large, (o) => isDeepStrictEqual(o, PAYLOADS.large)],
 ];
 type Row = [label: string, cells: string[]];
-const correctness = () =>
-  CHECKS.map(
-    ([label, input, ok]): Row => [
-      label,
-      CODECS.map((c) => {
-        try {
-          const wire = Buffer.from(c.encode(input)); // private copy: bytesNote overwrites it
-          const out = c.decode(wire);
-          const r = ok(out, wire);
-          return r === true ? "✅" : r || `❌ ${show(out)}`;
-        } catch (e) {
-          return `❌ throws: ${String(e).slice(0, 48)}`;
-        }
-      }),
-    ],
-  );
+function cell(c: Codec, input: unknown, ok: Check[2]): string {
+  try {
+    const wire = Buffer.from(c.encode(input)); // private copy: bytesNote overwrites it
+    const out = c.decode(wire);
+    const r = ok(out, wire);
+    return r === true ? "✅" : r || `❌ ${show(out)}`;
+  } catch (e) {
+    return `❌ throws: ${String(e).slice(0, 48)}`;
+  }
+}
 function table(title: string, rows: Row[]): void {
   console.log(`\n## ${title}\n\n| check | ${CODECS.map((c) => c.name).join(" | ")} |\n|---|${CODECS.map(() => "---").join("|")}|`);
   for (const [label, cells] of rows) console.log(`| ${label} | ${cells.map((x) => x.replaceAll("|", "\\|")).join(" | ")} |`);
 }
 
 // ------------------------------------------------------------------ safety (one worker per codec)
-const FUZZ_MS = 2000,
-  FUZZ_MAX = 20_000;
+const [FUZZ_MS, FUZZ_MAX] = [2000, 20_000];
 function attempt(c: Codec, b: Uint8Array): { kind: "value" | "Error" | "non-Error"; out?: unknown; msg?: string } {
   try {
     return { kind: "value", out: c.decode(b) };
@@ -228,7 +180,7 @@ function attempt(c: Codec, b: Uint8Array): { kind: "value" | "Error" | "non-Erro
     return e instanceof Error ? { kind: "Error", msg: `${e.name}: ${e.message.slice(0, 60)}` } : { kind: "non-Error", msg: String(e) };
   }
 }
-function safety(c: Codec): Record<string, string> {
+function safety(c: Codec, at: number): Record<string, string> {
   const single = (b: Uint8Array | null, describe: (out: unknown) => string): string => {
     if (!b) return "n/a";
     const [t0, r] = [performance.now(), attempt(c, b)]; // evaluated left to right
@@ -237,63 +189,50 @@ function safety(c: Codec): Record<string, string> {
   };
   const protoCheck = (o: unknown) => {
     const polluted = Object.getPrototypeOf(o) !== Object.prototype || "polluted" in {};
-    return `${polluted ? "❌ POLLUTED" : "✅ not polluted"}; own keys ${JSON.stringify(Reflect.ownKeys(o as object))}`;
+    return `${polluted ? "❌ POLLUTED" : "✅ not polluted"}; own keys \`${JSON.stringify(Reflect.ownKeys(o as object))}\``;
   };
-  const tally = (inputs: Iterable<Uint8Array>) => {
+  // Feeds make(0), make(1), … to the decoder, bounded by count and by time, and counts the outcomes.
+  const tally = (make: (i: number) => Uint8Array, total = FUZZ_MAX) => {
     const [n, t0] = [{ value: 0, Error: 0, "non-Error": 0 }, performance.now()];
-    let slowest = 0,
-      count = 0;
-    for (const b of inputs) {
+    let [slowest, i] = [0, 0];
+    for (; i < total && performance.now() - t0 < FUZZ_MS; i++) {
       const t = performance.now();
-      n[attempt(c, b).kind]++;
+      n[attempt(c, make(i)).kind]++;
       slowest = Math.max(slowest, performance.now() - t);
-      if (++count >= FUZZ_MAX || performance.now() - t0 > FUZZ_MS) break;
     }
-    return `${count} inputs → ${n.Error} Error, ${n.value} value, ${n["non-Error"]} non-Error; slowest ${slowest.toFixed(1)} ms`;
+    return `${i} inputs → ${n.Error} Error, ${n.value} value, ${n["non-Error"]} non-Error; slowest ${slowest.toFixed(1)} ms`;
   };
   const valid = c.encode(PAYLOADS.medium);
-  const [r, int] = [mulberry32(7), (n: number) => Math.floor(r() * n)];
-  const res: Record<string, string> = {
-    "__proto__ key": single(c.attacks.proto, protoCheck),
-    "crafted cycle (refs)": single(c.attacks.cycle, (o) => `⚠️ accepted → ${show(o)}`),
-    "200k-deep nesting": single(c.attacks.deep, (o) => `returns ${show(o)}`),
-    "length 2^32−1, 6 bytes": single(c.attacks.hugeLen, (o) => `⚠️ returns ${show(o)}`),
-    "every truncation": tally(Array.from({ length: valid.length }, (_, i) => valid.subarray(0, i))),
-    "random bytes (1–64)": tally(
-      (function* () {
-        for (;;) yield Uint8Array.from({ length: 1 + int(64) }, () => int(256));
-      })(),
-    ),
+  const [r, int] = [lcg(7), (n: number) => Math.floor(r() * n)];
+  const attack = (k: string) => ATTACKS[k]?.[at] ?? null;
+  return {
+    "`__proto__` key": single(attack("proto"), protoCheck),
+    "crafted cycle (refs)": single(attack("cycle"), (o) => `⚠️ accepted → ${show(o)}`),
+    "200k-deep nesting": single(attack("deep"), (o) => `returns ${show(o)}`),
+    "length 2^32−1, 6 bytes": single(attack("hugeLen"), (o) => `⚠️ returns ${show(o)}`),
+    "every truncation": tally((i) => valid.subarray(0, i), valid.length),
+    "random bytes (1–64)": tally(() => Uint8Array.from({ length: 1 + int(64) }, () => int(256))),
     // ~3 random byte changes per valid message reach deeper parser states than pure noise does
-    "mutated messages": tally(
-      (function* () {
-        for (;;) yield valid.map((v, _, a) => (r() < 3 / a.length ? int(256) : v));
-      })(),
-    ),
+    "mutated messages": tally(() => valid.map((v, _, a) => (r() < 3 / a.length ? int(256) : v))),
+    // a stateful decoder must still work after all that garbage
+    "decodes fine afterwards": isDeepStrictEqual(attempt(c, valid).out, PAYLOADS.medium) ? "✅" : "❌",
   };
-  const after = attempt(c, valid); // a stateful decoder must still work after all that garbage
-  res["decodes fine afterwards"] = after.kind === "value" && isDeepStrictEqual(after.out, PAYLOADS.medium) ? "✅" : `❌ ${after.msg}`;
-  return res;
 }
 /** safety() in a worker, so a decoder hang shows up as a timeout instead of freezing the run. */
 function safetyInWorker(name: string): Promise<Record<string, string>> {
-  return new Promise((resolve) => {
-    const w = new Worker(new URL(import.meta.url), { workerData: name });
-    const done = (res: Record<string, string>) => {
-      clearTimeout(timer);
-      void w.terminate();
-      resolve(res);
-    };
-    const timer = setTimeout(() => done({ worker: "❌ HANG (> 20 s), terminated" }), 20_000);
-    w.once("message", done);
-    w.once("error", (e: Error) => done({ worker: `❌ crashed: ${e.message}` }));
-  });
+  type R = Record<string, string>;
+  const w = new Worker(new URL(import.meta.url), { workerData: name });
+  const done = new Promise<R>((resolve) => w.once("message", resolve));
+  const crash = new Promise<R>((resolve) => w.once("error", (e: Error) => resolve({ worker: `❌ crashed: ${e.message}` })));
+  // unref: the pending timer must not keep the process alive once every worker has answered
+  const hang = new Promise<R>((resolve) => setTimeout(resolve, 20_000, { worker: "❌ HANG (> 20 s), terminated" }).unref());
+  return Promise.race([done, crash, hang]).finally(() => void w.terminate());
 }
 
 // ------------------------------------------------------------------ main
 if (!isMainThread) {
-  const c = CODECS.find((k) => k.name === workerData);
-  if (c) parentPort?.postMessage(safety(c));
+  const at = CODECS.findIndex((k) => k.name === workerData);
+  if (CODECS[at]) parentPort?.postMessage(safety(CODECS[at], at));
 } else {
   const t0 = performance.now();
   const runtime = `Bun ${typeof Bun !== "undefined" ? Bun.version : "n/a"}, ${process.platform}/${process.arch}`;
@@ -301,12 +240,10 @@ if (!isMainThread) {
   const opts = { msgpackr: MSGPACKR_OPTS, "msgpackr-rec": MSGPACKR_REC_OPTS, "cbor-x": CBORX_OPTS };
   for (const [name, o] of Object.entries(opts)) console.log(`${name} ${JSON.stringify(o)}`);
   if (!process.argv.includes("--checks-only")) for (const [label, v] of Object.entries(PAYLOADS)) benchPayload(label, v);
-  table("Correctness (encode, then decode a Buffer copy with a separate decoder instance)", correctness());
+  const checks = CHECKS.map(([label, input, ok]): Row => [label, CODECS.map((c) => cell(c, input, ok))]);
+  table("Correctness (encode, then decode a Buffer copy with a separate decoder instance)", checks);
   const results = await Promise.all(CODECS.map((c) => safetyInWorker(c.name)));
-  const keys = [...new Set(results.flatMap((r) => Object.keys(r)))];
-  table(
-    "Safety (hostile input; one worker per codec)",
-    keys.map((k) => [k, results.map((r) => r[k] ?? "—")]),
-  );
+  const rows = [...new Set(results.flatMap((r) => Object.keys(r)))].map((k): Row => [k, results.map((r) => r[k] ?? "—")]);
+  table("Safety (hostile input; one worker per codec)", rows);
   console.log(`\n_total ${((performance.now() - t0) / 1000).toFixed(1)} s (sink: ${typeof sink})_`);
 }

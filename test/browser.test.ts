@@ -2,7 +2,7 @@
  * The demo in a real browser: Debian's Chromium driven by playwright-core.
  * Two pages stay in sync, and both resync after the server restarts.
  */
-import { afterAll, beforeAll, expect, test } from "bun:test";
+import { afterAll, beforeAll, test } from "bun:test";
 import { existsSync, mkdirSync } from "node:fs";
 import { type Browser, chromium, type Page } from "playwright-core";
 
