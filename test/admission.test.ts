@@ -113,7 +113,7 @@ describe("limits", () => {
   test("another protocol version is refused with 4000 and the client stops retrying", async () => {
     srv = startServer();
     const raw = await rawSocket(srv.url, false);
-    raw.send([FrameType.Hello, PROTOCOL_VERSION + 1, "x", "y", null]);
+    raw.send([FrameType.Hello, PROTOCOL_VERSION + 1, "x", "y", null, 0, 1]);
     expect(await raw.closed).toEqual({
       code: 4000,
       reason: `protocol version ${PROTOCOL_VERSION + 1} unsupported; server speaks ${PROTOCOL_VERSION}`,
@@ -131,8 +131,9 @@ describe("close()", () => {
     const client = await srv.client({ reconnect: false });
     const codes: number[] = [];
     srv.chatter.core.connections.forEach((c) => {
-      const close = c.socket.close.bind(c.socket);
-      c.socket.close = (code?: number, reason?: string) => {
+      const socket = c.socket!;
+      const close = socket.close.bind(socket);
+      socket.close = (code?: number, reason?: string) => {
         codes.push(code ?? 0);
         close(code, reason);
       };

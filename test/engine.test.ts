@@ -8,28 +8,44 @@ import { withFakeTimers } from "./helpers.ts";
 
 const DOUBLE = createProc({ name: "double", takes: z.number(), returns: z.number() });
 const WAIT = createProc({ name: "wait", takes: z.number(), timeout: 1000 });
+const NOTE = createProc({ name: "note", takes: z.string() });
 
-/** Two peers wired to each other; frames are delivered on a microtask, like a socket would, and logged. */
+/**
+ * Two peers wired to each other; frames are delivered on a microtask, like a
+ * socket would, and logged. `cut()` loses every frame in flight, as a dropped
+ * connection does; `resume()` attaches both again as a resumed session.
+ */
 function pair() {
   const handlers = { a: new Map<string, HandlerEntry>(), b: new Map<string, HandlerEntry>() };
   const sent: { from: string; type: number }[] = [];
   const a = new Peer({ handlers: handlers.a, owner: "A", side: "client", maxQueue: 2 });
   const b = new Peer({ handlers: handlers.b, owner: "B", side: "server" });
-  const link = (from: string, to: Peer) => ({
-    send(bytes: Uint8Array) {
-      const frame = decodeFrame(bytes);
-      sent.push({ from, type: frame[0] });
-      queueMicrotask(() => to.receive(frame));
-    },
-  });
-  const connect = () => {
-    a.attach(link("a", b));
-    b.attach(link("b", a));
+  let epoch = 0;
+  const link = (from: string, to: Peer) => {
+    const mine = epoch;
+    return {
+      send(bytes: Uint8Array) {
+        const frame = decodeFrame(bytes);
+        sent.push({ from, type: frame[0] });
+        queueMicrotask(() => mine === epoch && to.receive(frame));
+      },
+    };
+  };
+  const connect = (resumed = false) => {
+    a.attach(link("a", b), resumed, b.settledBelow);
+    b.attach(link("b", a), resumed, a.settledBelow);
+  };
+  const cut = () => {
+    epoch++;
+    a.detach();
+    b.detach();
   };
   const on = (side: "a" | "b", proc: { name: string }, handler: HandlerEntry["handler"]) =>
     handlers[side].set(proc.name, { proc, handler } as HandlerEntry);
-  return { a, b, sent, connect, on };
+  return { a, b, sent, connect, cut, resume: () => connect(true), on };
 }
+
+const tick = () => new Promise((r) => setTimeout(r, 1));
 
 describe("engine", () => {
   test("calls go both ways and handlers get the owner", async () => {
@@ -101,19 +117,107 @@ describe("engine", () => {
     });
   });
 
-  test("detach fails sent calls with DISCONNECTED and keeps queued ones; close fails everything", async () => {
-    const { a, b, connect, on } = pair();
+  test("detach holds calls; reset fails the ones sent and keeps the queued; close fails everything", async () => {
+    const { a, b, connect, cut, on } = pair();
     on("b", WAIT, (() => new Promise(() => {})) as never);
     connect();
     const sentCall = a.call(WAIT, 1);
-    a.detach("socket closed");
+    cut();
     const queued = a.call(WAIT, 2);
-    await expect(sentCall).rejects.toMatchObject({ code: "DISCONNECTED" });
+    await tick();
+    expect(a.pendingCount).toBe(2);
+    a.reset("new session");
+    await expect(sentCall).rejects.toMatchObject({ code: "DISCONNECTED", message: expect.stringContaining("may or may not have run") });
     expect(a.pendingCount).toBe(1);
     a.close("shutting down");
     await expect(queued).rejects.toMatchObject({ code: "DISCONNECTED", message: expect.stringContaining("shutting down") });
     await expect(a.call(WAIT, 3)).rejects.toMatchObject({ code: "DISCONNECTED" });
     b.close("done");
+  });
+
+  test("after a resume, calls lost either way run once and answer once", async () => {
+    const { a, connect, cut, resume, on } = pair();
+    let runs = 0;
+    on("b", DOUBLE, ((n: number) => {
+      runs++;
+      return n * 2;
+    }) as never);
+    connect();
+    // Lost on the way there: the CALL never arrives.
+    const lostCall = a.call(DOUBLE, 1);
+    cut();
+    await tick();
+    expect(runs).toBe(0);
+    resume();
+    expect(await lostCall).toBe(2);
+    expect(runs).toBe(1);
+    // Lost on the way back: the handler ran, its RESULT is lost; the repeat is answered from the cache.
+    const lostAnswer = a.call(DOUBLE, 5);
+    await Promise.resolve(); // the CALL is delivered...
+    cut(); // ...and the RESULT dies in flight
+    await tick();
+    expect(runs).toBe(2);
+    resume();
+    expect(await lostAnswer).toBe(10);
+    expect(runs).toBe(2);
+  });
+
+  test("a repeat of a call still running waits for the one answer", async () => {
+    const { a, connect, cut, resume, on } = pair();
+    let runs = 0;
+    let finish: (n: number) => void = () => {};
+    on("b", DOUBLE, (() => {
+      runs++;
+      return new Promise<number>((r) => {
+        finish = r;
+      });
+    }) as never);
+    connect();
+    const call = a.call(DOUBLE, 1);
+    await tick();
+    cut();
+    resume();
+    await tick();
+    finish(7);
+    expect(await call).toBe(7);
+    expect(runs).toBe(1);
+  });
+
+  test("a CANCEL owed while disconnected goes out on resume", async () => {
+    const { a, connect, cut, resume, on } = pair();
+    let signal: AbortSignal | undefined;
+    on("b", WAIT, ((_n: number, _o: unknown, ctx: { signal: AbortSignal }) => {
+      signal = ctx.signal;
+      return new Promise(() => {});
+    }) as never);
+    connect();
+    const ac = new AbortController();
+    const call = a.call(WAIT, 1, { signal: ac.signal });
+    await tick();
+    cut();
+    ac.abort();
+    await expect(call).rejects.toMatchObject({ code: "ABORTED" });
+    expect(signal?.aborted).toBe(false);
+    resume();
+    await tick();
+    expect(signal?.aborted).toBe(true);
+  });
+
+  test("kept answers are dropped once the caller has them", async () => {
+    const { a, b, connect, on } = pair();
+    on("b", DOUBLE, ((n: number) => n) as never);
+    connect();
+    for (let i = 0; i < 50; i++) await a.call(DOUBLE, i);
+    // Each CALL tells the lowest id still waiting, so only the last answer is kept.
+    expect((b as unknown as { replies: { size: number } }).replies.size).toBe(1);
+  });
+
+  test("broadcast events are delivered once: repeats by sequence number are dropped", async () => {
+    const { a, on } = pair();
+    const seen: unknown[] = [];
+    on("a", NOTE, ((x: string) => void seen.push(x)) as never);
+    for (const [seq, x] of [[1, "a"], [2, "b"], [2, "b"], [1, "a"], [5, "c"]] as const) a.receive([FrameType.Event, seq, "note", x]);
+    expect(seen).toEqual(["a", "b", "c"]);
   });
 
   test("late results for calls given up on are ignored", async () => {

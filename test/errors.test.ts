@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { z } from "zod";
 import { ChatterError, ConnectionState, createProc, type ServerConnection } from "../src/index.ts";
+import { encode } from "../src/wire/codec.ts";
 import { FrameType } from "../src/wire/frames.ts";
 import { rawSocket, startServer, type TestServer, waitFor, waitForState } from "./helpers.ts";
 import { ADD, ECHO, GREET, SLOW } from "./procs.ts";
@@ -32,7 +33,7 @@ describe("VALIDATION", () => {
     srv = startServer();
     srv.chatter.on(GREET, ({ name }) => `hi ${name}`);
     const raw = await rawSocket(srv.url);
-    raw.send([FrameType.Call, 1, "greet", { name: 7 }, 0]);
+    raw.send([FrameType.Call, 1, "greet", { name: 7 }, 0, 1]);
     const frame = await raw.next(FrameType.Error);
     expect(frame).toEqual([
       FrameType.Error,
@@ -216,7 +217,7 @@ describe("DISCONNECTED", () => {
     const client = await srv.client();
     const p = client.call(SLOW, 500);
     await Bun.sleep(20);
-    connOf(client).close(1011, "test drop");
+    connOf(client).close(1011, "test drop"); // ends the session: no resume
     await expect(p).rejects.toMatchObject({ code: "DISCONNECTED", message: expect.stringContaining("may or may not have run") });
   });
 
@@ -258,20 +259,24 @@ describe("PROTOCOL", () => {
     text.send("hello?");
     expect(await text.closed).toEqual({ code: 1002, reason: "text frames are not part of the protocol" });
     const unknown = await rawSocket(srv.url);
-    unknown.send([99 as never]);
+    unknown.send(encode([99]));
     expect((await unknown.closed).reason).toBe("malformed frame: unknown frame type 99");
     const early = await rawSocket(srv.url, false);
-    early.send([FrameType.Ping]);
+    early.send([FrameType.Ping, 0]);
     expect((await early.closed).reason).toBe("the first frame must be HELLO");
   });
 
-  test("the client drops a server that sends garbage, then reconnects", async () => {
+  test("the client drops a server that sends garbage, then reconnects and resumes", async () => {
     srv = startServer();
     const client = await srv.client();
+    const states: string[] = [];
+    client.onStateChange((s) => void states.push(s));
     const conn = connOf(client);
-    conn.socket.send(new Uint8Array([1, 2, 3]));
-    await waitForState(client, ConnectionState.Connecting, 1000).catch(() => {});
-    await waitFor(() => srv.chatter.connections.size === 1 && connOf(client) !== conn, 3000, "reconnect");
-    expect(client.isConnected).toBe(true);
+    conn.socket!.send(new Uint8Array([1, 2, 3]));
+    await waitFor(() => states.at(-1) === ConnectionState.Connected, 3000, "reconnect");
+    expect(states).toEqual([ConnectionState.Disconnected, ConnectionState.Connecting, ConnectionState.Connected]);
+    expect(client.resumed).toBe(true);
+    expect(connOf(client)).toBe(conn);
   });
+
 });

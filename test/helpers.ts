@@ -92,7 +92,7 @@ export async function rawSocket(url: string, hello = true) {
     },
   };
   if (hello) {
-    raw.send([FrameType.Hello, PROTOCOL_VERSION, "raw-client", crypto.randomUUID(), null]);
+    raw.send([FrameType.Hello, PROTOCOL_VERSION, "raw-client", crypto.randomUUID(), null, 0, 1]);
     await raw.next(FrameType.Welcome);
   }
   return raw;

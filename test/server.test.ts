@@ -154,7 +154,7 @@ describe("topics", () => {
     const all = await clientsOn(2, () => ["all", "room"]);
     all[0]!.client.close();
     await waitFor(() => srv.chatter.connections.size === 1);
-    expect(srv.chatter.core.topics.get("room")?.size).toBe(1);
+    expect(srv.chatter.core.topics.index.get("room")?.size).toBe(1);
   });
 });
 

@@ -5,7 +5,7 @@
 import type { CallContext } from "../engine/context.ts";
 import { type CallOptions, type HandlerEntry, Peer, unref } from "../engine/peer.ts";
 import type { InputArgs, ParsedInputOf, Proc, ResultOf, ReturnOf } from "../proc.ts";
-import { CloseCode, decodeFrame, encodeFrame, type Frame, FrameType, PING_BYTES, PROTOCOL_VERSION } from "../wire/frames.ts";
+import { CloseCode, decodeFrame, encodeFrame, type Frame, FrameType, PROTOCOL_VERSION, type WelcomeFrame } from "../wire/frames.ts";
 import { persistentClientId, uuid } from "./identity.ts";
 import { backoffDelay, ConnectionState } from "./state.ts";
 
@@ -39,13 +39,21 @@ export type ClientHandler<TIn, TOut> = (
   ctx: CallContext,
 ) => TOut | undefined | Promise<TOut | undefined> | void | Promise<void>;
 
-type Listener = (state: ConnectionState) => unknown;
+/** What a state listener learns besides the state. */
+export interface StateInfo {
+  /** On `Connected`: whether the previous session resumed, with its calls and broadcasts intact. */
+  resumed: boolean;
+}
+
+type Listener = (state: ConnectionState, info: StateInfo) => unknown;
 
 export class ChatterClient {
   /** A persistent id for this client: kept in `localStorage` where there is one. */
   readonly clientId: string;
-  /** An id for this client instance's session, new for each `createClient`. */
-  readonly sessionId: string = uuid();
+  private _sessionId: string = uuid();
+  private token: string | null = null;
+  private _resumed = false;
+  private readonly resetListeners = new Set<() => unknown>();
   private _state = ConnectionState.Disconnected;
   private socket: WebSocket | null = null;
   private closedForGood = false;
@@ -90,6 +98,20 @@ export class ChatterClient {
     return this._state;
   }
 
+  /**
+   * The id of this client's session with the server: made fresh by each
+   * `createClient`, kept while the session resumes, and replaced when the
+   * server starts a new session (see `onReset`).
+   */
+  get sessionId(): string {
+    return this._sessionId;
+  }
+
+  /** Whether the current connection resumed the previous session (`false` on a first or fresh session). */
+  get resumed(): boolean {
+    return this._resumed;
+  }
+
   /** `true` when the handshake is done and calls flow. */
   get isConnected(): boolean {
     return this._state === ConnectionState.Connected;
@@ -102,6 +124,18 @@ export class ChatterClient {
   onStateChange(callback: Listener): () => void {
     this.listeners.add(callback);
     return () => this.listeners.delete(callback);
+  }
+
+  /**
+   * Registers a callback for when the server could not resume the session
+   * (it restarted, or the client was away longer than its resume window) and
+   * started a fresh one. Whatever the server held for this client is gone and
+   * broadcasts may have been missed: fetch state again.
+   * @returns a function that unregisters it
+   */
+  onReset(callback: () => unknown): () => void {
+    this.resetListeners.add(callback);
+    return () => this.resetListeners.delete(callback);
   }
 
   /**
@@ -143,13 +177,16 @@ export class ChatterClient {
   private setState(next: ConnectionState): void {
     if (next === this._state) return;
     this._state = next;
-    for (const listener of [...this.listeners]) {
-      try {
-        const out = listener(next);
-        if (out instanceof Promise) out.catch((err) => this.report("state listener", err));
-      } catch (err) {
-        this.report("state listener", err);
-      }
+    const info = { resumed: this._resumed };
+    for (const listener of [...this.listeners]) this.notify("state listener", () => listener(next, info));
+  }
+
+  private notify(what: string, run: () => unknown): void {
+    try {
+      const out = run();
+      if (out instanceof Promise) out.catch((err) => this.report(what, err));
+    } catch (err) {
+      this.report(what, err);
     }
   }
 
@@ -172,7 +209,7 @@ export class ChatterClient {
     this.socket = ws;
     ws.onopen = () => {
       this.log?.("socket open; sending HELLO");
-      ws.send(encodeFrame([FrameType.Hello, PROTOCOL_VERSION, this.clientId, this.sessionId, null]));
+      ws.send(encodeFrame([FrameType.Hello, PROTOCOL_VERSION, this.clientId, this._sessionId, this.token, this.peer.lastEvent, this.peer.settledBelow]));
     };
     ws.onmessage = (ev) => this.onMessage(ev.data);
     ws.onerror = () => this.log?.("socket error (a close event follows)");
@@ -193,20 +230,34 @@ export class ChatterClient {
       this.log?.(`bad frame from server: ${(err as Error).message}`);
       return this.dropSocket(CloseCode.ProtocolError, "malformed frame from server", true);
     }
-    if (frame[0] === FrameType.Pong) this.awaitingPong = false;
-    else this.peer.receive(frame);
+    this.peer.receive(frame);
   }
 
   private onControl(frame: Frame): void {
+    if (frame[0] === FrameType.Pong) {
+      this.awaitingPong = false;
+      return;
+    }
     if (frame[0] !== FrameType.Welcome || this._state !== ConnectionState.Connecting || !this.socket) {
       return this.dropSocket(CloseCode.ProtocolError, `unexpected frame type ${frame[0]}`, true);
     }
-    const ws = this.socket;
-    this.log?.(`handshake done (session ${frame[1]})`);
+    this.welcome(frame, this.socket);
+  }
+
+  private welcome([, sessionId, token, resumed, settledBelow]: WelcomeFrame, ws: WebSocket): void {
+    const reset = !resumed && this.token !== null;
+    if (reset) {
+      this.log?.(`the server could not resume session ${this._sessionId}; starting session ${sessionId}`);
+      this.peer.reset("the server started a new session");
+    } else this.log?.(`handshake done (session ${sessionId}${resumed ? ", resumed" : ""})`);
+    this._sessionId = sessionId;
+    this.token = token;
+    this._resumed = resumed;
     this.attempt = 0;
-    this.peer.attach({ send: (f) => ws.send(f) });
+    this.peer.attach({ send: (f) => ws.send(f) }, resumed, settledBelow);
     this.startPings();
     this.setState(ConnectionState.Connected);
+    if (reset) for (const listener of [...this.resetListeners]) this.notify("reset listener", listener);
   }
 
   private startPings(): void {
@@ -218,10 +269,14 @@ export class ChatterClient {
         this.log?.(`no pong within ${every} ms; the connection is dead`);
         return this.dropSocket(CloseCode.PingTimeout, "ping timeout", true);
       }
-      this.awaitingPong = true;
-      this.socket?.send(PING_BYTES);
+      this.ping();
     }, every);
     unref(this.pingTimer);
+  }
+
+  private ping(): void {
+    this.awaitingPong = true;
+    this.socket?.send(encodeFrame([FrameType.Ping, this.peer.settledBelow]));
   }
 
   /** Lets go of the socket now, without waiting for its close event. */
@@ -240,10 +295,13 @@ export class ChatterClient {
     else clearInterval(this.pingTimer);
   }
 
-  /** The socket is gone: fail its in-flight calls, then maybe reconnect. */
+  /** The socket is gone: hold calls for a resume, then reconnect. */
   private lost(code: number, reason: string): void {
     clearInterval(this.pingTimer);
-    this.peer.detach(`closed with ${code}${reason ? `: ${reason}` : ""}`);
+    this.peer.detach();
+    const why = `closed with ${code}${reason ? `: ${reason}` : ""}`;
+    // Without a reconnect there will be no resume: calls in flight fail now rather than at their timeout.
+    if (this.opts.reconnect === false || code === CloseCode.VersionMismatch) this.peer.reset(why);
     this.setState(ConnectionState.Disconnected);
     if (this.closedForGood) return;
     if (code === CloseCode.VersionMismatch) {
@@ -267,8 +325,7 @@ export class ChatterClient {
       this.connect();
     } else if (this._state === ConnectionState.Connected && !this.awaitingPong) {
       // The socket may have died while the page slept: a ping finds out fast.
-      this.awaitingPong = true;
-      this.socket?.send(PING_BYTES);
+      this.ping();
     }
   }
 }

@@ -1,13 +1,14 @@
 /**
- * The two-way engine shared by the client and every server connection: it
- * makes calls (ids, timeouts, aborts, the offline queue) and answers them
- * (dispatch, validation, errors). It knows nothing of sockets; a `Link`
- * carries its frames.
+ * The two-way engine shared by the client and every server connection. It
+ * makes calls (ids, timeouts, aborts, the offline queue, resending after a
+ * resume) and answers them (dispatch, validation, errors, answering repeats
+ * once). It knows nothing of sockets; a `Link` carries its frames.
  */
 import { ChatterError, fromWireError, toWireError } from "../errors.ts";
 import { check, type Proc } from "../proc.ts";
-import { type CallFrame, type EventFrame, encodeFrame, type Frame, FrameType, PONG_BYTES } from "../wire/frames.ts";
+import { type CallFrame, type EventFrame, encodeFrame, type Frame, FrameType } from "../wire/frames.ts";
 import { CallContext } from "./context.ts";
+import { ReplyCache, type ReplyLimits } from "./replies.ts";
 
 /** Where the engine's frames go: one open socket. */
 export interface Link {
@@ -35,14 +36,18 @@ export interface PeerOptions {
   /** Passed to handlers as their second argument. */
   owner: unknown;
   /** Which end this is, for messages: "server" or "client". */
-  side: string;
-  /** Frames other than calls and results (HELLO, WELCOME, PONG) go here. */
+  side: "server" | "client";
+  /** Frames the engine does not handle itself (HELLO, WELCOME, PONG; EVENT on the server) go here. */
   onControl?: (frame: Frame) => void;
   log?: ((msg: string) => void) | undefined;
   /** Send handler stacks to the caller. */
   exposeStack?: boolean;
   /** Calls kept while there is no link; more fail at once with `LIMIT`. */
   maxQueue?: number;
+  /** Incoming calls whose handlers may run at once; more are answered with `LIMIT`. */
+  maxConcurrent?: number;
+  /** Bounds on the answers kept for repeats. */
+  replies?: Partial<ReplyLimits>;
 }
 
 export const DEFAULT_TIMEOUT = 30_000;
@@ -53,8 +58,9 @@ interface Pending {
   resolve: (value: unknown) => void;
   reject: (err: unknown) => void;
   timer: ReturnType<typeof setTimeout> | undefined;
-  /** Set while the call waits in the offline queue; cleared once sent. */
-  frame: Uint8Array | null;
+  frame: Uint8Array;
+  /** Whether the frame went out on some socket; unsent calls are the offline queue. */
+  sent: boolean;
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
 }
@@ -64,24 +70,39 @@ export class Peer {
   private nextId = 1;
   private link: Link | null = null;
   private closed: ChatterError | null = null;
+  /** Outgoing calls without an answer, in id order. */
   private readonly pending = new Map<number, Pending>();
-  private queue: Pending[] = [];
-  /** Incoming calls whose handler has not finished, for CANCEL. */
+  private queued = 0;
+  /** CANCELs owed for calls given up while there was no link. */
+  private cancels: number[] = [];
+  /** Incoming calls whose handler has not finished, for CANCEL and repeats. */
   private readonly running = new Map<number, CallContext>();
+  private readonly replies: ReplyCache;
+  /** The highest incoming call id so far; ids at or below it are repeats. */
+  private lastCallId = 0;
+  /** The highest EVENT sequence number so far; broadcasts at or below it are repeats. */
+  lastEvent = 0;
   private readonly opts: PeerOptions;
 
   constructor(opts: PeerOptions) {
     this.opts = opts;
+    this.replies = new ReplyCache({ maxEntries: 10_000, maxBytes: 8 * 1024 * 1024, ...opts.replies });
   }
 
-  /** Number of outgoing calls waiting for a result (queued ones included). */
+  /** Outgoing calls waiting for an answer (queued ones included). */
   get pendingCount(): number {
     return this.pending.size;
   }
 
-  /** Number of incoming calls whose handler is still running. */
+  /** Incoming calls whose handler is still running. */
   get runningCount(): number {
     return this.running.size;
+  }
+
+  /** Every call with a lower id is settled here; the other end may forget its answers. */
+  get settledBelow(): number {
+    for (const id of this.pending.keys()) return id;
+    return this.nextId;
   }
 
   /**
@@ -107,43 +128,46 @@ export class Peer {
 
   private start(proc: Proc, input: unknown, timeout: number, signal: AbortSignal | undefined): Promise<unknown> {
     if (this.closed) return Promise.reject(this.closed);
-    if (!this.link && this.queue.length >= (this.opts.maxQueue ?? 1000)) {
-      return Promise.reject(
-        new ChatterError("LIMIT", `offline queue is full (${this.opts.maxQueue ?? 1000} calls); "${proc.name}" was not queued`),
-      );
+    const maxQueue = this.opts.maxQueue ?? 1000;
+    if (!this.link && this.queued >= maxQueue) {
+      return Promise.reject(new ChatterError("LIMIT", `offline queue is full (${maxQueue} calls); "${proc.name}" was not queued`));
     }
-    const id = this.nextId++;
+    const id = this.nextId;
     const wait = timeout > 0 && Number.isFinite(timeout) ? timeout : 0;
-    const frame = encodeFrame([FrameType.Call, id, proc.name, input, wait]);
+    let frame: Uint8Array;
+    try {
+      frame = encodeFrame([FrameType.Call, id, proc.name, input, wait, this.settledBelow]);
+    } catch (err) {
+      return Promise.reject(new ChatterError("VALIDATION", `input of "${proc.name}" cannot be encoded: ${(err as Error).message}`));
+    }
+    this.nextId++;
     return new Promise((resolve, reject) => {
-      const p: Pending = { id, proc, resolve, reject, timer: undefined, frame: null, signal, onAbort: undefined };
+      const p: Pending = { id, proc, resolve, reject, timer: undefined, frame, sent: false, signal, onAbort: undefined };
       this.pending.set(id, p);
       if (wait) {
-        p.timer = setTimeout(() => this.giveUp(p, timedOut(proc.name, wait)), wait);
+        p.timer = setTimeout(() => this.giveUp(p, new ChatterError("TIMEOUT", `call to "${proc.name}" timed out after ${wait} ms`)), wait);
         unref(p.timer);
       }
       if (signal) {
         p.onAbort = () => this.giveUp(p, aborted(proc.name, signal));
         signal.addEventListener("abort", p.onAbort, { once: true });
       }
-      if (this.link) this.link.send(frame);
-      else {
-        p.frame = frame;
-        this.queue.push(p);
+      if (this.link) {
+        p.sent = true;
+        this.link.send(frame);
+      } else {
+        this.queued++;
         this.opts.log?.(`no connection: queued call to "${proc.name}" (#${id})`);
       }
     });
   }
 
-  /** A timeout or abort: settle now; tell the other end if the call went out. */
+  /** A timeout or abort: settle now and make sure the call never runs later. */
   private giveUp(p: Pending, err: ChatterError): void {
     if (!this.pending.has(p.id)) return;
-    if (p.frame) {
-      // Never sent: drop it from the queue so it can never run later.
-      this.queue = this.queue.filter((q) => q !== p);
-    } else {
-      this.send(encodeFrame([FrameType.Cancel, p.id]));
-    }
+    if (!p.sent) this.queued--;
+    else if (this.link) this.link.send(encodeFrame([FrameType.Cancel, p.id]));
+    else this.cancels.push(p.id);
     this.settle(p);
     p.reject(err);
   }
@@ -154,49 +178,69 @@ export class Peer {
     if (p.onAbort) p.signal?.removeEventListener("abort", p.onAbort);
   }
 
-  /** Sends a frame if there is a link; otherwise the frame is dropped. */
+  /** Sends a frame if there is a link. Without one it is dropped: answers stay in the reply cache. */
   send(frame: Uint8Array): void {
     this.link?.send(frame);
   }
 
-  /** Starts using a socket; queued calls go out in the order they were made. */
-  attach(link: Link): void {
+  /**
+   * Starts using a socket. On a resumed session, everything unanswered goes
+   * out again (the other end answers repeats from its cache) along with owed
+   * CANCELs; on a fresh one, only what was never sent.
+   * @param peerSettledBelow - the other end's watermark, from HELLO or WELCOME
+   */
+  attach(link: Link, resumed: boolean, peerSettledBelow = 0): void {
     this.link = link;
-    const queued = this.queue;
-    this.queue = [];
-    for (const p of queued) {
-      const frame = p.frame as Uint8Array;
-      p.frame = null;
-      link.send(frame);
+    if (resumed) {
+      this.replies.settledBelow(peerSettledBelow);
+      for (const id of this.cancels) link.send(encodeFrame([FrameType.Cancel, id]));
     }
-    if (queued.length) this.opts.log?.(`sent ${queued.length} queued call(s)`);
+    this.cancels = [];
+    let resent = 0;
+    for (const p of this.pending.values()) {
+      if (p.sent && !resumed) continue;
+      if (!p.sent) this.queued--;
+      p.sent = true;
+      resent++;
+      link.send(p.frame);
+    }
+    if (resent) this.opts.log?.(`sent ${resent} call(s) held while disconnected`);
+  }
+
+  /** The socket is gone, for now: calls stay pending and handlers keep running until the session resumes or ends. */
+  detach(): void {
+    this.link = null;
   }
 
   /**
-   * The socket is gone. Calls already sent fail with `DISCONNECTED`, since
-   * they may or may not have run; queued calls wait for the next link.
+   * The other end has forgotten this session. Calls that went out fail with
+   * `DISCONNECTED` (they may or may not have run); calls never sent stay queued.
    */
-  detach(reason: string): void {
-    this.link = null;
+  reset(reason: string): void {
     for (const p of [...this.pending.values()]) {
-      if (p.frame) continue;
+      if (!p.sent) continue;
       this.settle(p);
-      p.reject(new ChatterError("DISCONNECTED", `connection lost during call to "${p.proc.name}" (${reason}); it may or may not have run`));
+      p.reject(new ChatterError("DISCONNECTED", `session lost during call to "${p.proc.name}" (${reason}); it may or may not have run`));
     }
+    this.cancels = [];
     this.abortRunning(reason);
+    this.replies.clear();
+    this.lastCallId = 0;
+    this.lastEvent = 0;
   }
 
   /** Ends the peer for good: every call fails, every running handler is aborted. */
   close(reason: string): void {
     if (this.closed) return;
     this.link = null;
-    this.closed = new ChatterError("DISCONNECTED", `${this.opts.side} is closed (${reason})`);
-    this.queue = [];
+    this.closed = new ChatterError("DISCONNECTED", `${this.opts.side} connection is closed (${reason})`);
     for (const p of [...this.pending.values()]) {
       this.settle(p);
       p.reject(new ChatterError("DISCONNECTED", `call to "${p.proc.name}" failed: ${reason}`));
     }
+    this.queued = 0;
     this.abortRunning(reason);
+    this.replies.clear();
   }
 
   private abortRunning(reason: string): void {
@@ -204,40 +248,39 @@ export class Peer {
     this.running.clear();
   }
 
-  /**
-   * Handles one incoming message. Throws a `PROTOCOL` error on a malformed
-   * frame; the owner then closes the socket.
-   */
+  /** Handles one decoded frame. */
   receive(frame: Frame): void {
     switch (frame[0]) {
       case FrameType.Call:
         return this.onCall(frame);
       case FrameType.Result:
-        return this.onResult(frame[1], frame[2]);
-      case FrameType.Error: {
-        const p = this.pending.get(frame[1]);
-        if (!p) return; // Late answer to a call we gave up on.
-        this.settle(p);
-        return p.reject(fromWireError(frame[2]));
-      }
+        return this.onAnswer(frame[1], frame[2], false);
+      case FrameType.Error:
+        return this.onAnswer(frame[1], frame[2], true);
       case FrameType.Event:
+        if (this.opts.side === "server") return this.opts.onControl?.(frame);
         return this.onEvent(frame);
       case FrameType.Cancel:
         this.running.get(frame[1])?.abort(new ChatterError("ABORTED", "the caller cancelled the call"));
         return;
       case FrameType.Ping:
-        return this.send(PONG_BYTES);
+        this.replies.settledBelow(frame[1]);
+        return this.send(encodeFrame([FrameType.Pong, this.settledBelow]));
+      case FrameType.Pong:
+        this.replies.settledBelow(frame[1]);
+        return this.opts.onControl?.(frame);
       default:
         this.opts.onControl?.(frame);
     }
   }
 
-  private onResult(id: number, value: unknown): void {
+  private onAnswer(id: number, payload: unknown, failed: boolean): void {
     const p = this.pending.get(id);
     if (!p) return; // Late answer to a call we gave up on.
     this.settle(p);
+    if (failed) return p.reject(fromWireError(payload));
     try {
-      const parsed = check(p.proc.returns, value, p.proc.name, "output");
+      const parsed = check(p.proc.returns, payload, p.proc.name, "output");
       if (parsed instanceof Promise) parsed.then(p.resolve, p.reject);
       else p.resolve(parsed);
     } catch (err) {
@@ -245,10 +288,17 @@ export class Peer {
     }
   }
 
-  private onCall([, id, name, input, timeout]: CallFrame): void {
+  private onCall([, id, name, input, timeout, settledBelow]: CallFrame): void {
+    this.replies.settledBelow(settledBelow);
+    if (id <= this.lastCallId) return this.onRepeat(id, name);
+    this.lastCallId = id;
     const entry = this.opts.handlers.get(name);
     if (!entry) {
       return this.replyError(id, new ChatterError("NOT_IMPLEMENTED", `"${name}" is not implemented on the ${this.opts.side}`), name);
+    }
+    const max = this.opts.maxConcurrent ?? Number.POSITIVE_INFINITY;
+    if (this.running.size >= max) {
+      return this.replyError(id, new ChatterError("LIMIT", `too many concurrent calls: "${name}" refused, limit is ${max}`), name);
     }
     const ctx = new CallContext(name, timeout);
     let out: unknown;
@@ -269,6 +319,16 @@ export class Peer {
     );
   }
 
+  /** A call sent again after a resume: answer from the cache, or wait for the running handler. */
+  private onRepeat(id: number, name: string): void {
+    const kept = this.replies.get(id);
+    if (kept) return this.send(kept);
+    if (this.running.has(id)) return;
+    // Neither kept nor running: the cache limit pushed the answer out.
+    const err = new ChatterError("LIMIT", `the answer to call #${id} ("${name}") is no longer kept; it ran once`);
+    this.send(encodeFrame([FrameType.Error, id, err.toWire()]));
+  }
+
   /** Parses the input, then runs the handler; synchronous when both are. */
   private run(entry: HandlerEntry, input: unknown, ctx: CallContext): unknown {
     const parsed = check(entry.proc.takes, input, entry.proc.name, "input");
@@ -287,20 +347,35 @@ export class Peer {
     const out = proc.returns === null ? null : value;
     if (checked instanceof Promise) {
       checked.then(
-        () => this.send(encodeFrame([FrameType.Result, id, out])),
+        () => this.answer(id, [FrameType.Result, id, out], proc.name),
         (err) => this.replyError(id, err, proc.name),
       );
-    } else this.send(encodeFrame([FrameType.Result, id, out]));
+    } else this.answer(id, [FrameType.Result, id, out], proc.name);
   }
 
   private replyError(id: number, err: unknown, name: string): void {
     const wire = toWireError(err, name, this.opts.exposeStack ?? false);
     this.opts.log?.(`call to "${name}" failed: ${wire.code} ${wire.message}`);
-    this.send(encodeFrame([FrameType.Error, id, wire]));
+    this.answer(id, [FrameType.Error, id, wire], name);
   }
 
-  /** A broadcast delivery: like a call, but nobody waits for the result. */
-  private onEvent([, name, input]: EventFrame): void {
+  /** Encodes an answer, keeps it for repeats, and sends it. */
+  private answer(id: number, frame: Frame, name: string): void {
+    let bytes: Uint8Array;
+    try {
+      bytes = encodeFrame(frame);
+    } catch (err) {
+      const wire = { code: "HANDLER_ERROR", message: `result of "${name}" cannot be encoded: ${(err as Error).message}` };
+      bytes = encodeFrame([FrameType.Error, id, wire]);
+    }
+    this.replies.set(id, bytes);
+    this.send(bytes);
+  }
+
+  /** A broadcast delivery: like a call, but nobody waits for the result. Repeats are dropped. */
+  private onEvent([, seq, name, input]: EventFrame): void {
+    if (seq <= this.lastEvent) return;
+    this.lastEvent = seq;
     const entry = this.opts.handlers.get(name);
     if (!entry) return this.opts.log?.(`broadcast of "${name}" ignored: no handler on the ${this.opts.side}`);
     const fail = (err: unknown) => this.opts.log?.(`handler for broadcast "${name}" failed: ${(err as Error)?.message ?? err}`);
@@ -311,10 +386,6 @@ export class Peer {
       fail(err);
     }
   }
-}
-
-function timedOut(proc: string, ms: number): ChatterError {
-  return new ChatterError("TIMEOUT", `call to "${proc}" timed out after ${ms} ms`);
 }
 
 function aborted(proc: string, signal: AbortSignal): ChatterError {

@@ -4,15 +4,14 @@
  * is the core's ServerSocket as it is, and `server.publish` fans out natively.
  * Docs: https://bun.sh/docs/api/websockets
  */
-import type { ServerConnection } from "./connection.ts";
 import type { ServerCore } from "./core.ts";
-import type { Admission, ServerSocket } from "./socket.ts";
+import type { Admission, ServerSocket, SocketLink } from "./socket.ts";
 
 /** What Chatter keeps on each Bun socket (`ws.data`). */
 export interface BunSocketData {
   admission: Admission;
-  /** The connection, once the socket is open. */
-  conn: unknown;
+  /** The core's state for this socket, once it is open. */
+  link: SocketLink | null;
 }
 
 /** The parts of Bun's `Server` that Chatter uses. */
@@ -30,6 +29,8 @@ export interface BunSocketLike extends ServerSocket {
 /** The `websocket` object to pass to `Bun.serve`. */
 export interface BunWebSocketHandlers {
   maxPayloadLength: number;
+  backpressureLimit: number;
+  closeOnBackpressureLimit: boolean;
   idleTimeout: number;
   perMessageDeflate: boolean;
   open(ws: BunSocketLike): void;
@@ -43,13 +44,13 @@ export type UpgradeResult = Response | undefined | Promise<Response | undefined>
 export function bunAdapter<TData>(core: ServerCore<TData>) {
   const upgrade = (request: Request, server: BunServerLike): UpgradeResult => {
     // The Bun server is first known here; publish needs it.
-    if (!core.publisher) core.publisher = server;
+    core.topics.publisher ??= server;
     if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
       return new Response("This endpoint speaks Chatter over WebSocket", { status: 426, headers: { Upgrade: "websocket" } });
     }
-    const finish = (admission: Awaited<ReturnType<typeof core.admit>>): Response | undefined => {
+    const finish = (admission: Admission | Response): Response | undefined => {
       if (admission instanceof Response) return admission;
-      if (server.upgrade(request, { data: { admission, conn: null } })) return undefined;
+      if (server.upgrade(request, { data: { admission, link: null } })) return undefined;
       return new Response("WebSocket upgrade failed", { status: 400 });
     };
     const admission = core.admit(request, server.requestIP?.(request)?.address ?? null);
@@ -58,17 +59,20 @@ export function bunAdapter<TData>(core: ServerCore<TData>) {
 
   const websocket: BunWebSocketHandlers = {
     maxPayloadLength: core.maxMessageBytes,
+    // Past this, send() drops the frame and returns 0; the core then closes the socket as a slow consumer.
+    backpressureLimit: core.maxBufferedBytes,
+    closeOnBackpressureLimit: false,
     // Clients ping every 30 s by default; a silent socket is dead after 2 minutes.
     idleTimeout: 120,
     perMessageDeflate: false,
     open(ws) {
-      ws.data.conn = core.open(ws, ws.data.admission);
+      ws.data.link = core.open(ws, ws.data.admission);
     },
     message(ws, message) {
-      if (ws.data.conn) core.message(ws.data.conn as ServerConnection<TData>, message);
+      if (ws.data.link) core.message(ws.data.link, message);
     },
     close(ws, code, reason) {
-      if (ws.data.conn) core.closed(ws.data.conn as ServerConnection<TData>, code, reason);
+      if (ws.data.link) core.closed(ws.data.link, code, reason);
     },
   };
 

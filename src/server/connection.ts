@@ -1,7 +1,8 @@
 import { type CallOptions, Peer } from "../engine/peer.ts";
 import type { InputArgs, Proc, ResultOf } from "../proc.ts";
+import type { SubscriptionChange } from "./broadcast-log.ts";
 import type { ServerCore } from "./core.ts";
-import type { ServerSocket } from "./socket.ts";
+import type { ServerSocket, SocketLink } from "./socket.ts";
 
 /** Options of `connection.broadcast`. */
 export interface ConnectionBroadcastOptions<TData> {
@@ -12,48 +13,75 @@ export interface ConnectionBroadcastOptions<TData> {
 }
 
 /**
- * One client's open socket, as the server sees it. It is the second
+ * One client session, as the server sees it. It outlives a dropped socket:
+ * when the client resumes within the resume window, the same object carries
+ * on with its `data`, subscriptions and calls in flight. It is the second
  * argument of every server handler.
  */
 export class ServerConnection<TData = unknown> {
-  /** What `getConnectionData` returned for this client. */
+  /** What `getConnectionData` returned when this session began. */
   readonly data: TData;
   /** The client's persistent id. */
   readonly clientId: string;
-  /** The id of this client session, set by the handshake. */
-  sessionId = "";
-  /** @internal the topics this connection is subscribed to. */
+  /** The session's id. */
+  readonly sessionId: string;
+  /** @internal the secret a client must show to resume this session. */
+  readonly token: string;
+  /** @internal the topics this session is subscribed to. */
   readonly topics = new Set<string>();
+  /** @internal subscription changes, to judge which logged broadcasts it missed. */
+  changes: SubscriptionChange[] = [];
+  /** @internal */
+  changesFrom = 0;
   /** @internal */
   readonly peer: Peer;
+  /** @internal the socket serving this session now, if any. */
+  link: SocketLink | null = null;
+  /** @internal ends the session when the resume window passes. */
+  expiry: ReturnType<typeof setTimeout> | undefined;
   /** @internal */
-  readonly socket: ServerSocket;
-  /** @internal set once the HELLO handshake is done. */
-  ready = false;
-  /** @internal pending handshake timer. */
-  helloTimer: ReturnType<typeof setTimeout> | undefined;
+  ended = false;
   private readonly core: ServerCore<TData>;
 
-  /** @internal made by the server core when a socket opens. */
-  constructor(core: ServerCore<TData>, socket: ServerSocket, clientId: string, data: TData) {
+  /** @internal made by the server core when a HELLO starts a new session. */
+  constructor(core: ServerCore<TData>, clientId: string, sessionId: string, token: string, data: TData) {
     this.core = core;
-    this.socket = socket;
     this.clientId = clientId;
+    this.sessionId = sessionId;
+    this.token = token;
     this.data = data;
     this.peer = new Peer({
       handlers: core.handlers,
       owner: this,
       side: "server",
       log: core.log,
-      exposeStack: core.exposeStack,
-      onControl: (frame) => core.protocolError(this, `unexpected frame type ${frame[0]} after the handshake`),
+      exposeStack: core.options.exposeStack ?? false,
+      maxConcurrent: core.options.maxConcurrentCalls ?? 1024,
+      onControl: (frame) => core.protocolError(this.link, `unexpected frame type ${frame[0]} after the handshake`),
     });
   }
 
+  /** Whether a socket serves this session now (false while it waits for the client to resume). */
+  get isConnected(): boolean {
+    return this.link !== null;
+  }
+
+  /** @internal the live socket, or null */
+  get socket(): ServerSocket | null {
+    return this.link?.socket ?? null;
+  }
+
+  /** @internal sends on the live socket; a dropped frame means a slow consumer. */
+  send(frame: Uint8Array): void {
+    const link = this.link;
+    if (link && link.socket.send(frame) === 0) this.core.slowConsumer(this);
+  }
+
   /**
-   * Calls a procedure on this client.
+   * Calls a procedure on this client. While the client is away (and may
+   * resume) the call waits, and goes out when it is back.
    * @param proc - the procedure, made with `createProc`
-   * @param args - its input, checked against `takes` before it is sent
+   * @param args - its input, checked against `takes` before it is sent, then `{ timeout, signal }`
    * @returns the client handler's result, checked against `returns`
    */
   call<P extends Proc>(proc: P, ...args: [...InputArgs<P>, options?: CallOptions]): Promise<ResultOf<P>> {
@@ -65,8 +93,7 @@ export class ServerConnection<TData = unknown> {
    * this one unless `includeSelf` is set. Each subscriber gets it once.
    * @param topics - a topic or an iterable of topics
    * @param proc - the procedure to call
-   * @param input - its input, checked against `takes` before it is sent
-   * @param options - `includeSelf`, `exclude`
+   * @param args - its input (checked against `takes` first), then `{ includeSelf, exclude }`
    */
   broadcast<P extends Proc>(
     topics: string | Iterable<string>,
@@ -81,12 +108,12 @@ export class ServerConnection<TData = unknown> {
 
   /** Subscribes this connection to a topic, so it gets the topic's broadcasts. */
   subscribe(topic: string): void {
-    this.core.subscribe(this, topic);
+    this.core.topics.subscribe(this, topic);
   }
 
   /** Unsubscribes this connection from a topic. */
   unsubscribe(topic: string): void {
-    this.core.unsubscribe(this, topic);
+    this.core.topics.unsubscribe(this, topic);
   }
 
   /** @returns whether this connection is subscribed to the topic */
@@ -94,8 +121,8 @@ export class ServerConnection<TData = unknown> {
     return this.topics.has(topic);
   }
 
-  /** Closes this connection; the client will reconnect unless it was closed for good. */
+  /** Ends the session and closes its socket. The client reconnects with a fresh session. */
   close(code = 1000, reason = "closed by the server"): void {
-    this.socket.close(code, reason);
+    this.core.endSession(this, code, reason);
   }
 }

@@ -1,6 +1,7 @@
 /**
- * The runtime-neutral server: handlers, connections, topics, broadcast and
- * the handshake. Runtime adapters (Bun, Node) feed it sockets and frames.
+ * The runtime-neutral server: handlers, sessions, the handshake and resume,
+ * and shutdown. Runtime adapters (Bun, Node) feed it sockets and frames;
+ * topics and fan-out live in topics.ts.
  */
 import type { CallContext } from "../engine/context.ts";
 import type { HandlerEntry } from "../engine/peer.ts";
@@ -8,7 +9,9 @@ import { ChatterError } from "../errors.ts";
 import { check, type Proc } from "../proc.ts";
 import { CloseCode, decodeFrame, encodeFrame, FrameType, type HelloFrame, PROTOCOL_VERSION } from "../wire/frames.ts";
 import { ServerConnection } from "./connection.ts";
-import type { Admission, Publisher, ServerSocket } from "./socket.ts";
+import { RateLimiter, type RateLimitOptions } from "./rate-limit.ts";
+import type { Admission, ServerSocket, SocketLink } from "./socket.ts";
+import { Topics } from "./topics.ts";
 import { admit, type ConnectionInfo } from "./upgrade.ts";
 
 /** Options of `createServer`. */
@@ -19,9 +22,9 @@ export interface ServerOptions<TData = unknown> {
    * `Response` to refuse with that response.
    */
   getConnectionData?: (info: ConnectionInfo) => TData | Promise<TData>;
-  /** Runs once a client's handshake is done, before its calls are handled. */
+  /** Runs once a new session's handshake is done, before its calls are handled. Not run again on resume. */
   onOpen?: (connection: ServerConnection<NoInfer<TData>>) => unknown;
-  /** Runs after a connection has closed. */
+  /** Runs when a session ends: closed for good, or not resumed within the window. */
   onClose?: (connection: ServerConnection<NoInfer<TData>>, code: number, reason: string) => unknown;
   /** Gets errors nobody awaits: failing hooks and broadcast handlers. Defaults to `console.error`. */
   onError?: (error: unknown, connection?: ServerConnection<NoInfer<TData>>) => void;
@@ -33,6 +36,20 @@ export interface ServerOptions<TData = unknown> {
   maxMessageBytes?: number;
   /** Milliseconds a new socket has to send its HELLO. Defaults to 10 000. */
   handshakeTimeout?: number;
+  /** Milliseconds a session is kept after its socket drops, for the client to resume. Defaults to 30 000; 0 turns resume off. */
+  resumeWindow?: number;
+  /** Bounds on the log of recent broadcasts that resuming sessions catch up from (server-wide). */
+  replay?: { maxMessages?: number; maxBytes?: number };
+  /** Calls from one connection whose handlers may run at once; more are refused with `LIMIT`. Defaults to 1024. */
+  maxConcurrentCalls?: number;
+  /** Bytes that may wait to be written to one socket; past it the socket is closed with 4003. Defaults to 4 MiB. */
+  maxBufferedBytes?: number;
+  /** Upgrades per client address per window; past it, 429. Defaults to 100 per 10 s; `false` turns it off. */
+  rateLimit?: RateLimitOptions | false;
+  /** Take client addresses from X-Forwarded-For. Only behind a proxy you run, which sets it. */
+  trustProxy?: boolean;
+  /** Origins allowed to connect (the browser's Origin header); requests without one pass. */
+  allowedOrigins?: string[];
 }
 
 /** A handler on the server: gets the parsed input, the calling connection and the call's context. */
@@ -44,102 +61,168 @@ export type ServerHandler<TData, TIn, TOut> = (
 
 export class ServerCore<TData> {
   readonly handlers = new Map<string, HandlerEntry>();
+  /** Live sessions, connected or waiting for a resume. */
   readonly connections = new Set<ServerConnection<TData>>();
-  /** topic -> subscribed connections. Bun also keeps its own native copy. */
-  readonly topics = new Map<string, Set<ServerConnection<TData>>>();
+  readonly sessions = new Map<string, ServerConnection<TData>>();
+  readonly topics: Topics<ServerConnection<TData>>;
   readonly log: ((msg: string) => void) | undefined;
-  readonly exposeStack: boolean;
   readonly maxMessageBytes: number;
-  publisher: Publisher | null = null;
+  readonly maxBufferedBytes: number;
+  readonly limiter: RateLimiter | null;
   closing = false;
   /** Every open socket, handshake done or not. */
-  private readonly accepted = new Set<ServerConnection<TData>>();
-  private readonly opts: ServerOptions<TData>;
+  private readonly links = new Set<SocketLink>();
+  readonly options: ServerOptions<TData>;
 
-  constructor(opts: ServerOptions<TData>) {
-    this.opts = opts;
-    this.log = opts.verbose ? (msg) => console.log(`[chatter] server: ${msg}`) : undefined;
-    this.exposeStack = opts.exposeStack ?? false;
-    this.maxMessageBytes = opts.maxMessageBytes ?? 1024 * 1024;
+  constructor(options: ServerOptions<TData>) {
+    this.options = options;
+    this.log = options.verbose ? (msg) => console.log(`[chatter] server: ${msg}`) : undefined;
+    this.maxMessageBytes = options.maxMessageBytes ?? 1024 * 1024;
+    this.maxBufferedBytes = options.maxBufferedBytes ?? 4 * 1024 * 1024;
+    this.limiter = options.rateLimit === false ? null : new RateLimiter(options.rateLimit ?? { max: 100, windowMs: 10_000 });
+    this.topics = new Topics({ maxMessages: options.replay?.maxMessages ?? 10_000, maxBytes: options.replay?.maxBytes ?? 8 * 1024 * 1024 });
+    this.topics.onDropped = (topic) => {
+      for (const c of this.topics.index.get(topic) ?? []) if ((c.socket?.getBufferedAmount() ?? 0) > this.maxBufferedBytes) this.slowConsumer(c);
+    };
   }
 
   /** Decides, during the upgrade, whether a client may connect. */
   admit(request: Request, ip: string | null): Admission | Response | Promise<Admission | Response> {
     if (this.closing) return new Response("Server is shutting down", { status: 503 });
-    return admit(request, ip, this.opts.getConnectionData);
+    return admit(request, ip, { ...this.options, limiter: this.limiter });
   }
 
-  open(socket: ServerSocket, admission: Admission): ServerConnection<TData> {
-    const conn = new ServerConnection<TData>(this, socket, admission.clientId, admission.data as TData);
-    this.accepted.add(conn);
-    conn.helloTimer = setTimeout(() => {
-      this.log?.(`client ${conn.clientId} sent no HELLO in time; closing`);
+  open(socket: ServerSocket, admission: Admission): SocketLink {
+    const link: SocketLink = { socket, admission, conn: null, helloTimer: undefined };
+    this.links.add(link);
+    link.helloTimer = setTimeout(() => {
+      this.log?.(`client ${admission.clientId} sent no HELLO in time; closing`);
       socket.close(CloseCode.HandshakeTimeout, "no HELLO received in time");
-    }, this.opts.handshakeTimeout ?? 10_000);
-    return conn;
+    }, this.options.handshakeTimeout ?? 10_000);
+    return link;
   }
 
-  message(conn: ServerConnection<TData>, message: string | Uint8Array): void {
-    if (typeof message === "string") return this.protocolError(conn, "text frames are not part of the protocol");
+  message(link: SocketLink, message: string | Uint8Array): void {
+    if (typeof message === "string") return this.protocolError(link, "text frames are not part of the protocol");
     if (message.byteLength > this.maxMessageBytes) {
-      this.log?.(`client ${conn.clientId} sent ${message.byteLength} bytes, over maxMessageBytes`);
-      return conn.socket.close(
-        CloseCode.TooBig,
-        `message of ${message.byteLength} bytes exceeds maxMessageBytes (${this.maxMessageBytes})`,
-      );
+      return this.refuse(link, CloseCode.TooBig, `message of ${message.byteLength} bytes exceeds maxMessageBytes (${this.maxMessageBytes})`);
     }
+    const conn = link.conn as ServerConnection<TData> | null;
     try {
       const frame = decodeFrame(message);
-      if (conn.ready) conn.peer.receive(frame);
-      else if (frame[0] === FrameType.Hello) this.handshake(conn, frame);
-      else this.protocolError(conn, "the first frame must be HELLO");
+      if (conn) conn.peer.receive(frame);
+      else if (frame[0] === FrameType.Hello) this.handshake(link, frame);
+      else this.protocolError(link, "the first frame must be HELLO");
     } catch (err) {
-      if (err instanceof ChatterError && err.code === "PROTOCOL") this.protocolError(conn, err.message);
-      else this.report(err, conn);
+      if (err instanceof ChatterError && err.code === "PROTOCOL") this.protocolError(link, err.message);
+      else this.report(err, conn ?? undefined);
     }
   }
 
-  /** Closes a connection that broke the protocol, with a reason naming what. */
-  protocolError(conn: ServerConnection<TData>, why: string): void {
-    const reason = why.replace(/^\[chatter\] /, "");
-    this.log?.(`protocol error from client ${conn.clientId}: ${reason}`);
+  /** Closes a socket that broke the protocol, with a reason naming what; its session ends. */
+  protocolError(link: SocketLink | null, why: string): void {
+    if (link) this.refuse(link, CloseCode.ProtocolError, why.replace(/^\[chatter\] /, ""));
+  }
+
+  private refuse(link: SocketLink, code: number, reason: string): void {
+    this.log?.(`closing client ${link.admission.clientId} with ${code}: ${reason}`);
+    const conn = link.conn as ServerConnection<TData> | null;
+    if (conn) this.endSession(conn, code, reason);
     // Close reasons are limited to 123 bytes by RFC 6455.
-    conn.socket.close(CloseCode.ProtocolError, reason.slice(0, 120));
+    else link.socket.close(code, reason.slice(0, 120));
   }
 
-  private handshake(conn: ServerConnection<TData>, [, version, , sessionId]: HelloFrame): void {
-    clearTimeout(conn.helloTimer);
+  /** A socket that cannot keep up: close it; its session may resume and catch up. */
+  slowConsumer(conn: ServerConnection<TData>): void {
+    const socket = conn.socket;
+    if (!socket) return;
+    this.log?.(`client ${conn.clientId} is not reading fast enough; closing its socket`);
+    socket.close(CloseCode.SlowConsumer, `slow consumer: more than ${this.maxBufferedBytes} bytes waiting`);
+  }
+
+  private handshake(link: SocketLink, [, version, , sessionId, token, lastEvent, settledBelow]: HelloFrame): void {
+    clearTimeout(link.helloTimer);
     if (version !== PROTOCOL_VERSION) {
-      return conn.socket.close(CloseCode.VersionMismatch, `protocol version ${version} unsupported; server speaks ${PROTOCOL_VERSION}`);
+      return link.socket.close(CloseCode.VersionMismatch, `protocol version ${version} unsupported; server speaks ${PROTOCOL_VERSION}`);
     }
-    if (sessionId.length === 0 || sessionId.length > 64) return this.protocolError(conn, "HELLO session id must be 1-64 chars");
-    conn.sessionId = sessionId;
-    conn.ready = true;
+    const old = token === null ? undefined : this.sessions.get(sessionId);
+    if (old && sameSecret(old.token, token as string)) {
+      if (this.topics.log.covers(old, lastEvent)) return this.resume(old, link, lastEvent, settledBelow);
+      this.endSession(old, CloseCode.Unresumable, "broadcasts it missed are no longer kept");
+    }
+    // A new session. A taken id (a client presenting someone else's id without the token) gets a fresh one.
+    const id = /^[\w-]{1,64}$/.test(sessionId) && !this.sessions.has(sessionId) ? sessionId : crypto.randomUUID();
+    const conn = new ServerConnection<TData>(this, link.admission.clientId, id, secret(), link.admission.data as TData);
+    this.sessions.set(id, conn);
     this.connections.add(conn);
-    conn.peer.attach(conn.socket);
-    conn.socket.send(encodeFrame([FrameType.Welcome, sessionId, crypto.randomUUID(), false]));
-    this.log?.(`client ${conn.clientId} connected (session ${sessionId})`);
-    this.hook(() => this.opts.onOpen?.(conn), conn);
+    this.bind(conn, link);
+    link.socket.send(encodeFrame([FrameType.Welcome, id, conn.token, false, conn.peer.settledBelow]));
+    conn.peer.attach(conn, false);
+    this.log?.(`client ${conn.clientId} connected (session ${id})`);
+    this.hook(() => this.options.onOpen?.(conn), conn);
   }
 
-  closed(conn: ServerConnection<TData>, code: number, reason: string): void {
-    clearTimeout(conn.helloTimer);
-    this.accepted.delete(conn);
-    for (const topic of conn.topics) this.topics.get(topic)?.delete(conn);
-    conn.peer.close(`socket closed with ${code}${reason ? ` (${reason})` : ""}`);
-    if (!this.connections.delete(conn)) return; // Never finished its handshake: no onOpen, so no onClose.
-    this.log?.(`client ${conn.clientId} disconnected: ${code} ${reason}`);
-    this.hook(() => this.opts.onClose?.(conn, code, reason), conn);
+  /** Moves a session to a new socket: catch it up on broadcasts, rejoin its topics, resend unanswered calls. */
+  private resume(conn: ServerConnection<TData>, link: SocketLink, lastEvent: number, settledBelow: number): void {
+    clearTimeout(conn.expiry);
+    const stale = conn.link;
+    this.bind(conn, link);
+    stale?.socket.close(CloseCode.Replaced, "session resumed on a newer socket");
+    link.socket.send(encodeFrame([FrameType.Welcome, conn.sessionId, conn.token, true, conn.peer.settledBelow]));
+    const missed = this.topics.log.missed(conn, lastEvent);
+    for (const frame of missed) conn.send(frame);
+    this.topics.rejoin(conn);
+    conn.peer.attach(conn, true, settledBelow);
+    this.log?.(`client ${conn.clientId} resumed session ${conn.sessionId} (${missed.length} broadcast(s) caught up)`);
+  }
+
+  private bind(conn: ServerConnection<TData>, link: SocketLink): void {
+    if (conn.link) conn.link.conn = null;
+    conn.link = link;
+    link.conn = conn;
+  }
+
+  closed(link: SocketLink, code: number, reason: string): void {
+    clearTimeout(link.helloTimer);
+    this.links.delete(link);
+    const conn = link.conn as ServerConnection<TData> | null;
+    if (!conn || conn.link !== link) return; // No handshake, or a stale socket of a resumed session.
+    conn.link = null;
+    conn.peer.detach();
+    const window = this.options.resumeWindow ?? 30_000;
+    if (this.closing || window <= 0 || code === CloseCode.ClientClosed) return this.endSession(conn, code, reason);
+    this.log?.(`client ${conn.clientId} dropped (${code} ${reason}); keeping session ${conn.sessionId} for ${window} ms`);
+    conn.expiry = setTimeout(() => this.endSession(conn, code, `${reason || "dropped"}; not resumed within ${window} ms`), window);
+  }
+
+  /** Ends a session for good: calls to it fail, it leaves its topics, and `onClose` runs. */
+  endSession(conn: ServerConnection<TData>, code: number, reason: string): void {
+    if (conn.ended) return;
+    conn.ended = true;
+    clearTimeout(conn.expiry);
+    this.sessions.delete(conn.sessionId);
+    this.connections.delete(conn);
+    this.topics.remove(conn);
+    conn.peer.close(`session ended (${code}${reason ? ` ${reason}` : ""})`);
+    const link = conn.link;
+    conn.link = null;
+    if (link) {
+      link.conn = null;
+      link.socket.close(code, reason.slice(0, 120));
+    }
+    this.log?.(`session ${conn.sessionId} of client ${conn.clientId} ended: ${code} ${reason}`);
+    this.hook(() => this.options.onClose?.(conn, code, reason), conn);
   }
 
   /** Refuses new clients, waits for running handlers (up to `timeout` ms), then closes every socket with 1001. */
   async shutdown(timeout: number): Promise<void> {
     this.closing = true;
     const deadline = Date.now() + timeout;
-    const busy = () => [...this.accepted].some((c) => c.peer.runningCount > 0);
+    const busy = () => [...this.connections].some((c) => c.peer.runningCount > 0);
     while (busy() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     if (busy()) this.log?.("shutdown deadline passed with handlers still running");
-    for (const conn of this.accepted) conn.socket.close(CloseCode.GoingAway, "server is shutting down");
+    for (const conn of [...this.connections]) this.endSession(conn, CloseCode.GoingAway, "server is shutting down");
+    for (const link of this.links) link.socket.close(CloseCode.GoingAway, "server is shutting down");
   }
 
   private hook(run: () => unknown, conn: ServerConnection<TData>): void {
@@ -152,7 +235,7 @@ export class ServerCore<TData> {
   }
 
   report(err: unknown, conn?: ServerConnection<TData>): void {
-    if (this.opts.onError) this.opts.onError(err, conn);
+    if (this.options.onError) this.options.onError(err, conn);
     else console.error("[chatter] server:", err);
   }
 
@@ -164,67 +247,30 @@ export class ServerCore<TData> {
     };
   }
 
-  subscribe(conn: ServerConnection<TData>, topic: string): void {
-    if (conn.topics.has(topic)) return;
-    conn.topics.add(topic);
-    let members = this.topics.get(topic);
-    if (!members) {
-      members = new Set();
-      this.topics.set(topic, members);
-    }
-    members.add(conn);
-    conn.socket.subscribe(topic);
-  }
-
-  unsubscribe(conn: ServerConnection<TData>, topic: string): void {
-    if (!conn.topics.delete(topic)) return;
-    const members = this.topics.get(topic);
-    members?.delete(conn);
-    if (members?.size === 0) this.topics.delete(topic);
-    conn.socket.unsubscribe(topic);
-  }
-
   /** Checks the input (sync where the schema allows), then fans the frame out. */
-  broadcast(topics: string | Iterable<string>, proc: Proc, input: unknown, exclude: Set<ServerConnection<TData>>): void {
+  broadcast(topics: string | Iterable<string>, proc: Proc, input: unknown, exclude: ReadonlySet<ServerConnection<TData>>): void {
     const list = typeof topics === "string" ? [topics] : [...new Set(topics)];
     const value = proc.takes === null ? null : input;
     const checked = check(proc.takes, input, proc.name, "input");
-    const send = () => this.fanOut(list, encodeFrame([FrameType.Event, proc.name, value]), exclude);
+    const send = () => this.topics.broadcast(list, (seq) => encodeFrame([FrameType.Event, seq, proc.name, value]), exclude);
     if (checked instanceof Promise) checked.then(send, (err) => this.report(err));
     else send();
   }
-
-  /**
-   * Delivers one frame to the union of the topics' subscribers, minus the
-   * excluded ones. With native publish, excluded sockets and sockets already
-   * reached through an earlier topic are unsubscribed for the length of one
-   * synchronous publish, so each gets the frame exactly once.
-   */
-  private fanOut(list: string[], frame: Uint8Array, exclude: Set<ServerConnection<TData>>): void {
-    const publisher = this.publisher;
-    for (let i = 0; i < list.length; i++) {
-      const topic = list[i] as string;
-      const members = this.topics.get(topic);
-      if (!members || members.size === 0) continue;
-      const skip = (c: ServerConnection<TData>) => exclude.has(c) || seenBefore(c, list, i);
-      if (!publisher) {
-        for (const c of members) if (!skip(c)) c.socket.send(frame);
-        continue;
-      }
-      const muted: ServerConnection<TData>[] = [];
-      if (i === 0) {
-        for (const c of exclude) if (members.has(c)) muted.push(c);
-      } else {
-        for (const c of members) if (skip(c)) muted.push(c);
-      }
-      for (const c of muted) c.socket.unsubscribe(topic);
-      publisher.publish(topic, frame);
-      for (const c of muted) c.socket.subscribe(topic);
-    }
-  }
 }
 
-function seenBefore(c: { topics: Set<string> }, list: string[], i: number): boolean {
-  for (let j = 0; j < i; j++) if (c.topics.has(list[j] as string)) return true;
-  return false;
+/** 32 random bytes, base64url: the resume token. */
+function secret(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(32));
+  return btoa(String.fromCharCode(...bytes))
+    .replace(/\+/g, "-")
+    .replace(/\//g, "_")
+    .replace(/=+$/, "");
+}
+
+/** Compares in time that does not depend on where the strings differ. */
+function sameSecret(a: string, b: string): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
+  return diff === 0;
 }

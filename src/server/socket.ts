@@ -1,24 +1,31 @@
 /**
  * The contract between the server core and a runtime adapter. An adapter
- * turns its runtime's WebSocket into a `ServerSocket` (Bun's already is one)
- * and, where the runtime has native pub/sub, offers a `Publisher`.
+ * turns its runtime's WebSocket into a `ServerSocket` (Bun's already is one),
+ * calls `open`, `message` and `closed` on the core, and, where the runtime has
+ * native pub/sub, offers a `Publisher`.
  */
 
 /** One accepted WebSocket, as the server core sees it. */
 export interface ServerSocket {
-  /** Sends one binary frame. */
-  send(frame: Uint8Array): unknown;
+  /**
+   * Sends one binary frame. Returns the bytes written, -1 when the frame was
+   * queued under backpressure, or 0 when it was dropped.
+   */
+  send(frame: Uint8Array): number;
   /** Closes with a WebSocket close code and a short reason. */
   close(code?: number, reason?: string): void;
   /** Joins a native pub/sub topic; a no-op on runtimes without one. */
   subscribe(topic: string): void;
   /** Leaves a native pub/sub topic. */
   unsubscribe(topic: string): void;
+  /** Bytes queued for this socket and not yet written to the network. */
+  getBufferedAmount(): number;
 }
 
 /** Native fan-out: sends one frame to every socket subscribed to a topic. */
 export interface Publisher {
-  publish(topic: string, frame: Uint8Array): unknown;
+  /** Returns 0 when the frame was dropped for some subscriber, as Bun's `server.publish` does. */
+  publish(topic: string, frame: Uint8Array): number;
 }
 
 /** What the upgrade learned about a client, kept until its socket opens. */
@@ -27,4 +34,13 @@ export interface Admission {
   clientId: string;
   /** What `getConnectionData` returned. */
   data: unknown;
+}
+
+/** One socket's state in the core; the adapter keeps it and hands it back with each event. */
+export interface SocketLink {
+  readonly socket: ServerSocket;
+  readonly admission: Admission;
+  /** The session this socket serves, once its HELLO is handled. */
+  conn: unknown;
+  helloTimer: ReturnType<typeof setTimeout> | undefined;
 }

@@ -1,4 +1,5 @@
 /** Admission at upgrade time: who is connecting, and may they. */
+import type { RateLimiter } from "./rate-limit.ts";
 import type { Admission } from "./socket.ts";
 
 /** What `getConnectionData` learns about a connecting client. */
@@ -17,18 +18,38 @@ export interface ConnectionInfo {
   ip: string | null;
 }
 
+/** The checks an upgrade goes through before `getConnectionData`. */
+export interface AdmissionRules<TData> {
+  getConnectionData?: ((info: ConnectionInfo) => TData | Promise<TData>) | undefined;
+  /** Origins allowed to connect; requests without an Origin header (not browsers) pass. */
+  allowedOrigins?: string[] | undefined;
+  /** Take the client address from X-Forwarded-For (only behind a proxy you run). */
+  trustProxy?: boolean | undefined;
+  limiter: RateLimiter | null;
+}
+
 const ID_PATTERN = /^[\w-]{1,64}$/;
 
 /**
- * Builds the connection info and runs `getConnectionData`. A thrown error
- * refuses the upgrade with 401; a returned or thrown `Response` is sent as is.
+ * Checks the origin and the rate limit, then builds the connection info and
+ * runs `getConnectionData`. A thrown error refuses the upgrade with 401; a
+ * returned or thrown `Response` is sent as is.
  * @returns what to keep until the socket opens, or the refusal
  */
 export function admit<TData>(
   request: Request,
-  ip: string | null,
-  getConnectionData: ((info: ConnectionInfo) => TData | Promise<TData>) | undefined,
+  socketIp: string | null,
+  rules: AdmissionRules<TData>,
 ): Admission | Response | Promise<Admission | Response> {
+  const origin = request.headers.get("origin");
+  if (origin && rules.allowedOrigins && !rules.allowedOrigins.includes(origin) && !rules.allowedOrigins.includes("*")) {
+    return new Response(`Origin ${origin} is not allowed`, { status: 403 });
+  }
+  const ip = (rules.trustProxy && forwardedFor(request)) || socketIp;
+  if (rules.limiter && ip && !rules.limiter.take(ip)) {
+    return new Response("Too many connection attempts from this address", { status: 429, headers: { "Retry-After": "10" } });
+  }
+  const getConnectionData = rules.getConnectionData;
   const url = new URL(request.url);
   const cid = url.searchParams.get("cid");
   const clientId = cid && ID_PATTERN.test(cid) ? cid : crypto.randomUUID();
@@ -48,6 +69,11 @@ export function admit<TData>(
   } catch (err) {
     return refuse(err);
   }
+}
+
+/** The first address of X-Forwarded-For: the client as the outermost proxy saw it. */
+function forwardedFor(request: Request): string | null {
+  return request.headers.get("x-forwarded-for")?.split(",")[0]?.trim() || null;
 }
 
 function accept(clientId: string, data: unknown): Admission | Response {

@@ -21,15 +21,23 @@ export const FrameType = {
   Pong: 9,
 } as const;
 
-export type HelloFrame = [type: 1, version: number, clientId: string, sessionId: string, token: string | null];
-export type WelcomeFrame = [type: 2, sessionId: string, token: string, resumed: boolean];
-export type CallFrame = [type: 3, id: number, name: string, input: unknown, timeout: number];
+export type HelloFrame = [
+  type: 1,
+  version: number,
+  clientId: string,
+  sessionId: string,
+  token: string | null,
+  lastEvent: number,
+  settledBelow: number,
+];
+export type WelcomeFrame = [type: 2, sessionId: string, token: string, resumed: boolean, settledBelow: number];
+export type CallFrame = [type: 3, id: number, name: string, input: unknown, timeout: number, settledBelow: number];
 export type ResultFrame = [type: 4, id: number, value: unknown];
 export type ErrorFrame = [type: 5, id: number, error: WireError];
-export type EventFrame = [type: 6, name: string, input: unknown];
+export type EventFrame = [type: 6, seq: number, name: string, input: unknown];
 export type CancelFrame = [type: 7, id: number];
-export type PingFrame = [type: 8];
-export type PongFrame = [type: 9];
+export type PingFrame = [type: 8, settledBelow: number];
+export type PongFrame = [type: 9, settledBelow: number];
 
 export type Frame = HelloFrame | WelcomeFrame | CallFrame | ResultFrame | ErrorFrame | EventFrame | CancelFrame | PingFrame | PongFrame;
 
@@ -49,20 +57,18 @@ export const CloseCode = {
   PingTimeout: 4002,
   /** The peer's outgoing buffer passed its limit (a slow consumer). */
   SlowConsumer: 4003,
-  /** The client closed on purpose. */
+  /** The client closed on purpose; its session ends. */
   ClientClosed: 4004,
+  /** The session resumed on a newer socket; this one is stale. */
+  Replaced: 4005,
+  /** The session could not resume: broadcasts it missed were no longer kept. */
+  Unresumable: 4007,
 } as const;
 
 /** @returns the bytes of one frame */
 export function encodeFrame(frame: Frame): Uint8Array {
   return encode(frame);
 }
-
-const ping = encode([FrameType.Ping]);
-const pong = encode([FrameType.Pong]);
-/** PING and PONG never change, so they are encoded once. */
-export const PING_BYTES = ping;
-export const PONG_BYTES = pong;
 
 function bad(what: string): never {
   throw new ChatterError("PROTOCOL", `malformed frame: ${what}`);
@@ -84,15 +90,16 @@ export function decodeFrame(bytes: Uint8Array): Frame {
   }
   if (!Array.isArray(f) || f.length === 0) bad("not a frame array");
   switch (f[0]) {
-    case FrameType.Hello: // [1, version, clientId, sessionId, token | null]
+    case FrameType.Hello: // [1, version, clientId, sessionId, token | null, lastEvent, settledBelow]
       if (typeof f[1] !== "number" || typeof f[2] !== "string" || typeof f[3] !== "string") bad("HELLO fields");
       if (f[4] !== null && typeof f[4] !== "string") bad("HELLO token");
+      if (!isId(f[5]) || !isId(f[6])) bad("HELLO counters");
       return f as HelloFrame;
-    case FrameType.Welcome: // [2, sessionId, token, resumed]
-      if (typeof f[1] !== "string" || typeof f[2] !== "string" || typeof f[3] !== "boolean") bad("WELCOME fields");
+    case FrameType.Welcome: // [2, sessionId, token, resumed, settledBelow]
+      if (typeof f[1] !== "string" || typeof f[2] !== "string" || typeof f[3] !== "boolean" || !isId(f[4])) bad("WELCOME fields");
       return f as WelcomeFrame;
-    case FrameType.Call: // [3, id, name, input, timeout]
-      if (!isId(f[1]) || typeof f[2] !== "string" || typeof f[4] !== "number") bad("CALL fields");
+    case FrameType.Call: // [3, id, name, input, timeout, settledBelow]
+      if (!isId(f[1]) || typeof f[2] !== "string" || typeof f[4] !== "number" || !isId(f[5])) bad("CALL fields");
       return f as CallFrame;
     case FrameType.Result: // [4, id, value]
       if (!isId(f[1]) || f.length !== 3) bad("RESULT fields");
@@ -100,14 +107,15 @@ export function decodeFrame(bytes: Uint8Array): Frame {
     case FrameType.Error: // [5, id, { code, message, issues? }]
       if (!isId(f[1]) || typeof f[2] !== "object" || f[2] === null) bad("ERROR fields");
       return f as ErrorFrame;
-    case FrameType.Event: // [6, name, input]
-      if (typeof f[1] !== "string" || f.length !== 3) bad("EVENT fields");
+    case FrameType.Event: // [6, seq, name, input]
+      if (!isId(f[1]) || typeof f[2] !== "string" || f.length !== 4) bad("EVENT fields");
       return f as EventFrame;
     case FrameType.Cancel: // [7, id]
       if (!isId(f[1])) bad("CANCEL id");
       return f as CancelFrame;
-    case FrameType.Ping: // [8]
-    case FrameType.Pong: // [9]
+    case FrameType.Ping: // [8, settledBelow]
+    case FrameType.Pong: // [9, settledBelow]
+      if (!isId(f[1])) bad("PING/PONG fields");
       return f as PingFrame | PongFrame;
     default:
       return bad(`unknown frame type ${String(f[0])}`);
