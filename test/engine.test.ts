@@ -216,7 +216,14 @@ describe("engine", () => {
     const { a, on } = pair();
     const seen: unknown[] = [];
     on("a", NOTE, ((x: string) => void seen.push(x)) as never);
-    for (const [seq, x] of [[1, "a"], [2, "b"], [2, "b"], [1, "a"], [5, "c"]] as const) a.receive([FrameType.Event, seq, "note", x]);
+    for (const [seq, x] of [
+      [1, "a"],
+      [2, "b"],
+      [2, "b"],
+      [1, "a"],
+      [5, "c"],
+    ] as const)
+      a.receive([FrameType.Event, seq, "note", x]);
     expect(seen).toEqual(["a", "b", "c"]);
   });
 

@@ -278,5 +278,4 @@ describe("PROTOCOL", () => {
     expect(client.resumed).toBe(true);
     expect(connOf(client)).toBe(conn);
   });
-
 });

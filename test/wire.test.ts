@@ -64,8 +64,10 @@ describe("codec", () => {
   });
 
   test("random values round-trip (property-based; -0 arrives as 0, as in JSON)", () => {
+    // __proto__ keys are renamed on purpose; the test above covers them.
+    const values = fc.jsonValue().filter((v) => !JSON.stringify(v).includes('"__proto__"'));
     fc.assert(
-      fc.property(fc.jsonValue(), (v) => {
+      fc.property(values, (v) => {
         expect(JSON.stringify(roundTrip(v))).toBe(JSON.stringify(v));
       }),
       { numRuns: 500 },

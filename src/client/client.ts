@@ -209,7 +209,17 @@ export class ChatterClient {
     this.socket = ws;
     ws.onopen = () => {
       this.log?.("socket open; sending HELLO");
-      ws.send(encodeFrame([FrameType.Hello, PROTOCOL_VERSION, this.clientId, this._sessionId, this.token, this.peer.lastEvent, this.peer.settledBelow]));
+      ws.send(
+        encodeFrame([
+          FrameType.Hello,
+          PROTOCOL_VERSION,
+          this.clientId,
+          this._sessionId,
+          this.token,
+          this.peer.lastEvent,
+          this.peer.settledBelow,
+        ]),
+      );
     };
     ws.onmessage = (ev) => this.onMessage(ev.data);
     ws.onerror = () => this.log?.("socket error (a close event follows)");

@@ -82,7 +82,8 @@ export class ServerCore<TData> {
     this.limiter = options.rateLimit === false ? null : new RateLimiter(options.rateLimit ?? { max: 100, windowMs: 10_000 });
     this.topics = new Topics({ maxMessages: options.replay?.maxMessages ?? 10_000, maxBytes: options.replay?.maxBytes ?? 8 * 1024 * 1024 });
     this.topics.onDropped = (topic) => {
-      for (const c of this.topics.index.get(topic) ?? []) if ((c.socket?.getBufferedAmount() ?? 0) > this.maxBufferedBytes) this.slowConsumer(c);
+      for (const c of this.topics.index.get(topic) ?? [])
+        if ((c.socket?.getBufferedAmount() ?? 0) > this.maxBufferedBytes) this.slowConsumer(c);
     };
   }
 
@@ -105,7 +106,11 @@ export class ServerCore<TData> {
   message(link: SocketLink, message: string | Uint8Array): void {
     if (typeof message === "string") return this.protocolError(link, "text frames are not part of the protocol");
     if (message.byteLength > this.maxMessageBytes) {
-      return this.refuse(link, CloseCode.TooBig, `message of ${message.byteLength} bytes exceeds maxMessageBytes (${this.maxMessageBytes})`);
+      return this.refuse(
+        link,
+        CloseCode.TooBig,
+        `message of ${message.byteLength} bytes exceeds maxMessageBytes (${this.maxMessageBytes})`,
+      );
     }
     const conn = link.conn as ServerConnection<TData> | null;
     try {
@@ -150,8 +155,10 @@ export class ServerCore<TData> {
       if (this.topics.log.covers(old, lastEvent)) return this.resume(old, link, lastEvent, settledBelow);
       this.endSession(old, CloseCode.Unresumable, "broadcasts it missed are no longer kept");
     }
-    // A new session. A taken id (a client presenting someone else's id without the token) gets a fresh one.
-    const id = /^[\w-]{1,64}$/.test(sessionId) && !this.sessions.has(sessionId) ? sessionId : crypto.randomUUID();
+    // A new session. It keeps the client's proposed id only on a first connect and only if the id is free;
+    // after a failed resume, or for an id someone else holds, it gets a fresh one.
+    const fresh = token === null && /^[\w-]{1,64}$/.test(sessionId) && !this.sessions.has(sessionId);
+    const id = fresh ? sessionId : crypto.randomUUID();
     const conn = new ServerConnection<TData>(this, link.admission.clientId, id, secret(), link.admission.data as TData);
     this.sessions.set(id, conn);
     this.connections.add(conn);

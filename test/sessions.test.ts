@@ -1,0 +1,258 @@
+/** Sessions that survive a dropped socket: resume, exactly-once calls, missed broadcasts, and their limits. */
+import { afterEach, describe, expect, test } from "bun:test";
+import { ConnectionState, type ServerConnection } from "../src/index.ts";
+import { CloseCode, FrameType, PROTOCOL_VERSION } from "../src/wire/frames.ts";
+import { rawSocket, recorder, startServer, type TestServer, waitFor, waitForState } from "./helpers.ts";
+import { ECHO, NOTE, SLOW, WHOAMI } from "./procs.ts";
+import { tcpProxy } from "./proxy.ts";
+
+// biome-ignore lint/suspicious/noExplicitAny: each test picks its own connection data type
+let srv: TestServer<any>;
+let proxy: Awaited<ReturnType<typeof tcpProxy>> | undefined;
+afterEach(() => {
+  proxy?.stop();
+  proxy = undefined;
+  srv?.stop();
+});
+
+const only = () => srv.chatter.find(() => true) as ServerConnection<unknown>;
+
+/** A client that reaches the server through a proxy we can cut. */
+async function viaProxy(options: Parameters<TestServer<unknown>["client"]>[0] = {}) {
+  proxy = await tcpProxy(srv.bun.port as number);
+  return srv.client({ url: proxy.url, reconnect: { minDelay: 5, maxDelay: 20 }, ...options });
+}
+
+/** Cuts the network and keeps it down until `up()`. */
+async function outage(client: { state: ConnectionState }) {
+  proxy!.refuse(true);
+  proxy!.cutAll();
+  await waitForState(client as never, ConnectionState.Disconnected);
+  await waitFor(() => !only()?.isConnected, 3000, "server to notice");
+  return () => proxy!.refuse(false);
+}
+
+describe("resume", () => {
+  test("a dropped client resumes its session: same connection, data and subscriptions; no second onOpen", async () => {
+    const hooks: string[] = [];
+    srv = startServer({
+      getConnectionData: () => ({ user: "ann" }),
+      onOpen: (c) => {
+        hooks.push("open");
+        c.subscribe("room");
+      },
+      onClose: () => void hooks.push("close"),
+    });
+    srv.chatter.on(WHOAMI, (_i, c) => c.data);
+    const client = await viaProxy();
+    const conn = only();
+    const sessionId = client.sessionId;
+    const up = await outage(client);
+    up();
+    await waitForState(client, ConnectionState.Connected);
+    expect(client.resumed).toBe(true);
+    expect(client.sessionId).toBe(sessionId);
+    expect(only()).toBe(conn);
+    expect(conn.isSubscribed("room")).toBe(true);
+    expect(await client.call(WHOAMI)).toEqual({ user: "ann" });
+    expect(hooks).toEqual(["open"]);
+  });
+
+  test("a session id without its token gets a new session, not the old one", async () => {
+    srv = startServer({ getConnectionData: (i) => ({ who: i.clientId }) });
+    const victim = await srv.client({ clientId: "victim" });
+    const raw = await rawSocket(srv.url, false);
+    raw.send([FrameType.Hello, PROTOCOL_VERSION, "thief", victim.sessionId, null, 0, 1]);
+    const welcome = await raw.next(FrameType.Welcome);
+    expect(welcome[1]).not.toBe(victim.sessionId);
+    expect(welcome[3]).toBe(false);
+    const forged = await rawSocket(srv.url, false);
+    forged.send([FrameType.Hello, PROTOCOL_VERSION, "thief", victim.sessionId, "guessed-token", 0, 1]);
+    expect((await forged.next(FrameType.Welcome))[1]).not.toBe(victim.sessionId);
+    const session = srv.chatter.find((c) => c.sessionId === victim.sessionId);
+    expect(session?.data).toEqual({ who: "victim" });
+    expect(session?.isConnected).toBe(true);
+  });
+
+  test("a stale socket's late close does not end a session that resumed elsewhere", async () => {
+    let closes = 0;
+    srv = startServer({ onClose: () => void closes++ });
+    const first = await rawSocket(srv.url, false);
+    first.send([FrameType.Hello, PROTOCOL_VERSION, "c", "s-1", null, 0, 1]);
+    const [, sessionId, token] = await first.next(FrameType.Welcome);
+    const second = await rawSocket(srv.url, false);
+    second.send([FrameType.Hello, PROTOCOL_VERSION, "c", sessionId as string, token as string, 0, 1]);
+    expect((await second.next(FrameType.Welcome))[3]).toBe(true);
+    expect((await first.closed).code).toBe(CloseCode.Replaced);
+    await Bun.sleep(20);
+    expect(closes).toBe(0);
+    expect(only().isConnected).toBe(true);
+    second.send([FrameType.Ping, 0]);
+    await second.next(FrameType.Pong);
+  });
+
+  test("past the resume window the session ends; the client gets a fresh one and a reset signal", async () => {
+    const closes: number[] = [];
+    srv = startServer({ resumeWindow: 50, onClose: (_c, code) => void closes.push(code) });
+    srv.chatter.on(SLOW, async (ms) => {
+      await Bun.sleep(ms);
+      return "done";
+    });
+    const client = await viaProxy();
+    let resets = 0;
+    client.onReset(() => void resets++);
+    const oldSession = client.sessionId;
+    const inFlight = client.call(SLOW, 2000).catch((e) => e);
+    await Bun.sleep(20);
+    const up = await outage(client);
+    await waitFor(() => closes.length === 1, 2000, "session to end");
+    up();
+    await waitForState(client, ConnectionState.Connected);
+    expect(client.resumed).toBe(false);
+    expect(resets).toBe(1);
+    expect(client.sessionId).not.toBe(oldSession);
+    expect(await inFlight).toMatchObject({ code: "DISCONNECTED", message: expect.stringContaining("may or may not have run") });
+  });
+
+  test("resumeWindow: 0 turns resume off", async () => {
+    let closes = 0;
+    srv = startServer({ resumeWindow: 0, onClose: () => void closes++ });
+    const client = await viaProxy();
+    proxy!.cutAll();
+    await waitFor(() => closes === 1);
+    await waitForState(client, ConnectionState.Connected);
+    expect(client.resumed).toBe(false);
+  });
+});
+
+describe("exactly once", () => {
+  test("a call in flight when the socket drops stays pending, runs once, and answers once", async () => {
+    srv = startServer();
+    let runs = 0;
+    srv.chatter.on(SLOW, async (ms) => {
+      runs++;
+      await Bun.sleep(ms);
+      return "finished";
+    });
+    const client = await viaProxy();
+    const call = client.call(SLOW, 100);
+    await waitFor(() => runs === 1);
+    const up = await outage(client);
+    await Bun.sleep(150); // the handler finishes while the client is away
+    up();
+    expect(await call).toBe("finished");
+    expect(runs).toBe(1);
+  });
+
+  test("server-to-client calls made while the client is away go out when it resumes", async () => {
+    srv = startServer();
+    const client = await viaProxy();
+    let runs = 0;
+    client.on(ECHO, (x) => {
+      runs++;
+      return x;
+    });
+    const conn = only();
+    const up = await outage(client);
+    const call = conn.call(ECHO, "while away");
+    await Bun.sleep(20);
+    expect(runs).toBe(0);
+    up();
+    expect(await call).toBe("while away");
+    expect(runs).toBe(1);
+  });
+
+  test("a call whose timeout fires while away is never run after the resume", async () => {
+    srv = startServer();
+    let runs = 0;
+    srv.chatter.on(SLOW, () => {
+      runs++;
+      return "ran";
+    });
+    const client = await viaProxy();
+    const up = await outage(client);
+    await expect(client.call(SLOW, 1, { timeout: 30 })).rejects.toMatchObject({ code: "TIMEOUT" });
+    up();
+    await waitForState(client, ConnectionState.Connected);
+    expect(await client.call(SLOW, 2)).toBe("ran");
+    expect(runs).toBe(1);
+  });
+
+  test("a handler whose caller timed out while away is aborted on resume", async () => {
+    srv = startServer();
+    let signal: AbortSignal | undefined;
+    srv.chatter.on(SLOW, (_ms, _c, ctx) => {
+      signal = ctx.signal;
+      return new Promise<string>(() => {});
+    });
+    const client = await viaProxy();
+    const call = client.call(SLOW, 1, { timeout: 80 });
+    await waitFor(() => signal);
+    const up = await outage(client);
+    await expect(call).rejects.toMatchObject({ code: "TIMEOUT" });
+    expect(signal?.aborted).toBe(false);
+    up();
+    await waitFor(() => signal?.aborted, 3000, "the CANCEL after resume");
+  });
+});
+
+describe("missed broadcasts", () => {
+  test("broadcasts sent while away arrive after the resume, once and in order", async () => {
+    srv = startServer({ onOpen: (c) => c.subscribe("room") });
+    const client = await viaProxy();
+    const rec = recorder<string>();
+    client.on(NOTE, rec.handler);
+    srv.chatter.broadcast("room", NOTE, "before");
+    await waitFor(() => rec.seen.length === 1);
+    const up = await outage(client);
+    for (let i = 0; i < 5; i++) srv.chatter.broadcast("room", NOTE, `away ${i}`);
+    srv.chatter.broadcast("other", NOTE, "not mine");
+    up();
+    await waitForState(client, ConnectionState.Connected);
+    srv.chatter.broadcast("room", NOTE, "after");
+    await waitFor(() => rec.seen.includes("after"));
+    expect(rec.seen).toEqual(["before", "away 0", "away 1", "away 2", "away 3", "away 4", "after"]);
+  });
+
+  test("only broadcasts the session was subscribed to and not excluded from are replayed", async () => {
+    srv = startServer({ onOpen: (c) => c.subscribe("a") });
+    const client = await viaProxy();
+    const rec = recorder<string>();
+    client.on(NOTE, rec.handler);
+    const conn = only();
+    const up = await outage(client);
+    srv.chatter.broadcast("a", NOTE, "excluded", { exclude: [conn] });
+    srv.chatter.broadcast("b", NOTE, "before joining b");
+    conn.subscribe("b");
+    srv.chatter.broadcast(["a", "b"], NOTE, "a and b");
+    conn.unsubscribe("a");
+    srv.chatter.broadcast("a", NOTE, "after leaving a");
+    srv.chatter.broadcast("b", NOTE, "b");
+    up();
+    await waitFor(() => rec.seen.includes("b"));
+    expect(rec.seen).toEqual(["a and b", "b"]);
+  });
+
+  test("when the replay log overflows, the session cannot resume: reset signal, fresh session", async () => {
+    srv = startServer({ replay: { maxMessages: 3 }, onOpen: (c) => c.subscribe("room") });
+    const client = await viaProxy();
+    let resets = 0;
+    client.onReset(() => void resets++);
+    const up = await outage(client);
+    for (let i = 0; i < 5; i++) srv.chatter.broadcast("room", NOTE, `away ${i}`);
+    up();
+    await waitForState(client, ConnectionState.Connected);
+    expect(client.resumed).toBe(false);
+    expect(resets).toBe(1);
+  });
+
+  test("the replay log is bounded in bytes too", async () => {
+    srv = startServer({ replay: { maxBytes: 200 }, onOpen: (c) => c.subscribe("room") });
+    const client = await viaProxy();
+    const up = await outage(client);
+    srv.chatter.broadcast("room", NOTE, "x".repeat(300));
+    up();
+    await waitForState(client, ConnectionState.Connected);
+    expect(client.resumed).toBe(false);
+  });
+});
