@@ -3,7 +3,7 @@ import { z } from "zod";
 import { ChatterError, ConnectionState, createProc, type ServerConnection } from "../src/index.ts";
 import { encode } from "../src/wire/codec.ts";
 import { FrameType } from "../src/wire/frames.ts";
-import { rawSocket, startServer, type TestServer, waitFor, waitForState } from "./helpers.ts";
+import { rawSocket, startServer, type TestServer, waitFor } from "./helpers.ts";
 import { ADD, ECHO, GREET, SLOW } from "./procs.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: each test picks its own connection data type

@@ -1,0 +1,112 @@
+/**
+ * Chaos: a TCP proxy between a client and a Bun server cuts every connection
+ * at random moments for several seconds, while calls flow both ways and the
+ * server broadcasts. Afterwards every call has settled, every handler ran
+ * exactly once per call, every caller got its own answer once, and every
+ * broadcast arrived once and in order.
+ */
+import { afterAll, expect, test } from "bun:test";
+import { z } from "zod";
+import { createProc, type ServerConnection } from "../src/index.ts";
+import { FrameType } from "../src/wire/frames.ts";
+import { startServer, waitFor } from "./helpers.ts";
+import { tcpProxy } from "./proxy.ts";
+
+const WORK = createProc({ name: "work", takes: z.object({ key: z.string(), ms: z.number() }), returns: z.string(), timeout: 60_000 });
+const TICK = createProc({ name: "tick", takes: z.number() });
+
+const CHAOS_MS = 4000;
+const srv = startServer({ onOpen: (c) => c.subscribe("ticks") });
+const proxy = await tcpProxy(srv.bun.port as number);
+afterAll(() => {
+  proxy.stop();
+  srv.stop();
+});
+
+/** Counts how often each key's handler ran. */
+function runCounter() {
+  const runs = new Map<string, number>();
+  const handler = async ({ key, ms }: { key: string; ms: number }) => {
+    runs.set(key, (runs.get(key) ?? 0) + 1);
+    if (ms) await Bun.sleep(ms);
+    return `done ${key}`;
+  };
+  return { runs, handler };
+}
+
+test(`calls both ways and broadcasts survive ${CHAOS_MS} ms of random cuts, exactly once`, async () => {
+  const onServer = runCounter();
+  srv.chatter.on(WORK, onServer.handler);
+  const client = await srv.client({ url: proxy.url, reconnect: { minDelay: 2, maxDelay: 30 } });
+  const onClient = runCounter();
+  client.on(WORK, onClient.handler);
+  const ticks: number[] = [];
+  client.on(TICK, (n) => void ticks.push(n));
+  let resets = 0;
+  client.onReset(() => void resets++);
+  // Count answers as they come off the wire. An answer can cross a repeat of its call after a resume, so a
+  // second copy may arrive; the engine must drop it, and each caller must still settle exactly once.
+  const answerFrames = new Map<number, number>();
+  const peer = (client as unknown as { peer: { receive(f: unknown[]): void } }).peer;
+  const receive = peer.receive.bind(peer);
+  peer.receive = (f) => {
+    if (f[0] === FrameType.Result || f[0] === FrameType.Error)
+      answerFrames.set(f[1] as number, (answerFrames.get(f[1] as number) ?? 0) + 1);
+    receive(f);
+  };
+  const conn = srv.chatter.find(() => true) as ServerConnection<unknown>;
+
+  const results: Promise<string>[] = [];
+  const expected: string[] = [];
+  let settlements = 0;
+  const track = (p: Promise<string>, key: string) => {
+    expected.push(`done ${key}`);
+    results.push(p.finally(() => void settlements++));
+  };
+  const fromClient: string[] = [];
+  const fromServer: string[] = [];
+  let sentTicks = 0;
+  const until = Date.now() + CHAOS_MS;
+  // The cutter: every 20-150 ms, kill every connection through the proxy.
+  const cutter = (async () => {
+    while (Date.now() < until) {
+      await Bun.sleep(20 + Math.random() * 130);
+      proxy.cutAll();
+    }
+  })();
+  let i = 0;
+  while (Date.now() < until) {
+    // A few calls each way, some slow enough to be in flight at a cut, and a broadcast.
+    const key = `c${i}`;
+    fromClient.push(key);
+    track(client.call(WORK, { key, ms: i % 3 === 0 ? 15 : 0 }), key);
+    const back = `s${i}`;
+    fromServer.push(back);
+    track(conn.call(WORK, { key: back, ms: i % 4 === 0 ? 10 : 0 }), back);
+    srv.chatter.broadcast("ticks", TICK, sentTicks++);
+    i++;
+    await Bun.sleep(2);
+  }
+  await cutter;
+  const settled = await Promise.allSettled(results);
+  await waitFor(() => ticks.length >= sentTicks, 10_000, "the last broadcasts");
+
+  expect(proxy.cuts).toBeGreaterThan(15);
+  expect(resets).toBe(0);
+  expect(srv.chatter.find(() => true)).toBe(conn); // one session throughout
+  // Every call settled, successfully, once, with its own answer.
+  expect(settled.filter((r) => r.status === "rejected")).toEqual([]);
+  expect(settled.map((r) => (r as PromiseFulfilledResult<string>).value)).toEqual(expected);
+  expect(settlements).toBe(expected.length);
+  // Every handler ran exactly once per call.
+  expect([...onServer.runs.keys()].sort()).toEqual([...fromClient].sort());
+  expect([...onServer.runs.values()].every((n) => n === 1)).toBe(true);
+  expect([...onClient.runs.keys()].sort()).toEqual([...fromServer].sort());
+  expect([...onClient.runs.values()].every((n) => n === 1)).toBe(true);
+  // Every call of the client's got an answer frame; copies beyond the first were dropped by the engine.
+  expect(answerFrames.size).toBe(fromClient.length);
+  const copies = [...answerFrames.values()].filter((n) => n > 1).length;
+  // Every broadcast arrived once, in order.
+  expect(ticks).toEqual(Array.from({ length: sentTicks }, (_, n) => n));
+  console.log(`chaos: ${proxy.cuts} cuts, ${fromClient.length} calls each way, ${sentTicks} broadcasts, ${copies} answer copies dropped`);
+}, 30_000);
