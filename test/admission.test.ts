@@ -1,39 +1,12 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { type ConnectionInfo, ConnectionState, createClient } from "../src/index.ts";
 import { FrameType, PROTOCOL_VERSION } from "../src/wire/frames.ts";
-import { rawSocket, startServer, type TestServer, waitFor } from "./helpers.ts";
+import { rawSocket, startServer, type TestServer, upgradeStatus, waitFor } from "./helpers.ts";
 import { ADD, ECHO, SLOW } from "./procs.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: each test picks its own connection data type
 let srv: TestServer<any>;
 afterEach(() => srv?.stop());
-
-/** Sends a WebSocket upgrade request by hand and returns the HTTP status line's code. */
-async function upgradeStatus(url: string, headers: Record<string, string> = {}): Promise<number> {
-  const { hostname, port } = new URL(url);
-  const lines = [
-    "GET /?cid=probe HTTP/1.1",
-    `Host: ${hostname}:${port}`,
-    "Upgrade: websocket",
-    "Connection: Upgrade",
-    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-    "Sec-WebSocket-Version: 13",
-    ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
-  ];
-  const { promise, resolve } = Promise.withResolvers<number>();
-  const sock = await Bun.connect({
-    hostname,
-    port: Number(port),
-    socket: {
-      data(s, chunk) {
-        resolve(Number(/^HTTP\/1\.1 (\d+)/.exec(chunk.toString())?.[1]));
-        s.end();
-      },
-    },
-  });
-  sock.write(`${lines.join("\r\n")}\r\n\r\n`);
-  return promise;
-}
 
 describe("getConnectionData", () => {
   test("gets the request, URL, headers, cookies, client id and IP before the socket opens", async () => {

@@ -16,7 +16,7 @@ const WORK = createProc({ name: "work", takes: z.object({ key: z.string(), ms: z
 const TICK = createProc({ name: "tick", takes: z.number() });
 
 const CHAOS_MS = 4000;
-const srv = startServer({ onOpen: (c) => c.subscribe("ticks") });
+const srv = startServer({ rateLimit: false, onOpen: (c) => c.subscribe("ticks") });
 const proxy = await tcpProxy(srv.bun.port as number);
 afterAll(() => {
   proxy.stop();

@@ -103,3 +103,30 @@ export function recorder<T>() {
   const seen: T[] = [];
   return { seen, handler: (input: T) => void seen.push(input) };
 }
+
+/** Sends a WebSocket upgrade request by hand and returns the HTTP status line's code. */
+export async function upgradeStatus(url: string, headers: Record<string, string> = {}): Promise<number> {
+  const { hostname, port } = new URL(url);
+  const lines = [
+    "GET /?cid=probe HTTP/1.1",
+    `Host: ${hostname}:${port}`,
+    "Upgrade: websocket",
+    "Connection: Upgrade",
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+    "Sec-WebSocket-Version: 13",
+    ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
+  ];
+  const { promise, resolve } = Promise.withResolvers<number>();
+  const sock = await Bun.connect({
+    hostname,
+    port: Number(port),
+    socket: {
+      data(s, chunk) {
+        resolve(Number(/^HTTP\/1\.1 (\d+)/.exec(chunk.toString())?.[1]));
+        s.end();
+      },
+    },
+  });
+  sock.write(`${lines.join("\r\n")}\r\n\r\n`);
+  return promise;
+}

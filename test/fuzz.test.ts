@@ -1,0 +1,134 @@
+/**
+ * Fuzz: random and mutated frames against the server. It never crashes and
+ * never leaks an unhandled rejection; a bad connection is closed with a
+ * protocol close code; other connections keep working.
+ */
+import { afterAll, expect, test } from "bun:test";
+import fc from "fast-check";
+import type { ServerSocket } from "../src/server/socket.ts";
+import { encode } from "../src/wire/codec.ts";
+import { encodeFrame, FrameType, PROTOCOL_VERSION } from "../src/wire/frames.ts";
+import { rawSocket, startServer, waitFor } from "./helpers.ts";
+import { ADD, ECHO, GREET, SLOW } from "./procs.ts";
+
+const srv = startServer({ rateLimit: false, maxMessageBytes: 4096, resumeWindow: 1000, onError: () => {} });
+srv.chatter.on(ADD, ({ a, b }) => a + b);
+srv.chatter.on(ECHO, (x) => x);
+srv.chatter.on(GREET, ({ name }) => `hi ${name}`);
+srv.chatter.on(SLOW, async (ms) => {
+  await Bun.sleep(Math.min(ms, 5));
+  return "slow";
+});
+const unhandled: unknown[] = [];
+const onUnhandled = (err: unknown) => void unhandled.push(err);
+process.on("unhandledRejection", onUnhandled);
+afterAll(() => {
+  process.off("unhandledRejection", onUnhandled);
+  srv.stop();
+});
+
+/** Close codes a bad frame may earn: protocol error, too big, wrong version. */
+const PROTOCOL_CLOSES = [1002, 1009, 4000];
+
+const hello = encodeFrame([FrameType.Hello, PROTOCOL_VERSION, "fuzz", "fuzz-session", null, 0, 1]);
+const seeds: Uint8Array[] = [
+  hello,
+  encodeFrame([FrameType.Call, 1, "add", { a: 1, b: 2 }, 0, 1]),
+  encodeFrame([FrameType.Call, 2, "greet", { name: "x" }, 1000, 1]),
+  encodeFrame([FrameType.Call, 3, "echo", new Map([[1, new Set([2n])]]), 0, 1]),
+  encodeFrame([FrameType.Call, 4, "slow", 3, 10, 1]),
+  encodeFrame([FrameType.Result, 1, { deep: [1, 2, 3] }]),
+  encodeFrame([FrameType.Error, 1, { code: "X", message: "m", issues: [{ message: "i", path: ["a", 0] }] }]),
+  encodeFrame([FrameType.Cancel, 4]),
+  encodeFrame([FrameType.Ping, 3]),
+  encodeFrame([FrameType.Event, 1, "echo", 1]),
+];
+
+/** Random frames: raw bytes, mutated real frames, and well-formed arrays of random values. */
+const frames = fc.oneof(
+  fc.uint8Array({ maxLength: 300 }),
+  fc
+    .tuple(fc.constantFrom(...seeds), fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 4 }), fc.nat())
+    .map(([seed, flips, cut]) => {
+      // A real copy: the seeds are Buffers, whose slice() would be a view onto the encoder's memory.
+      const copy = Uint8Array.from(seed.subarray(0, Math.max(1, seed.length - (cut % 4))));
+      for (const [at, byte] of flips) copy[at % copy.length] = byte;
+      return copy;
+    }),
+  fc.tuple(fc.integer({ min: 0, max: 12 }), fc.array(fc.anything(), { maxLength: 6 })).map(([t, rest]) => encode([t, ...rest])),
+  // Well-formed calls with random ids, names and inputs: these must be answered, not closed.
+  fc
+    .tuple(fc.nat(), fc.constantFrom("add", "echo", "greet", "slow", "missing"), fc.anything(), fc.nat({ max: 50 }), fc.nat())
+    .map(([id, name, input, timeout, below]) => encodeFrame([FrameType.Call, id, name, input, timeout, below])),
+);
+
+/** A socket that records what the server does to it, for the in-process run. */
+function recordingSocket() {
+  const closes: number[] = [];
+  const socket: ServerSocket = {
+    send: () => 1,
+    close: (code) => void closes.push(code ?? 0),
+    subscribe() {},
+    unsubscribe() {},
+    getBufferedAmount: () => 0,
+  };
+  return { socket, closes };
+}
+
+test("100,000 random and mutated frames through the server's message path", async () => {
+  const core = srv.chatter.core;
+  let closed = 0;
+  let answered = 0;
+  fc.assert(
+    fc.property(fc.boolean(), frames, (greet, frame) => {
+      const { socket, closes } = recordingSocket();
+      const link = core.open(socket, { clientId: "fuzz", data: undefined });
+      if (greet) core.message(link, hello);
+      core.message(link, frame);
+      core.message(link, frame); // twice: repeats must be harmless too
+      for (const code of closes) expect(PROTOCOL_CLOSES).toContain(code);
+      if (closes.length) closed++;
+      else answered++;
+      core.closed(link, closes[0] ?? 1006, "fuzz");
+    }),
+    { numRuns: 100_000 },
+  );
+  // Let any async handlers and answers finish, then look for leaks.
+  await Bun.sleep(50);
+  expect(unhandled).toEqual([]);
+  expect(closed).toBeGreaterThan(10_000);
+  expect(answered).toBeGreaterThan(5_000);
+  console.log(`fuzz: 100000 frames in-process; ${closed} connections closed with a protocol code, ${answered} stayed open`);
+}, 120_000);
+
+test("1,000 random frames over real sockets; a healthy client keeps working throughout", async () => {
+  const healthy = await srv.client();
+  const samples = fc.sample(frames, { numRuns: 1000, seed: 42 });
+  let closedWithProtocolCode = 0;
+  let stillOpen = 0;
+  for (let i = 0; i < samples.length; i += 50) {
+    const batch = samples.slice(i, i + 50);
+    const sockets = await Promise.all(batch.map(() => rawSocket(srv.url)));
+    batch.forEach((frame, j) => sockets[j]?.send(frame));
+    expect(await healthy.call(ADD, { a: i, b: 1 })).toBe(i + 1);
+    await Promise.all(
+      sockets.map(async (s) => {
+        const done = await Promise.race([s.closed, Bun.sleep(100).then(() => null)]);
+        if (done === null) {
+          stillOpen++;
+          s.ws.close();
+        } else {
+          expect(PROTOCOL_CLOSES).toContain(done.code);
+          closedWithProtocolCode++;
+        }
+      }),
+    );
+  }
+  await waitFor(() => [...srv.chatter.connections].filter((c) => c.isConnected).length === 1, 3000, "only the healthy client left");
+  expect(await healthy.call(GREET, { name: "still here" })).toBe("hi still here");
+  expect(closedWithProtocolCode).toBeGreaterThan(300);
+  expect(unhandled).toEqual([]);
+  console.log(
+    `fuzz: 1000 frames over sockets, ${closedWithProtocolCode} closed with a protocol code, ${stillOpen} valid enough to stay open`,
+  );
+}, 60_000);

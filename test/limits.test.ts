@@ -1,0 +1,140 @@
+/** One test per limit: each shows the clear error or close code it produces. */
+import { afterEach, describe, expect, test } from "bun:test";
+import { connect as tcpConnect } from "node:net";
+import { z } from "zod";
+import { createProc, type ServerConnection } from "../src/index.ts";
+import { RateLimiter } from "../src/server/rate-limit.ts";
+import { encodeFrame, FrameType, PROTOCOL_VERSION } from "../src/wire/frames.ts";
+import { startServer, type TestServer, upgradeStatus, waitFor } from "./helpers.ts";
+import { SLOW } from "./procs.ts";
+
+// biome-ignore lint/suspicious/noExplicitAny: each test picks its own connection data type
+let srv: TestServer<any>;
+afterEach(() => srv?.stop());
+
+const BLOB = createProc({ name: "blob", takes: z.instanceof(Uint8Array) });
+
+/**
+ * A client that completes the WebSocket handshake and its HELLO by hand over
+ * a raw TCP socket, then stops reading: a slow consumer.
+ */
+async function stalledClient(url: string) {
+  const { hostname, port } = new URL(url);
+  const sock = tcpConnect({ host: hostname, port: Number(port) });
+  await new Promise((r) => sock.once("connect", r));
+  sock.write(
+    "GET /?cid=stalled HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
+      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+  );
+  await new Promise((r) => sock.once("data", r));
+  // One masked binary frame: the HELLO.
+  const hello = encodeFrame([FrameType.Hello, PROTOCOL_VERSION, "stalled", "stalled-session", null, 0, 1]);
+  const mask = [1, 2, 3, 4];
+  const head = Buffer.from([0x82, 0x80 | hello.length, ...mask]);
+  sock.write(Buffer.concat([head, Buffer.from(hello.map((b, i) => b ^ (mask[i % 4] as number)))]));
+  await new Promise((r) => setTimeout(r, 50));
+  sock.pause();
+  return sock;
+}
+
+/** Records the close codes the server gives a connection's socket. */
+function watchCloses(conn: ServerConnection<unknown>) {
+  const codes: { code?: number; reason?: string }[] = [];
+  const socket = conn.socket!;
+  const close = socket.close.bind(socket);
+  socket.close = (code?: number, reason?: string) => {
+    codes.push({ code, reason });
+    close(code, reason);
+  };
+  return codes;
+}
+
+describe("slow consumers", () => {
+  test("a socket whose outgoing buffer passes maxBufferedBytes is closed with 4003 (direct sends)", async () => {
+    srv = startServer({ maxBufferedBytes: 64 * 1024 });
+    const sock = await stalledClient(srv.url);
+    await waitFor(() => srv.chatter.connections.size === 1);
+    const conn = srv.chatter.find(() => true) as ServerConnection<unknown>;
+    const codes = watchCloses(conn);
+    const big = new Uint8Array(256 * 1024);
+    const calls = Array.from({ length: 200 }, () => conn.call(BLOB, big, { timeout: 0 }).catch(() => {}));
+    await waitFor(() => codes.length > 0, 5000, "the slow consumer to be closed");
+    expect(codes[0]).toEqual({ code: 4003, reason: "slow consumer: more than 65536 bytes waiting" });
+    sock.destroy();
+    void calls;
+  });
+
+  test("the same holds for broadcasts through native publish", async () => {
+    srv = startServer({ maxBufferedBytes: 64 * 1024, onOpen: (c) => c.subscribe("firehose") });
+    const sock = await stalledClient(srv.url);
+    await waitFor(() => srv.chatter.connections.size === 1);
+    const fast = await srv.client();
+    fast.on(BLOB, () => {});
+    const stalled = srv.chatter.find((c) => c.clientId === "stalled") as ServerConnection<unknown>;
+    const codes = watchCloses(stalled);
+    const big = new Uint8Array(256 * 1024);
+    for (let i = 0; i < 200 && codes.length === 0; i++) {
+      srv.chatter.broadcast("firehose", BLOB, big);
+      await Bun.sleep(1);
+    }
+    await waitFor(() => codes.length > 0, 5000, "the slow consumer to be closed");
+    expect(codes[0]?.code).toBe(4003);
+    // The healthy subscriber is still connected.
+    expect(srv.chatter.find((c) => c.clientId === fast.clientId)?.isConnected).toBe(true);
+    sock.destroy();
+  });
+});
+
+describe("server limits", () => {
+  test("maxConcurrentCalls refuses extra calls with LIMIT instead of queueing them", async () => {
+    srv = startServer({ maxConcurrentCalls: 2 });
+    srv.chatter.on(SLOW, async (ms) => {
+      await Bun.sleep(ms);
+      return "ok";
+    });
+    const client = await srv.client();
+    const calls = [client.call(SLOW, 50), client.call(SLOW, 50), client.call(SLOW, 50)];
+    const [a, b, c] = await Promise.allSettled(calls);
+    expect(a).toEqual({ status: "fulfilled", value: "ok" });
+    expect(b).toEqual({ status: "fulfilled", value: "ok" });
+    expect((c as PromiseRejectedResult).reason).toMatchObject({
+      code: "LIMIT",
+      message: '[chatter] too many concurrent calls: "slow" refused, limit is 2',
+    });
+    expect(await client.call(SLOW, 1)).toBe("ok");
+  });
+
+  test("upgrades per address are rate-limited with 429", async () => {
+    srv = startServer({ rateLimit: { max: 3, windowMs: 60_000 } });
+    const statuses = [];
+    for (let i = 0; i < 5; i++) statuses.push(await upgradeStatus(srv.url));
+    expect(statuses).toEqual([101, 101, 101, 429, 429]);
+  });
+
+  test("trustProxy keys the limit on X-Forwarded-For; without it the header is ignored", async () => {
+    srv = startServer({ rateLimit: { max: 1, windowMs: 60_000 }, trustProxy: true });
+    expect(await upgradeStatus(srv.url, { "X-Forwarded-For": "203.0.113.1, 10.0.0.1" })).toBe(101);
+    expect(await upgradeStatus(srv.url, { "X-Forwarded-For": "203.0.113.2" })).toBe(101);
+    expect(await upgradeStatus(srv.url, { "X-Forwarded-For": "203.0.113.1" })).toBe(429);
+    srv.stop();
+    srv = startServer({ rateLimit: { max: 1, windowMs: 60_000 } });
+    expect(await upgradeStatus(srv.url, { "X-Forwarded-For": "203.0.113.1" })).toBe(101);
+    expect(await upgradeStatus(srv.url, { "X-Forwarded-For": "203.0.113.2" })).toBe(429);
+  });
+
+  test("the rate-limit table is pruned of expired addresses", () => {
+    const limiter = new RateLimiter({ max: 1, windowMs: 1000 });
+    for (let i = 0; i < 100; i++) limiter.take(`10.0.0.${i}`, 0);
+    expect(limiter.size).toBe(100);
+    expect(limiter.take("10.0.0.1", 500)).toBe(false);
+    limiter.take("fresh", 1500);
+    expect(limiter.size).toBe(1);
+  });
+
+  test("allowedOrigins refuses other browser origins with 403", async () => {
+    srv = startServer({ allowedOrigins: ["https://app.example"] });
+    expect(await upgradeStatus(srv.url, { Origin: "https://evil.example" })).toBe(403);
+    expect(await upgradeStatus(srv.url, { Origin: "https://app.example" })).toBe(101);
+    expect(await upgradeStatus(srv.url)).toBe(101); // not a browser
+  });
+});
