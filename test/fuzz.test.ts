@@ -109,7 +109,7 @@ test("1,000 random frames over real sockets; a healthy client keeps working thro
   for (let i = 0; i < samples.length; i += 50) {
     const batch = samples.slice(i, i + 50);
     const sockets = await Promise.all(batch.map(() => rawSocket(srv.url)));
-    batch.forEach((frame, j) => sockets[j]?.send(frame));
+    for (const [j, frame] of batch.entries()) sockets[j]?.send(frame);
     expect(await healthy.call(ADD, { a: i, b: 1 })).toBe(i + 1);
     await Promise.all(
       sockets.map(async (s) => {
