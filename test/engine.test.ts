@@ -203,6 +203,23 @@ describe("engine", () => {
     expect(signal?.aborted).toBe(true);
   });
 
+  test("hold() keeps new calls back while answers still go out; release() sends them in order", async () => {
+    const { a, b, sent, connect, on } = pair();
+    on("b", DOUBLE, ((n: number) => n * 2) as never);
+    on("a", DOUBLE, ((n: number) => n * 10) as never);
+    connect();
+    a.hold();
+    const held = [a.call(DOUBLE, 1), a.call(DOUBLE, 2)];
+    await tick();
+    expect(sent).toEqual([]);
+    // An incoming call is still answered while held.
+    expect(await b.call(DOUBLE, 3)).toBe(30);
+    sent.length = 0;
+    a.release();
+    expect(await Promise.all(held)).toEqual([2, 4]);
+    expect(sent.filter((s) => s.from === "a").map((s) => s.type)).toEqual([FrameType.Call, FrameType.Call]);
+  });
+
   test("kept answers are dropped once the caller has them", async () => {
     const { a, b, connect, on } = pair();
     on("b", DOUBLE, ((n: number) => n) as never);

@@ -6,7 +6,7 @@ import { createProc, type ServerConnection } from "../src/index.ts";
 import { RateLimiter } from "../src/server/rate-limit.ts";
 import { encodeFrame, FrameType, PROTOCOL_VERSION } from "../src/wire/frames.ts";
 import { startServer, type TestServer, upgradeStatus, waitFor } from "./helpers.ts";
-import { SLOW } from "./procs.ts";
+import { ECHO, SLOW } from "./procs.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: each test picks its own connection data type
 let srv: TestServer<any>;
@@ -28,13 +28,23 @@ async function stalledClient(url: string) {
   );
   await new Promise((r) => sock.once("data", r));
   // One masked binary frame: the HELLO.
-  const hello = encodeFrame([FrameType.Hello, PROTOCOL_VERSION, "stalled", "stalled-session", null, 0, 1]);
-  const mask = [1, 2, 3, 4];
-  const head = Buffer.from([0x82, 0x80 | hello.length, ...mask]);
-  sock.write(Buffer.concat([head, Buffer.from(hello.map((b, i) => b ^ (mask[i % 4] as number)))]));
+  sock.write(maskedFrame(encodeFrame([FrameType.Hello, PROTOCOL_VERSION, "stalled", "stalled-session", null, 0, 1])));
   await new Promise((r) => setTimeout(r, 50));
   sock.pause();
   return sock;
+}
+
+/** One masked binary WebSocket frame, as a client must send it. */
+function maskedFrame(payload: Uint8Array): Buffer {
+  const mask = [1, 2, 3, 4];
+  const len = payload.length;
+  const head =
+    len < 126
+      ? [0x82, 0x80 | len]
+      : len < 65536
+        ? [0x82, 0x80 | 126, len >> 8, len & 0xff]
+        : [0x82, 0x80 | 127, 0, 0, 0, 0, (len >>> 24) & 0xff, (len >> 16) & 0xff, (len >> 8) & 0xff, len & 0xff];
+  return Buffer.concat([Buffer.from([...head, ...mask]), Buffer.from(payload.map((b, i) => b ^ (mask[i % 4] as number)))]);
 }
 
 /** Records the close codes the server gives a connection's socket. */
@@ -50,18 +60,37 @@ function watchCloses(conn: ServerConnection<unknown>) {
 }
 
 describe("slow consumers", () => {
-  test("a socket whose outgoing buffer passes maxBufferedBytes is closed with 4003 (direct sends)", async () => {
+  test("a socket whose outgoing buffer passes maxBufferedBytes is closed with 4003 (answers it does not read)", async () => {
     srv = startServer({ maxBufferedBytes: 64 * 1024 });
+    srv.chatter.on(ECHO, (x) => x);
+    const big = new Uint8Array(200 * 1024);
+    const sock = await stalledClient(srv.url);
+    await waitFor(() => srv.chatter.connections.size === 1);
+    const conn = srv.chatter.find(() => true) as ServerConnection<unknown>;
+    const codes = watchCloses(conn);
+    // It still sends calls, but never reads the answers.
+    for (let i = 1; i <= 60; i++) sock.write(maskedFrame(encodeFrame([FrameType.Call, i, "echo", big, 0, 1])));
+    await waitFor(() => codes.length > 0, 5000, "the slow consumer to be closed");
+    expect(codes[0]).toEqual({ code: 4003, reason: "slow consumer: more than 65536 bytes waiting" });
+    sock.destroy();
+  });
+
+  test("calls to a backpressured client wait for drain instead of piling up", async () => {
+    srv = startServer({ maxBufferedBytes: 1024 * 1024 });
     const sock = await stalledClient(srv.url);
     await waitFor(() => srv.chatter.connections.size === 1);
     const conn = srv.chatter.find(() => true) as ServerConnection<unknown>;
     const codes = watchCloses(conn);
     const big = new Uint8Array(256 * 1024);
-    const calls = Array.from({ length: 200 }, () => conn.call(BLOB, big, { timeout: 0 }).catch(() => {}));
-    await waitFor(() => codes.length > 0, 5000, "the slow consumer to be closed");
-    expect(codes[0]).toEqual({ code: 4003, reason: "slow consumer: more than 65536 bytes waiting" });
+    const calls = Array.from({ length: 100 }, () => conn.call(BLOB, big, { timeout: 0 }).catch((e) => e.code));
+    await Bun.sleep(200);
+    // Some went out until the socket pushed back; the rest are held, and the buffer stays bounded.
+    expect(codes).toEqual([]);
+    expect(conn.socket!.getBufferedAmount()).toBeLessThan(2 * 1024 * 1024);
+    expect(conn.peer.pendingCount).toBe(100);
+    conn.close(1000, "test over");
+    expect(await Promise.all(calls)).toEqual(Array(100).fill("DISCONNECTED"));
     sock.destroy();
-    void calls;
   });
 
   test("the same holds for broadcasts through native publish", async () => {

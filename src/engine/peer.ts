@@ -73,6 +73,8 @@ export class Peer {
   /** Outgoing calls without an answer, in id order. */
   private readonly pending = new Map<number, Pending>();
   private queued = 0;
+  /** Set while the socket is backpressured: new calls wait in the queue (answers still go out). */
+  private held = false;
   /** CANCELs owed for calls given up while there was no link. */
   private cancels: number[] = [];
   /** Incoming calls whose handler has not finished, for CANCEL and repeats. */
@@ -129,7 +131,7 @@ export class Peer {
   private start(proc: Proc, input: unknown, timeout: number, signal: AbortSignal | undefined): Promise<unknown> {
     if (this.closed) return Promise.reject(this.closed);
     const maxQueue = this.opts.maxQueue ?? 1000;
-    if (!this.link && this.queued >= maxQueue) {
+    if ((!this.link || this.held) && this.queued >= maxQueue) {
       return Promise.reject(new ChatterError("LIMIT", `offline queue is full (${maxQueue} calls); "${proc.name}" was not queued`));
     }
     const id = this.nextId;
@@ -152,7 +154,7 @@ export class Peer {
         p.onAbort = () => this.giveUp(p, aborted(proc.name, signal));
         signal.addEventListener("abort", p.onAbort, { once: true });
       }
-      if (this.link) {
+      if (this.link && !this.held) {
         p.sent = true;
         this.link.send(frame);
       } else {
@@ -191,6 +193,7 @@ export class Peer {
    */
   attach(link: Link, resumed: boolean, peerSettledBelow = 0): void {
     this.link = link;
+    this.held = false;
     if (resumed) {
       this.replies.settledBelow(peerSettledBelow);
       for (const id of this.cancels) link.send(encodeFrame([FrameType.Cancel, id]));
@@ -205,6 +208,25 @@ export class Peer {
       link.send(p.frame);
     }
     if (resent) this.opts.log?.(`sent ${resent} call(s) held while disconnected`);
+  }
+
+  /** The socket is backpressured: hold new calls until `release`. */
+  hold(): void {
+    this.held = true;
+  }
+
+  /** The socket drained: send the calls held meanwhile, in order. */
+  release(): void {
+    if (!this.held) return;
+    this.held = false;
+    const link = this.link;
+    if (!link) return;
+    for (const p of this.pending.values()) {
+      if (p.sent) continue;
+      this.queued--;
+      p.sent = true;
+      link.send(p.frame);
+    }
   }
 
   /** The socket is gone, for now: calls stay pending and handlers keep running until the session resumes or ends. */

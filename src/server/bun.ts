@@ -36,6 +36,7 @@ export interface BunWebSocketHandlers {
   open(ws: BunSocketLike): void;
   message(ws: BunSocketLike, message: string | Uint8Array): void;
   close(ws: BunSocketLike, code: number, reason: string): void;
+  drain(ws: BunSocketLike): void;
 }
 
 export type UpgradeResult = Response | undefined | Promise<Response | undefined>;
@@ -73,6 +74,9 @@ export function bunAdapter<TData>(core: ServerCore<TData>) {
     },
     close(ws, code, reason) {
       if (ws.data.link) core.closed(ws.data.link, code, reason);
+    },
+    drain(ws) {
+      if (ws.data.link) core.drained(ws.data.link);
     },
   };
 

@@ -71,10 +71,17 @@ export class ServerConnection<TData = unknown> {
     return this.link?.socket ?? null;
   }
 
-  /** @internal sends on the live socket; a dropped frame means a slow consumer. */
+  /**
+   * @internal sends on the live socket. Backpressure (-1: queued by the
+   * runtime) holds new outgoing calls until the socket drains; a dropped frame
+   * (0) means a slow consumer.
+   */
   send(frame: Uint8Array): void {
     const link = this.link;
-    if (link && link.socket.send(frame) === 0) this.core.slowConsumer(this);
+    if (!link) return;
+    const status = link.socket.send(frame);
+    if (status === -1) this.peer.hold();
+    else if (status === 0) this.core.slowConsumer(this);
   }
 
   /**

@@ -189,6 +189,12 @@ export class ServerCore<TData> {
     link.conn = conn;
   }
 
+  /** The runtime wrote out what it had queued for this socket. */
+  drained(link: SocketLink): void {
+    const conn = link.conn as ServerConnection<TData> | null;
+    if (conn && conn.link === link) conn.peer.release();
+  }
+
   closed(link: SocketLink, code: number, reason: string): void {
     clearTimeout(link.helloTimer);
     this.links.delete(link);
