@@ -203,7 +203,9 @@ export class ServerCore<TData> {
     conn.link = null;
     conn.peer.detach();
     const window = this.options.resumeWindow ?? 30_000;
-    if (this.closing || window <= 0 || code === CloseCode.ClientClosed) return this.endSession(conn, code, reason);
+    // 4004 is client.close(); 1001 from a client is a browser leaving the page. Neither will come back.
+    const gone = code === CloseCode.ClientClosed || code === CloseCode.GoingAway;
+    if (this.closing || window <= 0 || gone) return this.endSession(conn, code, reason);
     this.log?.(`client ${conn.clientId} dropped (${code} ${reason}); keeping session ${conn.sessionId} for ${window} ms`);
     conn.expiry = setTimeout(() => this.endSession(conn, code, `${reason || "dropped"}; not resumed within ${window} ms`), window);
   }
