@@ -71,7 +71,11 @@ describe("limits", () => {
     srv.chatter.on(ECHO, (x) => x);
     const client = await srv.client({ reconnect: false });
     expect(await client.call(ECHO, "x".repeat(900))).toBe("x".repeat(900));
-    await expect(client.call(ECHO, "x".repeat(2000))).rejects.toMatchObject({ code: "DISCONNECTED" });
+    // The client knows the limit from WELCOME and refuses to send; a raw socket that does send is closed.
+    await expect(client.call(ECHO, "x".repeat(2000))).rejects.toMatchObject({
+      code: "LIMIT",
+      message: expect.stringContaining("maxMessageBytes (1024)"),
+    });
     const raw = await rawSocket(srv.url);
     raw.send(new Uint8Array(4096));
     expect((await raw.closed).code).toBe(1009);

@@ -244,7 +244,7 @@ describe("keepalive", () => {
       websocket: {
         message(ws, msg) {
           const frame = decodeFrame(msg as Uint8Array);
-          if (frame[0] === FrameType.Hello) ws.send(encodeFrame([FrameType.Welcome, frame[3], "t", false, 1]));
+          if (frame[0] === FrameType.Hello) ws.send(encodeFrame([FrameType.Welcome, frame[3], "t", false, 1, 1 << 20]));
           if (frame[0] === FrameType.Ping) pings++;
         },
         close: (_ws, code) => void closes.push(code),

@@ -106,9 +106,10 @@ export function recorder<T>() {
 
 /** Sends a WebSocket upgrade request by hand and returns the HTTP status line's code. */
 export async function upgradeStatus(url: string, headers: Record<string, string> = {}): Promise<number> {
-  const { hostname, port } = new URL(url);
+  const { hostname, port, pathname, searchParams } = new URL(url);
+  searchParams.set("cid", "probe");
   const lines = [
-    "GET /?cid=probe HTTP/1.1",
+    `GET ${pathname}?${searchParams} HTTP/1.1`,
     `Host: ${hostname}:${port}`,
     "Upgrade: websocket",
     "Connection: Upgrade",
@@ -116,7 +117,7 @@ export async function upgradeStatus(url: string, headers: Record<string, string>
     "Sec-WebSocket-Version: 13",
     ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
   ];
-  const { promise, resolve } = Promise.withResolvers<number>();
+  const { promise, resolve, reject } = Promise.withResolvers<number>();
   const sock = await Bun.connect({
     hostname,
     port: Number(port),
@@ -125,6 +126,7 @@ export async function upgradeStatus(url: string, headers: Record<string, string>
         resolve(Number(/^HTTP\/1\.1 (\d+)/.exec(chunk.toString())?.[1]));
         s.end();
       },
+      close: () => reject(new Error("closed without a response")),
     },
   });
   sock.write(`${lines.join("\r\n")}\r\n\r\n`);

@@ -80,7 +80,7 @@ describe("frames", () => {
     const frames = [
       [FrameType.Hello, 1, "cid", "sid", null, 0, 1],
       [FrameType.Hello, 1, "cid", "sid", "token", 12, 3],
-      [FrameType.Welcome, "sid", "token", false, 1],
+      [FrameType.Welcome, "sid", "token", false, 1, 1048576],
       [FrameType.Call, 7, "add", { a: 1 }, 30000, 5],
       [FrameType.Result, 7, 42],
       [FrameType.Error, 7, { code: "TIMEOUT", message: "m" }],

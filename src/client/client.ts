@@ -254,7 +254,7 @@ export class ChatterClient {
     this.welcome(frame, this.socket);
   }
 
-  private welcome([, sessionId, token, resumed, settledBelow]: WelcomeFrame, ws: WebSocket): void {
+  private welcome([, sessionId, token, resumed, settledBelow, maxMessageBytes]: WelcomeFrame, ws: WebSocket): void {
     const reset = !resumed && this.token !== null;
     if (reset) {
       this.log?.(`the server could not resume session ${this._sessionId}; starting session ${sessionId}`);
@@ -264,6 +264,7 @@ export class ChatterClient {
     this.token = token;
     this._resumed = resumed;
     this.attempt = 0;
+    this.peer.maxFrameBytes = maxMessageBytes;
     this.peer.attach({ send: (f) => ws.send(f) }, resumed, settledBelow);
     this.startPings();
     this.setState(ConnectionState.Connected);
@@ -322,8 +323,8 @@ export class ChatterClient {
     const delay = backoffDelay(this.attempt++, this.opts.reconnect?.minDelay ?? 250, this.opts.reconnect?.maxDelay ?? 30_000);
     this.log?.(`disconnected (${code}${reason ? ` ${reason}` : ""}); reconnecting in ${Math.round(delay)} ms`);
     clearTimeout(this.reconnectTimer);
+    // Not unref'd: an open client that is reconnecting should keep its process alive, as its socket did.
     this.reconnectTimer = setTimeout(() => this.connect(), delay);
-    unref(this.reconnectTimer);
   }
 
   /** The network came back or the page became visible: retry now rather than after the backoff. */

@@ -84,6 +84,8 @@ export class Peer {
   private lastCallId = 0;
   /** The highest EVENT sequence number so far; broadcasts at or below it are repeats. */
   lastEvent = 0;
+  /** The largest frame the other end accepts (its `maxMessageBytes`, learned in WELCOME). */
+  maxFrameBytes = Number.POSITIVE_INFINITY;
   private readonly opts: PeerOptions;
 
   constructor(opts: PeerOptions) {
@@ -142,6 +144,7 @@ export class Peer {
     } catch (err) {
       return Promise.reject(new ChatterError("VALIDATION", `input of "${proc.name}" cannot be encoded: ${(err as Error).message}`));
     }
+    if (frame.byteLength > this.maxFrameBytes) return Promise.reject(tooBig(proc.name, frame, this.maxFrameBytes));
     this.nextId++;
     return new Promise((resolve, reject) => {
       const p: Pending = { id, proc, resolve, reject, timer: undefined, frame, sent: false, signal, onAbort: undefined };
@@ -200,9 +203,15 @@ export class Peer {
     }
     this.cancels = [];
     let resent = 0;
-    for (const p of this.pending.values()) {
+    for (const p of [...this.pending.values()]) {
       if (p.sent && !resumed) continue;
       if (!p.sent) this.queued--;
+      if (p.frame.byteLength > this.maxFrameBytes) {
+        // Queued before this end knew the limit: it would only get the socket closed.
+        this.settle(p);
+        p.reject(tooBig(p.proc.name, p.frame, this.maxFrameBytes));
+        continue;
+      }
       p.sent = true;
       resent++;
       link.send(p.frame);
@@ -390,6 +399,9 @@ export class Peer {
       const wire = { code: "HANDLER_ERROR", message: `result of "${name}" cannot be encoded: ${(err as Error).message}` };
       bytes = encodeFrame([FrameType.Error, id, wire]);
     }
+    if (bytes.byteLength > this.maxFrameBytes) {
+      bytes = encodeFrame([FrameType.Error, id, tooBig(name, bytes, this.maxFrameBytes, "result").toWire()]);
+    }
     this.replies.set(id, bytes);
     this.send(bytes);
   }
@@ -408,6 +420,10 @@ export class Peer {
       fail(err);
     }
   }
+}
+
+function tooBig(proc: string, frame: Uint8Array, max: number, what = "call"): ChatterError {
+  return new ChatterError("LIMIT", `${what} of "${proc}" is ${frame.byteLength} bytes, over the other end's maxMessageBytes (${max})`);
 }
 
 function aborted(proc: string, signal: AbortSignal): ChatterError {

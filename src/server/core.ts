@@ -163,7 +163,7 @@ export class ServerCore<TData> {
     this.sessions.set(id, conn);
     this.connections.add(conn);
     this.bind(conn, link);
-    link.socket.send(encodeFrame([FrameType.Welcome, id, conn.token, false, conn.peer.settledBelow]));
+    link.socket.send(encodeFrame([FrameType.Welcome, id, conn.token, false, conn.peer.settledBelow, this.maxMessageBytes]));
     conn.peer.attach(conn, false);
     this.log?.(`client ${conn.clientId} connected (session ${id})`);
     this.hook(() => this.options.onOpen?.(conn), conn);
@@ -175,7 +175,7 @@ export class ServerCore<TData> {
     const stale = conn.link;
     this.bind(conn, link);
     stale?.socket.close(CloseCode.Replaced, "session resumed on a newer socket");
-    link.socket.send(encodeFrame([FrameType.Welcome, conn.sessionId, conn.token, true, conn.peer.settledBelow]));
+    link.socket.send(encodeFrame([FrameType.Welcome, conn.sessionId, conn.token, true, conn.peer.settledBelow, this.maxMessageBytes]));
     const missed = this.topics.log.missed(conn, lastEvent);
     for (const frame of missed) conn.send(frame);
     this.topics.rejoin(conn);
@@ -203,8 +203,9 @@ export class ServerCore<TData> {
     conn.link = null;
     conn.peer.detach();
     const window = this.options.resumeWindow ?? 30_000;
-    // 4004 is client.close(); 1001 from a client is a browser leaving the page. Neither will come back.
-    const gone = code === CloseCode.ClientClosed || code === CloseCode.GoingAway;
+    // 4004 is client.close(); 1001 from a client is a browser leaving the page: neither comes back. 1009 is
+    // the runtime refusing an oversized frame: resuming would only send it again.
+    const gone = code === CloseCode.ClientClosed || code === CloseCode.GoingAway || code === CloseCode.TooBig;
     if (this.closing || window <= 0 || gone) return this.endSession(conn, code, reason);
     this.log?.(`client ${conn.clientId} dropped (${code} ${reason}); keeping session ${conn.sessionId} for ${window} ms`);
     conn.expiry = setTimeout(() => this.endSession(conn, code, `${reason || "dropped"}; not resumed within ${window} ms`), window);

@@ -30,7 +30,7 @@ export type HelloFrame = [
   lastEvent: number,
   settledBelow: number,
 ];
-export type WelcomeFrame = [type: 2, sessionId: string, token: string, resumed: boolean, settledBelow: number];
+export type WelcomeFrame = [type: 2, sessionId: string, token: string, resumed: boolean, settledBelow: number, maxMessageBytes: number];
 export type CallFrame = [type: 3, id: number, name: string, input: unknown, timeout: number, settledBelow: number];
 export type ResultFrame = [type: 4, id: number, value: unknown];
 export type ErrorFrame = [type: 5, id: number, error: WireError];
@@ -95,8 +95,10 @@ export function decodeFrame(bytes: Uint8Array): Frame {
       if (f[4] !== null && typeof f[4] !== "string") bad("HELLO token");
       if (!isId(f[5]) || !isId(f[6])) bad("HELLO counters");
       return f as HelloFrame;
-    case FrameType.Welcome: // [2, sessionId, token, resumed, settledBelow]
-      if (typeof f[1] !== "string" || typeof f[2] !== "string" || typeof f[3] !== "boolean" || !isId(f[4])) bad("WELCOME fields");
+    case FrameType.Welcome: // [2, sessionId, token, resumed, settledBelow, maxMessageBytes]
+      if (typeof f[1] !== "string" || typeof f[2] !== "string" || typeof f[3] !== "boolean" || !isId(f[4]) || !isId(f[5])) {
+        bad("WELCOME fields");
+      }
       return f as WelcomeFrame;
     case FrameType.Call: // [3, id, name, input, timeout, settledBelow]
       if (!isId(f[1]) || typeof f[2] !== "string" || typeof f[4] !== "number" || !isId(f[5])) bad("CALL fields");

@@ -1,0 +1,133 @@
+/**
+ * The Node adapter: serves Chatter on an existing `node:http` or `node:https`
+ * server through the `ws` package. Node has no native publish, so broadcasts
+ * loop over each topic's subscribers (the core's topic index).
+ * Docs: https://github.com/websockets/ws/blob/master/doc/ws.md
+ */
+import type { IncomingMessage, Server } from "node:http";
+import type { Duplex } from "node:stream";
+import { type WebSocket, WebSocketServer } from "ws";
+import type { ServerCore } from "./core.ts";
+import type { ChatterServer } from "./index.ts";
+import type { Admission, ServerSocket, SocketLink } from "./socket.ts";
+
+/** Options of `attach`. */
+export interface AttachOptions {
+  /** Only upgrade requests for this path (e.g. `/chatter`); others are left to other listeners. Default: every path. */
+  path?: string;
+}
+
+/** What `attach` returns. */
+export interface NodeAttachment {
+  /** Stops taking upgrades on the HTTP server, then shuts Chatter down gracefully (see `server.close`). */
+  close(options?: { timeout?: number }): Promise<void>;
+}
+
+/** A `ws` socket as the core's ServerSocket, with Bun's send() results: bytes, -1 under backpressure, 0 dropped. */
+class NodeSocket implements ServerSocket {
+  constructor(
+    private readonly ws: WebSocket,
+    private readonly drained: () => void,
+  ) {}
+
+  send(frame: Uint8Array): number {
+    if (this.ws.readyState !== 1) return 0;
+    if (this.ws.bufferedAmount === 0) {
+      this.ws.send(frame, { binary: true });
+      return frame.byteLength;
+    }
+    // Already queued in user space: report backpressure, and say when this frame has been written.
+    this.ws.send(frame, { binary: true }, () => this.drained());
+    return -1;
+  }
+
+  close(code?: number, reason?: string): void {
+    this.ws.close(code, reason);
+  }
+
+  subscribe(): void {}
+
+  unsubscribe(): void {}
+
+  getBufferedAmount(): number {
+    return this.ws.bufferedAmount;
+  }
+}
+
+/**
+ * Serves a Chatter server on a Node HTTP(S) server.
+ * @param chatter - the server from `createServer`
+ * @param server - a `node:http` or `node:https` server
+ * @param options - `path`
+ * @returns a handle whose `close()` stops it
+ */
+// biome-ignore lint/suspicious/noExplicitAny: any connection data type
+export function attach(chatter: ChatterServer<any>, server: Server, options: AttachOptions = {}): NodeAttachment {
+  const core = chatter.core as ServerCore<unknown>;
+  const wss = new WebSocketServer({ noServer: true, maxPayload: core.maxMessageBytes, perMessageDeflate: false });
+
+  const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    if (options.path && new URL(req.url ?? "/", "http://x").pathname !== options.path) {
+      // Someone else's path; if nobody else listens, do not leave the socket hanging.
+      if (server.listenerCount("upgrade") === 1) socket.destroy();
+      return;
+    }
+    Promise.resolve(core.admit(toRequest(req), req.socket.remoteAddress ?? null)).then(
+      (admission) => {
+        if (admission instanceof Response) return refuse(socket, admission);
+        if (socket.destroyed) return;
+        wss.handleUpgrade(req, socket, head, (ws) => serve(core, ws, admission));
+      },
+      (err) => {
+        core.report(err);
+        refuse(socket, new Response("Internal Server Error", { status: 500 }));
+      },
+    );
+  };
+  server.on("upgrade", onUpgrade);
+
+  return {
+    async close(closeOptions = {}) {
+      server.off("upgrade", onUpgrade);
+      await chatter.close(closeOptions);
+      await new Promise((resolve) => wss.close(resolve));
+    },
+  };
+}
+
+function serve(core: ServerCore<unknown>, ws: WebSocket, admission: Admission): void {
+  const link: SocketLink = core.open(new NodeSocket(ws, () => core.drained(link)), admission);
+  ws.on("message", (data, isBinary) => core.message(link, isBinary ? asBytes(data) : data.toString()));
+  ws.on("close", (code, reason) => core.closed(link, code, reason.toString()));
+  // An 'error' is always followed by 'close'; without a listener it would be thrown.
+  ws.on("error", () => {});
+}
+
+function asBytes(data: Buffer | ArrayBuffer | Buffer[]): Uint8Array {
+  if (Array.isArray(data)) return Buffer.concat(data);
+  return data instanceof ArrayBuffer ? new Uint8Array(data) : data;
+}
+
+/** The upgrade request as a Fetch `Request`, so `getConnectionData` sees the same thing on every runtime. */
+function toRequest(req: IncomingMessage): Request {
+  const headers = new Headers();
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (Array.isArray(value)) for (const v of value) headers.append(name, v);
+    else if (value !== undefined) headers.set(name, value);
+  }
+  const proto = (req.socket as { encrypted?: boolean }).encrypted ? "https" : "http";
+  return new Request(`${proto}://${req.headers.host ?? "localhost"}${req.url ?? "/"}`, { headers });
+}
+
+/** Answers a refused upgrade with the Response's status and body, then closes the socket. */
+async function refuse(socket: Duplex, response: Response): Promise<void> {
+  const body = await response.text().catch(() => "");
+  const head = [
+    `HTTP/1.1 ${response.status} ${response.statusText || "Refused"}`,
+    "Connection: close",
+    "Content-Type: text/plain; charset=utf-8",
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    ...[...response.headers].filter(([k]) => k.toLowerCase() !== "content-type").map(([k, v]) => `${k}: ${v}`),
+  ];
+  if (!socket.destroyed) socket.end(`${head.join("\r\n")}\r\n\r\n${body}`);
+}

@@ -1,0 +1,52 @@
+/**
+ * The conformance fixture: one Chatter server, the same on every adapter,
+ * whose procedures let a client in any runtime drive and observe it.
+ * `tag` comes from the upgrade URL through getConnectionData.
+ */
+import { ChatterError, createServer } from "../../src/index.ts";
+import { ADD, BROADCAST, CALL_ME, COUNT_TAG, DROP, ECHO, FAIL, HOOKS, NOTE, RUNS, SUBSCRIBE, WHOAMI, WORK } from "./procs.ts";
+
+export function fixtureServer() {
+  const hooks: string[] = [];
+  const runs = new Map<string, number>();
+  const chatter = createServer({
+    getConnectionData: (info) => {
+      const tag = info.url.searchParams.get("tag");
+      if (tag === "deny") throw new Error("denied");
+      return { tag };
+    },
+    onOpen: (c) => void hooks.push(`open ${c.data.tag}`),
+    onClose: (c, code) => void hooks.push(`close ${c.data.tag} ${code}`),
+    maxMessageBytes: 64 * 1024,
+    rateLimit: false,
+    onError: () => {},
+  });
+  chatter.on(ADD, ({ a, b }) => a + b);
+  chatter.on(FAIL, (message) => {
+    throw new ChatterError("FORBIDDEN", message);
+  });
+  chatter.on(ECHO, (x) => x);
+  chatter.on(WORK, async ({ key, ms }) => {
+    runs.set(key, (runs.get(key) ?? 0) + 1);
+    await new Promise((r) => setTimeout(r, ms));
+    return `done ${key}`;
+  });
+  chatter.on(RUNS, (key) => runs.get(key) ?? 0);
+  chatter.on(WHOAMI, (_i, c) => ({ clientId: c.clientId, sessionId: c.sessionId, tag: c.data.tag }));
+  chatter.on(SUBSCRIBE, (topic, c) => c.subscribe(topic));
+  chatter.on(BROADCAST, ({ topics, text, fromSelf, excludeTags, delay }, c) => {
+    const exclude = chatter.filter((o) => excludeTags?.includes(o.data.tag ?? "") ?? false);
+    const send = () => (fromSelf ? c.broadcast(topics, NOTE, text, { exclude }) : chatter.broadcast(topics, NOTE, text, { exclude }));
+    if (delay) setTimeout(send, delay);
+    else send();
+  });
+  chatter.on(CALL_ME, (input, c) => c.call(ECHO, input));
+  chatter.on(COUNT_TAG, (tag) => ({
+    found: chatter.find((c) => c.data.tag === tag) !== undefined,
+    count: chatter.filter((c) => c.data.tag === tag).length,
+  }));
+  chatter.on(HOOKS, (tag) => hooks.filter((h) => h.split(" ")[1] === tag));
+  // Closes the caller's socket after answering, as a network drop would (resumable).
+  chatter.on(DROP, (_i, c) => void setTimeout(() => c.socket?.close(4010, "dropped by the test"), 5));
+  return chatter;
+}

@@ -1,0 +1,41 @@
+/** Starts the fixture server on each adapter, each in its own process: Bun, and Node 20 through chatter/node. */
+import { build } from "esbuild";
+
+const ARTIFACTS = `${import.meta.dir}/../../test-artifacts/conformance`;
+
+/** Bundles a TypeScript entry for Node (dependencies stay imports, resolved from node_modules). */
+export async function bundleForNode(entry: string, name: string): Promise<string> {
+  const outfile = `${ARTIFACTS}/${name}.mjs`;
+  await build({ entryPoints: [entry], bundle: true, format: "esm", platform: "node", packages: "external", outfile, logLevel: "silent" });
+  return outfile;
+}
+
+async function spawnReady(cmd: string[]) {
+  const proc = Bun.spawn(cmd, { stdout: "pipe", stderr: "inherit" });
+  const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
+  let text = "";
+  while (!/READY (\d+)/.test(text)) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`${cmd.join(" ")} exited before it was ready: ${text}`);
+    text += new TextDecoder().decode(value);
+  }
+  reader.releaseLock();
+  return { proc, port: Number(/READY (\d+)/.exec(text)?.[1]) };
+}
+
+export interface FixtureServer {
+  name: string;
+  url: string;
+  stop(): void;
+}
+
+export async function startFixtureServers(): Promise<FixtureServer[]> {
+  const nodeEntry = await bundleForNode(`${import.meta.dir}/serve-node.ts`, "serve-node");
+  const started = await Promise.all([
+    spawnReady([process.execPath, `${import.meta.dir}/serve-bun.ts`]).then((s) => ({ name: "bun", ...s })),
+    spawnReady(["node", nodeEntry]).then((s) => ({ name: "node", ...s })),
+  ]);
+  // The Node fixture serves Chatter on a path, to exercise attach's `path` option.
+  const path = (name: string) => (name === "node" ? "/chatter" : "/");
+  return started.map(({ name, proc, port }) => ({ name, url: `ws://127.0.0.1:${port}${path(name)}`, stop: () => proc.kill() }));
+}
