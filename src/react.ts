@@ -1,0 +1,12 @@
+/** `chatter/react`: React bindings for a Chatter client. */
+export {
+  ChatterProvider,
+  type ChatterProviderProps,
+  type ConnectionInfo,
+  type ProcState,
+  type ProcStatus,
+  useChatter,
+  useConnectionState,
+  useHandler,
+  useProc,
+} from "./react/hooks.ts";
