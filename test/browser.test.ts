@@ -13,6 +13,7 @@ let demo: ReturnType<typeof Bun.spawn> | undefined;
 
 /** Starts `npm run demo`'s server; resolves with its port once it listens. */
 async function startDemo(port = 0): Promise<number> {
+  await stopDemo();
   demo = Bun.spawn([process.execPath, `${import.meta.dir}/../examples/counter/server.ts`], {
     env: { ...process.env, PORT: String(port) },
     stdout: "pipe",
@@ -74,6 +75,26 @@ test("two pages stay in sync, and resync after the server restarts", async () =>
 
   mkdirSync(ARTIFACTS, { recursive: true });
   await a.screenshot({ path: `${ARTIFACTS}/counter.png` });
+}, 30_000);
+
+test("the React version of the page (chatter/react) stays in sync with the plain one", async () => {
+  const port = await startDemo();
+  const plain = await browser.newPage();
+  const react = await browser.newPage();
+  await plain.goto(`http://localhost:${port}/`);
+  await react.goto(`http://localhost:${port}/react`);
+  await waitState(plain, "connected");
+  await waitState(react, "connected");
+  await waitText(react, "0");
+  await plain.getByTestId("increment").click();
+  await waitText(react, "1");
+  await react.getByTestId("increment").click();
+  await react.getByTestId("increment").click();
+  await waitText(plain, "3");
+  await react.getByTestId("decrement").click();
+  await waitText(plain, "2");
+  await waitText(react, "2");
+  await react.screenshot({ path: `${ARTIFACTS}/counter-react.png` });
 }, 30_000);
 
 async function waitText(page: Page, text: string) {

@@ -24,11 +24,21 @@ chatter.on(UPDATE_COUNT, (amount, connection) => {
   return currentValue;
 });
 
-// The page's script is bundled for the browser once, at start-up.
-const built = await Bun.build({ entrypoints: [`${import.meta.dir}/page.ts`], target: "browser", minify: true });
-if (!built.success) throw new AggregateError(built.logs, "could not bundle the demo page");
-const script = await built.outputs[0]!.text();
+// The pages' scripts are bundled for the browser once, at start-up.
+async function bundle(entry: string): Promise<string> {
+  const built = await Bun.build({
+    entrypoints: [`${import.meta.dir}/${entry}`],
+    target: "browser",
+    minify: true,
+    define: { "process.env.NODE_ENV": JSON.stringify("production") },
+  });
+  if (!built.success) throw new AggregateError(built.logs, `could not bundle ${entry}`);
+  return built.outputs[0]!.text();
+}
+const [script, reactScript] = await Promise.all([bundle("page.ts"), bundle("react.tsx")]);
 const html = await Bun.file(`${import.meta.dir}/index.html`).text();
+// The React page is the same page with a root for React in place of the plain markup.
+const reactHtml = html.replace(/<main>[\s\S]*<\/main>/, '<div id="root"></div>').replace("/page.js", "/react.js");
 
 const port = Number(process.env.PORT ?? 3000);
 const server = Bun.serve({
@@ -38,6 +48,8 @@ const server = Bun.serve({
     if (req.headers.get("upgrade") !== "websocket") {
       if (pathname === "/") return new Response(html, { headers: { "Content-Type": "text/html; charset=utf-8" } });
       if (pathname === "/page.js") return new Response(script, { headers: { "Content-Type": "text/javascript" } });
+      if (pathname === "/react") return new Response(reactHtml, { headers: { "Content-Type": "text/html; charset=utf-8" } });
+      if (pathname === "/react.js") return new Response(reactScript, { headers: { "Content-Type": "text/javascript" } });
     }
     // Upgrade to a websocket connection.
     return chatter.upgrade(req, server);
