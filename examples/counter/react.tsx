@@ -15,6 +15,7 @@ function Counter() {
   // Other people's changes arrive as broadcasts.
   useHandler(UPDATE_COUNT, (amount) => setCount((c) => (c ?? 0) + amount));
   // Load the count on every connect, and again after a session reset.
+  // biome-ignore lint/correctness/useExhaustiveDependencies: `resets` is the trigger, not a value the effect reads
   useEffect(() => {
     if (isConnected) get.call().then(setCount, () => {});
   }, [isConnected, resets, get.call]);
