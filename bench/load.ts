@@ -1,0 +1,128 @@
+/**
+ * The load generator, a process of its own. Modes:
+ *   echo <system> <port> <n> <window>   n echo calls, `window` in flight; prints {"rate"}
+ *   s2c <port> <n> <window>             Chatter server-to-client calls; prints {"rate"}
+ *   fanout <system> <port> <conns> <k> <size>  k broadcasts to conns sockets; prints {"rate"} in deliveries/s
+ *   idle <system> <port> <conns>        opens conns idle connections, prints OPEN, exits on stdin "close"
+ * Every loop is bounded by its count.
+ */
+import { createInterface } from "node:readline";
+import { encodeFrame, FrameType, PROTOCOL_VERSION } from "../src/wire/frames.ts";
+import { PAYLOAD } from "./procs.ts";
+import { connect as connectChatter } from "./systems/chatter/client.ts";
+
+interface Conn {
+  call(payload: typeof PAYLOAD): Promise<unknown>;
+  close(): unknown;
+}
+
+/** Runs n calls with `window` in flight; @returns calls per second */
+async function drive(call: () => Promise<unknown>, n: number, window: number): Promise<number> {
+  let started = 0;
+  const worker = async () => {
+    while (started < n) {
+      started++;
+      await call();
+    }
+  };
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: Math.min(window, n) }, worker));
+  return (n / (performance.now() - t0)) * 1000;
+}
+
+async function echo(system: string, port: number, n: number, window: number) {
+  const { connect } = (await import(`./systems/${system}/client.ts`)) as { connect(port: number): Promise<Conn> };
+  const conn = await connect(port);
+  await drive(() => conn.call(PAYLOAD), Math.min(2000, n), window); // warm-up
+  const rate = await drive(() => conn.call(PAYLOAD), n, window);
+  await conn.close();
+  return rate;
+}
+
+async function serverToClient(port: number, n: number, window: number) {
+  const { client } = await connectChatter(port);
+  const { CALL_ME_BACK, ECHO } = await import("./procs.ts");
+  client.on(ECHO, (p) => p);
+  await client.call(CALL_ME_BACK, { n: Math.min(2000, n), window }); // warm-up
+  const t0 = performance.now();
+  await client.call(CALL_ME_BACK, { n, window });
+  const rate = (n / (performance.now() - t0)) * 1000;
+  client.close();
+  return rate;
+}
+
+/** Bare sockets; for Chatter each completes the handshake, so the server holds a real session. */
+async function openSockets(system: string, port: number, count: number): Promise<WebSocket[]> {
+  const sockets: WebSocket[] = [];
+  for (let i = 0; i < count; i += 100) {
+    const batch = Array.from({ length: Math.min(100, count - i) }, async (_, j) => {
+      const ws = new WebSocket(`ws://127.0.0.1:${port}/?cid=load-${i + j}`);
+      ws.binaryType = "arraybuffer";
+      await new Promise((resolve, reject) => {
+        ws.onopen = resolve;
+        ws.onerror = reject;
+      });
+      if (system === "chatter") {
+        ws.send(encodeFrame([FrameType.Hello, PROTOCOL_VERSION, `load-${i + j}`, `s-${i + j}`, null, 0, 1]));
+        await new Promise((resolve) => {
+          ws.onmessage = resolve; // WELCOME
+        });
+      }
+      return ws;
+    });
+    sockets.push(...(await Promise.all(batch)));
+  }
+  return sockets;
+}
+
+let callId = 0;
+
+/** The blob size that makes a Chatter EVENT frame `frameSize` bytes, so both systems send the same bytes. */
+function blobFor(frameSize: number): number {
+  const overhead = encodeFrame([FrameType.Event, 1_000_000, "note", new Uint8Array(frameSize)]).byteLength - frameSize;
+  return frameSize - overhead;
+}
+
+async function fanout(system: string, port: number, conns: number, k: number, size: number) {
+  const sockets = await openSockets(system, port, conns);
+  const run = async () => {
+    let received = 0;
+    const expected = conns * k;
+    const done = new Promise<void>((resolve) => {
+      for (const ws of sockets) {
+        ws.onmessage = (ev) => {
+          // Count broadcast frames only (a Chatter caller also gets a small RESULT).
+          if ((ev.data as ArrayBuffer).byteLength >= size - 8 && ++received === expected) resolve();
+        };
+      }
+    });
+    const t0 = performance.now();
+    const go = sockets[0] as WebSocket;
+    if (system === "chatter") go.send(encodeFrame([FrameType.Call, ++callId, "fanout", { k, size: blobFor(size) }, 0, callId]));
+    else go.send(JSON.stringify({ fanout: k, size }));
+    await done;
+    return (expected / (performance.now() - t0)) * 1000;
+  };
+  await run(); // warm-up
+  const rate = await run();
+  for (const ws of sockets) ws.close();
+  return rate;
+}
+
+async function idle(system: string, port: number, conns: number) {
+  const sockets = await openSockets(system, port, conns);
+  console.log("OPEN");
+  await new Promise<void>((resolve) => createInterface({ input: process.stdin }).on("line", (l) => l.trim() === "close" && resolve()));
+  for (const ws of sockets) ws.close();
+}
+
+const [mode, ...args] = process.argv.slice(2);
+const num = (i: number) => Number(args[i]);
+let rate = 0;
+if (mode === "echo") rate = await echo(args[0] as string, num(1), num(2), num(3));
+else if (mode === "s2c") rate = await serverToClient(num(0), num(1), num(2));
+else if (mode === "fanout") rate = await fanout(args[0] as string, num(1), num(2), num(3), num(4));
+else if (mode === "idle") await idle(args[0] as string, num(1), num(2));
+else throw new Error(`unknown mode ${mode}`);
+if (mode !== "idle") console.log(JSON.stringify({ rate }));
+process.exit(0);

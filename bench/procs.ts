@@ -1,0 +1,16 @@
+/** The procedures the benchmarks call, shared by the Chatter bench server and clients. */
+import { z } from "zod";
+import { createProc } from "../src/index.ts";
+
+/** About 40 bytes as JSON: the small payload every system sends. */
+export const PAYLOAD = { id: 12345, name: "update_count", value: 7 };
+const Payload = z.object({ id: z.number(), name: z.string(), value: z.number() });
+export const ECHO = createProc({ name: "echo", takes: Payload, returns: Payload, timeout: 0 });
+export const CALL_ME_BACK = createProc({
+  name: "call_me_back",
+  takes: z.object({ n: z.number(), window: z.number() }),
+  returns: z.number(),
+  timeout: 0,
+});
+export const FANOUT = createProc({ name: "fanout", takes: z.object({ k: z.number(), size: z.number() }) });
+export const NOTE = createProc({ name: "note", takes: z.instanceof(Uint8Array) });

@@ -1,0 +1,235 @@
+/**
+ * `npm run bench`: Chatter side by side with raw Bun WebSockets (the limit),
+ * Socket.IO 4, birpc and capnweb. Each server and each load generator is its
+ * own process on 127.0.0.1; systems alternate within every round so the
+ * machine's drift falls on all of them; each figure is the median of the
+ * rounds. Prints a table, then the figures as one JSON object on the last line.
+ * `--quick` runs fewer, shorter rounds (under a minute). A full run also
+ * writes bench/results.svg.
+ */
+import { writeFileSync } from "node:fs";
+import { build } from "esbuild";
+import { measureClientBundle } from "./client-bundle.ts";
+
+const quick = process.argv.includes("--quick");
+const ROUNDS = quick ? 3 : 7;
+const SEQ_CALLS = quick ? 2_000 : 8_000;
+const PIPE_CALLS = quick ? 20_000 : 80_000;
+const WINDOW = 1000;
+const FANOUT_CONNS = 1000;
+const FANOUT_K = quick ? 20 : 50;
+const FANOUT_FRAME = 64;
+const IDLE_CONNS = quick ? 500 : 1000;
+const ROOT = `${import.meta.dir}/..`;
+const BUN = process.execPath;
+
+interface System {
+  name: string;
+  label: string;
+  runtime: "bun" | "node";
+}
+const SYSTEMS: System[] = [
+  { name: "raw", label: "raw Bun echo (the limit)", runtime: "bun" },
+  { name: "chatter", label: "Chatter on Bun", runtime: "bun" },
+  { name: "socketio", label: "Socket.IO 4, Node server", runtime: "node" },
+  { name: "birpc", label: "birpc over Bun WebSocket", runtime: "bun" },
+  { name: "capnweb", label: "capnweb on Bun", runtime: "bun" },
+];
+
+/** A server process speaking the bench contract (bench/commands.ts). */
+async function startServer(system: System) {
+  let cmd = [BUN, `${ROOT}/bench/systems/${system.name}/server.ts`];
+  if (system.runtime === "node") {
+    const outfile = `${ROOT}/test-artifacts/bench/${system.name}-server.mjs`;
+    await build({
+      entryPoints: [cmd[1] as string],
+      bundle: true,
+      platform: "node",
+      format: "esm",
+      packages: "external",
+      outfile,
+      logLevel: "silent",
+    });
+    cmd = ["node", "--expose-gc", outfile];
+  }
+  const proc = Bun.spawn(cmd, { stdin: "pipe", stdout: "pipe", stderr: "inherit" });
+  const lines = lineReader(proc.stdout as ReadableStream<Uint8Array>);
+  const port = Number((await lines.next("READY ")).slice(6));
+  const ask = async (command: string, prefix: string) => {
+    proc.stdin.write(`${command}\n`);
+    proc.stdin.flush();
+    return Number((await lines.next(prefix)).slice(prefix.length));
+  };
+  return {
+    port,
+    cpu: () => ask("cpu", "CPU "),
+    mem: () => ask("mem", "MEM "),
+    async stop() {
+      proc.kill();
+      await proc.exited;
+    },
+  };
+}
+
+/** Reads a process's stdout line by line; `next(prefix)` waits for the next line that starts with it. */
+function lineReader(stream: ReadableStream<Uint8Array>) {
+  const reader = stream.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  return {
+    async next(prefix: string): Promise<string> {
+      for (;;) {
+        const lines = buffer.split("\n");
+        for (let i = 0; i < lines.length - 1; i++) {
+          if ((lines[i] as string).startsWith(prefix)) {
+            buffer = lines.slice(i + 1).join("\n");
+            return lines[i] as string;
+          }
+        }
+        const { value, done } = await reader.read();
+        if (done) throw new Error(`process ended before printing "${prefix}"`);
+        buffer += decoder.decode(value);
+      }
+    },
+  };
+}
+
+/** Runs bench/load.ts in its own process; @returns its rate */
+async function load(...args: (string | number)[]): Promise<number> {
+  const proc = Bun.spawn([BUN, `${ROOT}/bench/load.ts`, ...args.map(String)], { stdout: "pipe", stderr: "inherit" });
+  const out = await new Response(proc.stdout).text();
+  if ((await proc.exited) !== 0) throw new Error(`load ${args.join(" ")} failed`);
+  return (JSON.parse(out.trim().split("\n").at(-1) as string) as { rate: number }).rate;
+}
+
+const median = (xs: number[]) => {
+  const s = [...xs].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+};
+
+type Samples = Record<string, number[]>;
+const push = (into: Samples, key: string, value: number) => {
+  into[key] ??= [];
+  into[key].push(value);
+};
+
+const results: Samples = {};
+const t0 = performance.now();
+for (let round = 0; round < ROUNDS; round++) {
+  // Rotate the starting system each round, so none always runs first.
+  const order = SYSTEMS.map((_, i) => SYSTEMS[(i + round) % SYSTEMS.length] as System);
+  for (const system of order) {
+    const server = await startServer(system);
+    try {
+      push(results, `${system.name}.seq`, await load("echo", system.name, server.port, SEQ_CALLS, 1));
+      const before = await server.cpu();
+      push(results, `${system.name}.pipe`, await load("echo", system.name, server.port, PIPE_CALLS, WINDOW));
+      // CPU per call, including the warm-up calls load.ts makes first.
+      push(results, `${system.name}.cpu`, ((await server.cpu()) - before) / (PIPE_CALLS + Math.min(2000, PIPE_CALLS)));
+      if (system.name === "chatter") push(results, "chatter.s2c", await load("s2c", server.port, PIPE_CALLS, WINDOW));
+    } finally {
+      await server.stop();
+    }
+  }
+  // Fan-out and idle memory: raw and Chatter only, alternating.
+  for (const name of round % 2 ? ["chatter", "raw"] : ["raw", "chatter"]) {
+    const system = SYSTEMS.find((s) => s.name === name) as System;
+    const server = await startServer(system);
+    try {
+      push(results, `${name}.fanout`, await load("fanout", name, server.port, FANOUT_CONNS, FANOUT_K, FANOUT_FRAME));
+    } finally {
+      await server.stop();
+    }
+    if (round < 3) push(results, `${name}.idle`, await idleBytes(system));
+  }
+  console.error(`round ${round + 1}/${ROUNDS} done (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+}
+
+/** Server RSS growth per idle connection, after a full GC on both sides of the measurement. */
+async function idleBytes(system: System): Promise<number> {
+  const server = await startServer(system);
+  try {
+    const before = await server.mem();
+    const proc = Bun.spawn([BUN, `${ROOT}/bench/load.ts`, "idle", system.name, server.port, IDLE_CONNS].map(String), {
+      stdin: "pipe",
+      stdout: "pipe",
+      stderr: "inherit",
+    });
+    await lineReader(proc.stdout as ReadableStream<Uint8Array>).next("OPEN");
+    await Bun.sleep(300);
+    const after = await server.mem();
+    proc.stdin.write("close\n");
+    proc.stdin.flush();
+    await proc.exited;
+    return (after - before) / IDLE_CONNS;
+  } finally {
+    await server.stop();
+  }
+}
+
+const m = (key: string) => median(results[key] ?? [Number.NaN]);
+const bundle = await measureClientBundle();
+const round2 = (x: number) => Math.round(x * 100) / 100;
+const figures = {
+  seq_ratio_vs_raw: round2(m("chatter.seq") / m("raw.seq")),
+  pipelined_ratio_vs_raw: round2(m("chatter.pipe") / m("raw.pipe")),
+  server_cpu_per_call_vs_raw: round2(m("chatter.cpu") / m("raw.cpu")),
+  vs_socketio_seq: round2(m("chatter.seq") / m("socketio.seq")),
+  vs_socketio_pipelined: round2(m("chatter.pipe") / m("socketio.pipe")),
+  vs_birpc_pipelined: round2(m("chatter.pipe") / m("birpc.pipe")),
+  vs_capnweb_pipelined: round2(m("chatter.pipe") / m("capnweb.pipe")),
+  fanout_ratio_vs_raw_publish: round2(m("chatter.fanout") / m("raw.fanout")),
+  server_to_client_ratio: round2(m("chatter.s2c") / m("chatter.pipe")),
+  bytes_per_idle_conn: Math.round(m("chatter.idle") - m("raw.idle")),
+  client_bundle_gzip_bytes: bundle.gzip,
+  rounds: ROUNDS,
+  quick,
+};
+
+const k = (x: number) => (x >= 1000 ? `${(x / 1000).toFixed(1)}k` : x.toFixed(0));
+console.log(
+  `\nChatter benchmark: medians of ${ROUNDS} rounds, Bun ${Bun.version}, Node ${await nodeVersion()}, ${navigator.hardwareConcurrency} cores\n`,
+);
+console.log("| system | 1 in flight, calls/s | 1,000 in flight, calls/s | server CPU µs per call |");
+console.log("|---|--:|--:|--:|");
+for (const s of SYSTEMS)
+  console.log(`| ${s.label} | ${k(m(`${s.name}.seq`))} | ${k(m(`${s.name}.pipe`))} | ${m(`${s.name}.cpu`).toFixed(1)} |`);
+console.log(`\n| measure | raw Bun | Chatter |\n|---|--:|--:|`);
+console.log(`| fan-out to ${FANOUT_CONNS} subscribers, deliveries/s | ${k(m("raw.fanout"))} | ${k(m("chatter.fanout"))} |`);
+console.log(`| server RSS per idle connection, bytes | ${k(m("raw.idle"))} | ${k(m("chatter.idle"))} |`);
+console.log(`| server-to-client calls/s, 1,000 in flight | | ${k(m("chatter.s2c"))} |`);
+console.log(`\nclient bundle: ${bundle.minified} B minified, ${bundle.gzip} B gzipped`);
+if (!quick) writeFileSync(`${import.meta.dir}/results.svg`, chart());
+console.log(JSON.stringify(figures));
+
+async function nodeVersion(): Promise<string> {
+  const proc = Bun.spawn(["node", "--version"], { stdout: "pipe" });
+  return (await new Response(proc.stdout).text()).trim();
+}
+
+/** A small horizontal bar chart of the call rates, as SVG. */
+function chart(): string {
+  const rows = SYSTEMS.flatMap((s) => [
+    { label: `${s.label}, 1 in flight`, value: m(`${s.name}.seq`), color: s.name === "chatter" ? "#2f7d32" : "#8a8a8a" },
+    { label: `${s.label}, 1,000 in flight`, value: m(`${s.name}.pipe`), color: s.name === "chatter" ? "#1b5e20" : "#5f5f5f" },
+  ]);
+  const max = Math.max(...rows.map((r) => r.value));
+  const width = 760;
+  const barArea = 380;
+  const rowHeight = 22;
+  const height = rows.length * rowHeight + 50;
+  const bars = rows
+    .map((r, i) => {
+      const y = 30 + i * rowHeight;
+      const w = Math.max(1, (r.value / max) * barArea);
+      return `<text x="300" y="${y + 14}" text-anchor="end">${r.label}</text><rect x="310" y="${y + 3}" width="${w.toFixed(1)}" height="15" fill="${r.color}"/><text x="${(316 + w).toFixed(1)}" y="${y + 14}">${k(r.value)}</text>`;
+    })
+    .join("\n");
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="system-ui, sans-serif" font-size="12">
+<rect width="100%" height="100%" fill="white"/>
+<text x="10" y="18" font-size="14" font-weight="bold">Echo calls per second (higher is better), medians of ${ROUNDS} rounds</text>
+${bars}
+</svg>
+`;
+}

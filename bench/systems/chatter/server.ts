@@ -1,0 +1,32 @@
+// runtime: bun
+/**
+ * Chatter on Bun: an echo procedure, a procedure that calls the client back,
+ * and one that broadcasts to every connection (all join "fanout" on open).
+ */
+import { createServer } from "../../../src/index.ts";
+import { serveCommands } from "../../commands.ts";
+import { CALL_ME_BACK, ECHO, FANOUT, NOTE } from "../../procs.ts";
+
+const chatter = createServer({
+  rateLimit: false,
+  maxConcurrentCalls: 100_000,
+  onOpen: (conn) => conn.subscribe("fanout"),
+});
+chatter.on(ECHO, (payload) => payload);
+chatter.on(CALL_ME_BACK, async ({ n, window }, conn) => {
+  let started = 0;
+  const worker = async () => {
+    while (started < n) {
+      started++;
+      await conn.call(ECHO, { id: started, name: "update_count", value: 7 });
+    }
+  };
+  await Promise.all(Array.from({ length: window }, worker));
+  return n;
+});
+chatter.on(FANOUT, ({ k, size }) => {
+  const blob = new Uint8Array(size);
+  for (let i = 0; i < k; i++) chatter.broadcast("fanout", NOTE, blob);
+});
+const server = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: (req, srv) => chatter.upgrade(req, srv), websocket: chatter.websocket });
+serveCommands(server.port as number);
