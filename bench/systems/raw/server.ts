@@ -9,10 +9,10 @@ import { serveCommands } from "../../commands.ts";
 const server = Bun.serve({
   port: 0,
   hostname: "127.0.0.1",
-  fetch: (req, srv) => (srv.upgrade(req, { data: null }) ? undefined : new Response("WebSocket only", { status: 426 })),
+  fetch: (req, srv) => (srv.upgrade(req) ? undefined : new Response("WebSocket only", { status: 426 })),
   websocket: {
     perMessageDeflate: false,
-    open: (ws) => ws.subscribe("fanout"),
+    open: (ws) => void ws.subscribe("fanout"),
     message(ws, msg) {
       // {"fanout":k,"size":n} asks for k publishes of an n-byte frame; anything else is echoed.
       if (typeof msg === "string" && msg.startsWith('{"fanout"')) {
