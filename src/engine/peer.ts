@@ -73,6 +73,8 @@ export class Peer {
   /** Outgoing calls without an answer, in id order. */
   private readonly pending = new Map<number, Pending>();
   private queued = 0;
+  /** The lowest pending call id, or 0 when it must be looked up again. */
+  private lowest = 0;
   /** Set while the socket is backpressured: new calls wait in the queue (answers still go out). */
   private held = false;
   /** CANCELs owed for calls given up while there was no link. */
@@ -105,8 +107,15 @@ export class Peer {
 
   /** Every call with a lower id is settled here; the other end may forget its answers. */
   get settledBelow(): number {
-    for (const id of this.pending.keys()) return id;
-    return this.nextId;
+    if (this.pending.size === 0) return this.nextId;
+    // Cached: finding the lowest pending id takes a Map iterator, and this is read on every call.
+    if (this.lowest === 0) {
+      for (const id of this.pending.keys()) {
+        this.lowest = id;
+        break;
+      }
+    }
+    return this.lowest;
   }
 
   /**
@@ -179,6 +188,7 @@ export class Peer {
 
   private settle(p: Pending): void {
     this.pending.delete(p.id);
+    if (p.id === this.lowest) this.lowest = 0;
     if (p.timer !== undefined) clearTimeout(p.timer);
     if (p.onAbort) p.signal?.removeEventListener("abort", p.onAbort);
   }
@@ -327,8 +337,8 @@ export class Peer {
     if (!entry) {
       return this.replyError(id, new ChatterError("NOT_IMPLEMENTED", `"${name}" is not implemented on the ${this.opts.side}`), name);
     }
-    const max = this.opts.maxConcurrent ?? Number.POSITIVE_INFINITY;
-    if (this.running.size >= max) {
+    const max = this.opts.maxConcurrent;
+    if (max !== undefined && this.running.size >= max) {
       return this.replyError(id, new ChatterError("LIMIT", `too many concurrent calls: "${name}" refused, limit is ${max}`), name);
     }
     const ctx = new CallContext(name, timeout);

@@ -13,6 +13,9 @@ export interface ReplyLimits {
 
 export class ReplyCache {
   private readonly kept = new Map<number, Uint8Array>();
+  /** The ids in the order they were kept: a queue, so the oldest is found without an iterator. */
+  private order: number[] = [];
+  private head = 0;
   private bytes = 0;
   private readonly limits: ReplyLimits;
 
@@ -31,11 +34,9 @@ export class ReplyCache {
   /** Keeps an answer; the oldest go first when a limit is passed. */
   set(id: number, frame: Uint8Array): void {
     this.kept.set(id, frame);
+    this.order.push(id);
     this.bytes += frame.byteLength;
-    while (this.kept.size > this.limits.maxEntries || this.bytes > this.limits.maxBytes) {
-      const [oldest, bytes] = this.kept.entries().next().value as [number, Uint8Array];
-      this.drop(oldest, bytes);
-    }
+    while (this.kept.size > this.limits.maxEntries || this.bytes > this.limits.maxBytes) this.dropOldest();
   }
 
   /**
@@ -44,19 +45,27 @@ export class ReplyCache {
    * one still needed; a straggler goes at a later call.
    */
   settledBelow(id: number): void {
-    for (const [key, frame] of this.kept) {
-      if (key >= id) return;
-      this.drop(key, frame);
-    }
+    while (this.head < this.order.length && (this.order[this.head] as number) < id) this.dropOldest();
   }
 
   clear(): void {
     this.kept.clear();
+    this.order = [];
+    this.head = 0;
     this.bytes = 0;
   }
 
-  private drop(id: number, frame: Uint8Array): void {
-    this.kept.delete(id);
-    this.bytes -= frame.byteLength;
+  private dropOldest(): void {
+    const id = this.order[this.head++] as number;
+    const frame = this.kept.get(id);
+    if (frame) {
+      this.kept.delete(id);
+      this.bytes -= frame.byteLength;
+    }
+    // Compact now and then, so the queue does not grow with its dropped head.
+    if (this.head > 1024 && this.head * 2 > this.order.length) {
+      this.order = this.order.slice(this.head);
+      this.head = 0;
+    }
   }
 }
