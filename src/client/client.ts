@@ -6,6 +6,7 @@ import type { CallContext } from "../engine/context.ts";
 import { type CallOptions, type HandlerEntry, Peer, unref } from "../engine/peer.ts";
 import type { InputArgs, ParsedInputOf, Proc, ResultOf, ReturnOf } from "../proc.ts";
 import { CloseCode, decodeFrame, encodeFrame, type Frame, FrameType, PROTOCOL_VERSION, type WelcomeFrame } from "../wire/frames.ts";
+import { socketUrl, watchEnvironment } from "./environment.ts";
 import { persistentClientId, uuid } from "./identity.ts";
 import { backoffDelay, ConnectionState } from "./state.ts";
 
@@ -339,30 +340,6 @@ export class ChatterClient {
       this.ping();
     }
   }
-}
-
-function socketUrl(url: string, clientId: string): string {
-  const base = (globalThis as { location?: { href: string } }).location?.href;
-  const u = new URL(url, base);
-  if (u.protocol === "http:") u.protocol = "ws:";
-  if (u.protocol === "https:") u.protocol = "wss:";
-  u.searchParams.set("cid", clientId);
-  return u.toString();
-}
-
-/** Listens for `online` and `visibilitychange` where a `window` exists. @returns a function that stops listening */
-function watchEnvironment(wake: () => void): () => void {
-  const win = (globalThis as { window?: Window }).window;
-  if (typeof win?.addEventListener !== "function") return () => {};
-  const onVisible = () => {
-    if ((globalThis as { document?: Document }).document?.visibilityState !== "hidden") wake();
-  };
-  win.addEventListener("online", wake);
-  win.addEventListener("visibilitychange", onVisible);
-  return () => {
-    win.removeEventListener("online", wake);
-    win.removeEventListener("visibilitychange", onVisible);
-  };
 }
 
 /**

@@ -1,14 +1,15 @@
 /**
- * The two-way engine shared by the client and every server connection. It
- * makes calls (ids, timeouts, aborts, the offline queue, resending after a
- * resume) and answers them (dispatch, validation, errors, answering repeats
- * once). It knows nothing of sockets; a `Link` carries its frames.
+ * The two-way engine shared by the client and every server connection. This
+ * half makes calls (ids, timeouts, aborts, the offline queue, resending after
+ * a resume) and routes incoming frames; answers.ts answers them. It knows
+ * nothing of sockets; a `Link` carries its frames.
  */
-import { ChatterError, fromWireError, toWireError } from "../errors.ts";
+import { ChatterError, fromWireError } from "../errors.ts";
 import { check, type Proc } from "../proc.ts";
-import { type CallFrame, type EventFrame, encodeFrame, type Frame, FrameType } from "../wire/frames.ts";
-import { CallContext } from "./context.ts";
-import { ReplyCache, type ReplyLimits } from "./replies.ts";
+import { encodeFrame, type Frame, FrameType } from "../wire/frames.ts";
+import { Answerer, tooBig } from "./answers.ts";
+import type { CallContext } from "./context.ts";
+import type { ReplyLimits } from "./replies.ts";
 
 /** Where the engine's frames go: one open socket. */
 export interface Link {
@@ -79,20 +80,29 @@ export class Peer {
   private held = false;
   /** CANCELs owed for calls given up while there was no link. */
   private cancels: number[] = [];
-  /** Incoming calls whose handler has not finished, for CANCEL and repeats. */
-  private readonly running = new Map<number, CallContext>();
-  private readonly replies: ReplyCache;
-  /** The highest incoming call id so far; ids at or below it are repeats. */
-  private lastCallId = 0;
-  /** The highest EVENT sequence number so far; broadcasts at or below it are repeats. */
-  lastEvent = 0;
+  /** The answering half: incoming calls, kept answers, broadcasts. */
+  private readonly answers: Answerer;
   /** The largest frame the other end accepts (its `maxMessageBytes`, learned in WELCOME). */
   maxFrameBytes = Number.POSITIVE_INFINITY;
   private readonly opts: PeerOptions;
 
   constructor(opts: PeerOptions) {
     this.opts = opts;
-    this.replies = new ReplyCache({ maxEntries: 10_000, maxBytes: 8 * 1024 * 1024, ...opts.replies });
+    this.answers = new Answerer(
+      opts,
+      (frame) => this.send(frame),
+      () => this.maxFrameBytes,
+    );
+  }
+
+  /** The highest broadcast sequence number handled, for HELLO. */
+  get lastEvent(): number {
+    return this.answers.lastEvent;
+  }
+
+  /** Answers kept for repeats. */
+  get keptAnswers(): number {
+    return this.answers.keptCount;
   }
 
   /** Outgoing calls waiting for an answer (queued ones included). */
@@ -102,7 +112,7 @@ export class Peer {
 
   /** Incoming calls whose handler is still running. */
   get runningCount(): number {
-    return this.running.size;
+    return this.answers.runningCount;
   }
 
   /** Every call with a lower id is settled here; the other end may forget its answers. */
@@ -208,7 +218,7 @@ export class Peer {
     this.link = link;
     this.held = false;
     if (resumed) {
-      this.replies.settledBelow(peerSettledBelow);
+      this.answers.settledBelow(peerSettledBelow);
       for (const id of this.cancels) link.send(encodeFrame([FrameType.Cancel, id]));
     }
     this.cancels = [];
@@ -264,10 +274,7 @@ export class Peer {
       p.reject(new ChatterError("DISCONNECTED", `session lost during call to "${p.proc.name}" (${reason}); it may or may not have run`));
     }
     this.cancels = [];
-    this.abortRunning(reason);
-    this.replies.clear();
-    this.lastCallId = 0;
-    this.lastEvent = 0;
+    this.answers.reset(reason);
   }
 
   /** Ends the peer for good: every call fails, every running handler is aborted. */
@@ -280,35 +287,28 @@ export class Peer {
       p.reject(new ChatterError("DISCONNECTED", `call to "${p.proc.name}" failed: ${reason}`));
     }
     this.queued = 0;
-    this.abortRunning(reason);
-    this.replies.clear();
-  }
-
-  private abortRunning(reason: string): void {
-    for (const ctx of this.running.values()) ctx.abort(new ChatterError("DISCONNECTED", `caller went away (${reason})`));
-    this.running.clear();
+    this.answers.reset(reason);
   }
 
   /** Handles one decoded frame. */
   receive(frame: Frame): void {
     switch (frame[0]) {
       case FrameType.Call:
-        return this.onCall(frame);
+        return this.answers.onCall(frame);
       case FrameType.Result:
         return this.onAnswer(frame[1], frame[2], false);
       case FrameType.Error:
         return this.onAnswer(frame[1], frame[2], true);
       case FrameType.Event:
         if (this.opts.side === "server") return this.opts.onControl?.(frame);
-        return this.onEvent(frame);
+        return this.answers.onEvent(frame);
       case FrameType.Cancel:
-        this.running.get(frame[1])?.abort(new ChatterError("ABORTED", "the caller cancelled the call"));
-        return;
+        return this.answers.cancel(frame[1]);
       case FrameType.Ping:
-        this.replies.settledBelow(frame[1]);
+        this.answers.settledBelow(frame[1]);
         return this.send(encodeFrame([FrameType.Pong, this.settledBelow]));
       case FrameType.Pong:
-        this.replies.settledBelow(frame[1]);
+        this.answers.settledBelow(frame[1]);
         return this.opts.onControl?.(frame);
       default:
         this.opts.onControl?.(frame);
@@ -328,112 +328,6 @@ export class Peer {
       p.reject(err);
     }
   }
-
-  private onCall([, id, name, input, timeout, settledBelow]: CallFrame): void {
-    this.replies.settledBelow(settledBelow);
-    if (id <= this.lastCallId) return this.onRepeat(id, name);
-    this.lastCallId = id;
-    const entry = this.opts.handlers.get(name);
-    if (!entry) {
-      return this.replyError(id, new ChatterError("NOT_IMPLEMENTED", `"${name}" is not implemented on the ${this.opts.side}`), name);
-    }
-    const max = this.opts.maxConcurrent;
-    if (max !== undefined && this.running.size >= max) {
-      return this.replyError(id, new ChatterError("LIMIT", `too many concurrent calls: "${name}" refused, limit is ${max}`), name);
-    }
-    const ctx = new CallContext(name, timeout);
-    let out: unknown;
-    try {
-      out = this.run(entry, input, ctx);
-    } catch (err) {
-      return this.replyError(id, err, name);
-    }
-    if (!(out instanceof Promise)) return this.reply(id, entry.proc, out);
-    this.running.set(id, ctx);
-    out.then(
-      (value) => {
-        if (this.running.delete(id)) this.reply(id, entry.proc, value);
-      },
-      (err) => {
-        if (this.running.delete(id)) this.replyError(id, err, name);
-      },
-    );
-  }
-
-  /** A call sent again after a resume: answer from the cache, or wait for the running handler. */
-  private onRepeat(id: number, name: string): void {
-    const kept = this.replies.get(id);
-    if (kept) return this.send(kept);
-    if (this.running.has(id)) return;
-    // Neither kept nor running: the cache limit pushed the answer out.
-    const err = new ChatterError("LIMIT", `the answer to call #${id} ("${name}") is no longer kept; it ran once`);
-    this.send(encodeFrame([FrameType.Error, id, err.toWire()]));
-  }
-
-  /** Parses the input, then runs the handler; synchronous when both are. */
-  private run(entry: HandlerEntry, input: unknown, ctx: CallContext): unknown {
-    const parsed = check(entry.proc.takes, input, entry.proc.name, "input");
-    const handler = entry.handler as (input: unknown, owner: unknown, ctx: CallContext) => unknown;
-    if (parsed instanceof Promise) return parsed.then((v) => handler(v, this.opts.owner, ctx));
-    return handler(parsed, this.opts.owner, ctx);
-  }
-
-  private reply(id: number, proc: Proc, value: unknown): void {
-    let checked: unknown;
-    try {
-      checked = check(proc.returns, value, proc.name, "output");
-    } catch (err) {
-      return this.replyError(id, err, proc.name);
-    }
-    const out = proc.returns === null ? null : value;
-    if (checked instanceof Promise) {
-      checked.then(
-        () => this.answer(id, [FrameType.Result, id, out], proc.name),
-        (err) => this.replyError(id, err, proc.name),
-      );
-    } else this.answer(id, [FrameType.Result, id, out], proc.name);
-  }
-
-  private replyError(id: number, err: unknown, name: string): void {
-    const wire = toWireError(err, name, this.opts.exposeStack ?? false);
-    this.opts.log?.(`call to "${name}" failed: ${wire.code} ${wire.message}`);
-    this.answer(id, [FrameType.Error, id, wire], name);
-  }
-
-  /** Encodes an answer, keeps it for repeats, and sends it. */
-  private answer(id: number, frame: Frame, name: string): void {
-    let bytes: Uint8Array;
-    try {
-      bytes = encodeFrame(frame);
-    } catch (err) {
-      const wire = { code: "HANDLER_ERROR", message: `result of "${name}" cannot be encoded: ${(err as Error).message}` };
-      bytes = encodeFrame([FrameType.Error, id, wire]);
-    }
-    if (bytes.byteLength > this.maxFrameBytes) {
-      bytes = encodeFrame([FrameType.Error, id, tooBig(name, bytes, this.maxFrameBytes, "result").toWire()]);
-    }
-    this.replies.set(id, bytes);
-    this.send(bytes);
-  }
-
-  /** A broadcast delivery: like a call, but nobody waits for the result. Repeats are dropped. */
-  private onEvent([, seq, name, input]: EventFrame): void {
-    if (seq <= this.lastEvent) return;
-    this.lastEvent = seq;
-    const entry = this.opts.handlers.get(name);
-    if (!entry) return this.opts.log?.(`broadcast of "${name}" ignored: no handler on the ${this.opts.side}`);
-    const fail = (err: unknown) => this.opts.log?.(`handler for broadcast "${name}" failed: ${(err as Error)?.message ?? err}`);
-    try {
-      const out = this.run(entry, input, new CallContext(name, 0));
-      if (out instanceof Promise) out.catch(fail);
-    } catch (err) {
-      fail(err);
-    }
-  }
-}
-
-function tooBig(proc: string, frame: Uint8Array, max: number, what = "call"): ChatterError {
-  return new ChatterError("LIMIT", `${what} of "${proc}" is ${frame.byteLength} bytes, over the other end's maxMessageBytes (${max})`);
 }
 
 function aborted(proc: string, signal: AbortSignal): ChatterError {
