@@ -51,7 +51,7 @@ async function serverToClient(port: number, n: number, window: number) {
   return rate;
 }
 
-/** Bare sockets; for Chatter each completes the handshake, so the server holds a real session. */
+/** Bare sockets; for Chatter each completes the handshake, so the server holds a real session. Raw sockets echo once. */
 async function openSockets(system: string, port: number, count: number): Promise<WebSocket[]> {
   const sockets: WebSocket[] = [];
   for (let i = 0; i < count; i += 100) {
@@ -62,12 +62,13 @@ async function openSockets(system: string, port: number, count: number): Promise
         ws.onopen = resolve;
         ws.onerror = reject;
       });
-      if (system === "chatter") {
-        ws.send(encodeFrame([FrameType.Hello, PROTOCOL_VERSION, `load-${i + j}`, `s-${i + j}`, null, 0, 1]));
-        await new Promise((resolve) => {
-          ws.onmessage = resolve; // WELCOME
-        });
-      }
+      // One exchange each, so both servers have handled a message on every socket: HELLO and WELCOME for
+      // Chatter, a HELLO-sized echo for raw.
+      const hello = encodeFrame([FrameType.Hello, PROTOCOL_VERSION, `load-${i + j}`, `s-${i + j}`, null, 0, 1]);
+      ws.send(system === "chatter" ? hello : new Uint8Array(hello.byteLength));
+      await new Promise((resolve) => {
+        ws.onmessage = resolve;
+      });
       return ws;
     });
     sockets.push(...(await Promise.all(batch)));

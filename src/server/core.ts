@@ -147,6 +147,7 @@ export class ServerCore<TData> {
 
   private handshake(link: SocketLink, [, version, , sessionId, token, lastEvent, settledBelow]: HelloFrame): void {
     clearTimeout(link.helloTimer);
+    link.helloTimer = undefined; // Do not keep the spent timer alive with the socket.
     if (version !== PROTOCOL_VERSION) {
       return link.socket.close(CloseCode.VersionMismatch, `protocol version ${version} unsupported; server speaks ${PROTOCOL_VERSION}`);
     }
