@@ -27,11 +27,14 @@ export interface NodeAttachment {
 class NodeSocket implements ServerSocket {
   constructor(
     private readonly ws: WebSocket,
+    private readonly maxBuffered: number,
     private readonly drained: () => void,
   ) {}
 
   send(frame: Uint8Array): number {
     if (this.ws.readyState !== 1) return 0;
+    // Past the limit, drop as Bun does at its backpressureLimit; the core then closes the slow consumer.
+    if (this.ws.bufferedAmount > this.maxBuffered) return 0;
     if (this.ws.bufferedAmount === 0) {
       this.ws.send(frame, { binary: true });
       return frame.byteLength;
@@ -96,7 +99,7 @@ export function attach(chatter: ChatterServer<any>, server: Server, options: Att
 }
 
 function serve(core: ServerCore<unknown>, ws: WebSocket, admission: Admission): void {
-  const link: SocketLink = core.open(new NodeSocket(ws, () => core.drained(link)), admission);
+  const link: SocketLink = core.open(new NodeSocket(ws, core.maxBufferedBytes, () => core.drained(link)), admission);
   ws.on("message", (data, isBinary) => core.message(link, isBinary ? asBytes(data) : data.toString()));
   ws.on("close", (code, reason) => core.closed(link, code, reason.toString()));
   // An 'error' is always followed by 'close'; without a listener it would be thrown.
