@@ -4,7 +4,16 @@ import type { StandardSchemaV1 } from "@standard-schema/spec";
  * The stable error codes a {@link ChatterError} can carry. Codes cross the
  * wire unchanged, so both ends can switch on them.
  */
-export type ErrorCode = "VALIDATION" | "NOT_IMPLEMENTED" | "TIMEOUT" | "ABORTED" | "DISCONNECTED" | "HANDLER_ERROR" | "PROTOCOL" | "LIMIT";
+export type ErrorCode =
+  | "VALIDATION"
+  | "NOT_IMPLEMENTED"
+  | "TIMEOUT"
+  | "ABORTED"
+  | "DISCONNECTED"
+  | "HANDLER_ERROR"
+  | "PROTOCOL"
+  | "LIMIT"
+  | "NOT_FOUND";
 
 /** One validation problem, with the path of the value it concerns. */
 export interface ErrorIssue {

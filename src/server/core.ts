@@ -8,6 +8,7 @@ import type { HandlerEntry } from "../engine/peer.ts";
 import { ChatterError } from "../errors.ts";
 import { check, type Proc } from "../proc.ts";
 import { CloseCode, decodeFrame, encodeFrame, FrameType, type HelloFrame, PROTOCOL_VERSION } from "../wire/frames.ts";
+import type { ClusterBackend, ClusterBroadcast } from "./cluster.ts";
 import { ServerConnection } from "./connection.ts";
 import { RateLimiter, type RateLimitOptions } from "./rate-limit.ts";
 import type { Admission, ServerSocket, SocketLink } from "./socket.ts";
@@ -50,6 +51,8 @@ export interface ServerOptions<TData = unknown> {
   trustProxy?: boolean;
   /** Origins allowed to connect (the browser's Origin header); requests without one pass. */
   allowedOrigins?: string[];
+  /** A cluster backend (e.g. `redisCluster` from chatter/redis) to act as one with other instances. */
+  cluster?: ClusterBackend;
 }
 
 /** A handler on the server: gets the parsed input, the calling connection and the call's context. */
@@ -70,6 +73,8 @@ export class ServerCore<TData> {
   readonly maxBufferedBytes: number;
   readonly limiter: RateLimiter | null;
   closing = false;
+  /** This instance's id in a cluster. */
+  readonly instanceId = crypto.randomUUID();
   /** Every open socket, handshake done or not. */
   private readonly links = new Set<SocketLink>();
   readonly options: ServerOptions<TData>;
@@ -269,9 +274,24 @@ export class ServerCore<TData> {
     const list = typeof topics === "string" ? [topics] : [...new Set(topics)];
     const value = proc.takes === null ? null : input;
     const checked = check(proc.takes, input, proc.name, "input");
-    const send = () => this.topics.broadcast(list, (seq) => encodeFrame([FrameType.Event, seq, proc.name, value]), exclude);
+    const send = () => {
+      this.topics.broadcast(list, (seq) => encodeFrame([FrameType.Event, seq, proc.name, value]), exclude);
+      const cluster = this.options.cluster;
+      if (cluster) {
+        const excludeSessions = [...exclude].map((c) => c.sessionId);
+        cluster.publish({ origin: this.instanceId, topics: list, name: proc.name, input: value, excludeSessions });
+      }
+    };
     if (checked instanceof Promise) checked.then(send, (err) => this.report(err));
     else send();
+  }
+
+  /** Delivers a broadcast another instance sent (already checked there) to the local subscribers. */
+  deliver(b: ClusterBroadcast): void {
+    const excluded = new Set(b.excludeSessions);
+    const exclude = new Set<ServerConnection<TData>>();
+    if (excluded.size) for (const c of this.connections) if (excluded.has(c.sessionId)) exclude.add(c);
+    this.topics.broadcast(b.topics, (seq) => encodeFrame([FrameType.Event, seq, b.name, b.input]), exclude);
   }
 }
 

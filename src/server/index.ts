@@ -1,6 +1,9 @@
 import type { CallContext } from "../engine/context.ts";
-import type { InputArgs, ParsedInputOf, Proc, ReturnOf } from "../proc.ts";
+import { type CallOptions, DEFAULT_TIMEOUT } from "../engine/peer.ts";
+import { ChatterError } from "../errors.ts";
+import { check, type InputArgs, type ParsedInputOf, type Proc, type ResultOf, type ReturnOf } from "../proc.ts";
 import { type BunServerLike, type BunWebSocketHandlers, bunAdapter, type UpgradeResult } from "./bun.ts";
+import { clusterNode, localClient } from "./cluster-node.ts";
 import type { ServerConnection } from "./connection.ts";
 import { ServerCore, type ServerHandler, type ServerOptions } from "./core.ts";
 
@@ -34,6 +37,33 @@ export class ChatterServer<TData = unknown> {
     const bun = bunAdapter(this.core);
     this.upgrade = bun.upgrade;
     this.websocket = bun.websocket;
+    options.cluster?.start(clusterNode(this.core));
+  }
+
+  /**
+   * Calls a procedure on a client by its id, wherever in the cluster it is
+   * connected (on this instance, or through the cluster backend).
+   * @param clientId - the client's `clientId`
+   * @param proc - the procedure, made with `createProc`
+   * @param args - its input, then `{ timeout }`
+   * @returns the client's answer; rejects with `NOT_FOUND` if no instance has the client
+   */
+  async callClient<P extends Proc>(clientId: string, proc: P, ...args: [...InputArgs<P>, options?: CallOptions]): Promise<ResultOf<P>> {
+    const local = localClient(this.core, clientId);
+    if (local) return local.call(proc, ...args);
+    const cluster = this.core.options.cluster;
+    if (!cluster) throw new ChatterError("NOT_FOUND", `no connection for client "${clientId}"`);
+    const options = args[1] as CallOptions | undefined;
+    await check(proc.takes, args[0], proc.name, "input");
+    const input = proc.takes === null ? null : args[0];
+    const answer = await cluster.callRemote(clientId, proc.name, input, options?.timeout ?? proc.timeout ?? DEFAULT_TIMEOUT);
+    return (await check(proc.returns, answer, proc.name, "output")) as ResultOf<P>;
+  }
+
+  /** @returns how many connections are subscribed to the topic, across the cluster when there is one */
+  presence(topic: string): Promise<number> {
+    const cluster = this.core.options.cluster;
+    return cluster ? cluster.presence(topic) : Promise.resolve(this.core.topics.index.get(topic)?.size ?? 0);
   }
 
   /**

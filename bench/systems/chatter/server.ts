@@ -4,10 +4,13 @@
  * and one that broadcasts to every connection (all join "fanout" on open).
  */
 import { createServer } from "../../../src/index.ts";
+import { redisCluster } from "../../../src/redis.ts";
 import { serveCommands } from "../../commands.ts";
 import { CALL_ME_BACK, ECHO, FANOUT, NOTE } from "../../procs.ts";
 
 const chatter = createServer({
+  // With REDIS_URL set, this instance joins a cluster (bench/cluster-fanout.ts).
+  cluster: process.env.REDIS_URL ? redisCluster({ url: process.env.REDIS_URL, prefix: process.env.PREFIX }) : undefined,
   rateLimit: false,
   maxConcurrentCalls: 100_000,
   onOpen: (conn) => conn.subscribe("fanout"),

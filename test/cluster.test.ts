@@ -1,0 +1,136 @@
+/**
+ * Several Chatter servers acting as one through Redis: a real redis-server on
+ * a free port, three instance processes, clients spread over them.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync } from "node:fs";
+import { type ChatterClient, createClient } from "../src/index.ts";
+import { BROADCAST, CALL_CLIENT, ECHO, NOTE, PRESENCE, STATS, SUBSCRIBE } from "./cluster/procs.ts";
+import { waitFor } from "./helpers.ts";
+
+const REDIS = "/usr/bin/redis-server";
+let redis: ReturnType<typeof Bun.spawn> | undefined;
+let redisPort = 0;
+const instances: { proc: ReturnType<typeof Bun.spawn>; url: string }[] = [];
+const clients: ChatterClient[] = [];
+
+async function freePort(): Promise<number> {
+  const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
+  const port = s.port;
+  s.stop(true);
+  return port;
+}
+
+async function readUntil(stream: ReadableStream<Uint8Array>, pattern: RegExp): Promise<string> {
+  const reader = stream.getReader();
+  let text = "";
+  while (!pattern.test(text)) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`ended before ${pattern}: ${text}`);
+    text += new TextDecoder().decode(value);
+  }
+  reader.releaseLock();
+  return text;
+}
+
+async function startRedis() {
+  redis = Bun.spawn([REDIS, "--port", String(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], { stdout: "pipe" });
+  await readUntil(redis.stdout as ReadableStream<Uint8Array>, /Ready to accept connections/);
+}
+
+async function startInstance(prefix: string) {
+  const proc = Bun.spawn([process.execPath, `${import.meta.dir}/cluster/serve.ts`], {
+    env: { ...process.env, REDIS_URL: `redis://127.0.0.1:${redisPort}`, PREFIX: prefix },
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const port = Number(/READY (\d+)/.exec(await readUntil(proc.stdout as ReadableStream<Uint8Array>, /READY \d+/))?.[1]);
+  instances.push({ proc, url: `ws://127.0.0.1:${port}` });
+}
+
+async function client(instance: number, seen?: string[]) {
+  const c = createClient({ url: instances[instance]?.url as string, reconnect: { minDelay: 20, maxDelay: 200 } });
+  clients.push(c);
+  if (seen) c.on(NOTE, (text) => void seen.push(text));
+  await waitFor(() => c.isConnected, 5000, "client to connect");
+  return c;
+}
+
+beforeAll(async () => {
+  if (!existsSync(REDIS)) throw new Error(`no ${REDIS}: apt-get install -y redis-server (.ci/run does)`);
+  redisPort = await freePort();
+  await startRedis();
+  const prefix = `test-${Date.now()}`;
+  for (let i = 0; i < 3; i++) await startInstance(prefix);
+});
+
+afterAll(() => {
+  for (const c of clients) c.close();
+  for (const i of instances) i.proc.kill();
+  redis?.kill();
+});
+
+describe("a cluster of three instances", () => {
+  test("a broadcast reaches every subscriber on every instance exactly once, and the sender is excluded", async () => {
+    const seen = Array.from({ length: 6 }, () => [] as string[]);
+    const cs: ChatterClient[] = [];
+    for (let i = 0; i < 6; i++) cs.push(await client(i % 3, seen[i]));
+    for (const c of cs) await c.call(SUBSCRIBE, "room");
+    await cs[0]?.call(BROADCAST, { topic: "room", text: "to all", fromSelf: false });
+    await cs[1]?.call(BROADCAST, { topic: "room", text: "from 1", fromSelf: true });
+    await waitFor(() => seen.every((s, i) => s.length === (i === 1 ? 1 : 2)), 5000, "deliveries");
+    await Bun.sleep(100); // nothing more may arrive
+    expect(seen).toEqual(seen.map((_, i) => (i === 1 ? ["to all"] : ["to all", "from 1"])));
+  });
+
+  test("a targeted call reaches a client on another instance and returns its answer; an unknown client is NOT_FOUND", async () => {
+    const caller = await client(0);
+    const target = await client(2);
+    target.on(ECHO, (text) => `echo from instance 2: ${text}`);
+    expect(await caller.call(CALL_CLIENT, { clientId: target.clientId, text: "hi" })).toBe("echo from instance 2: hi");
+    await expect(caller.call(CALL_CLIENT, { clientId: "nobody", text: "hi" })).rejects.toMatchObject({ code: "NOT_FOUND" });
+  });
+
+  test("presence counts subscribers across instances, and is right again after an instance is killed with SIGKILL", async () => {
+    const probe = await client(0);
+    const cs = [await client(1), await client(2), await client(2)];
+    for (const c of cs) await c.call(SUBSCRIBE, "presence-topic");
+    let count = 0;
+    for (let i = 0; i < 50 && count !== 3; i++) {
+      count = await probe.call(PRESENCE, "presence-topic");
+      await Bun.sleep(50);
+    }
+    expect(count).toBe(3);
+    instances[2]?.proc.kill("SIGKILL");
+    for (let i = 0; i < 60 && count !== 1; i++) {
+      await Bun.sleep(50);
+      count = await probe.call(PRESENCE, "presence-topic");
+    }
+    expect(count).toBe(1);
+  });
+
+  test("after redis-server restarts, the backend reconnects by itself; broadcasts lost meanwhile are counted", async () => {
+    const seen: string[] = [];
+    const sender = await client(0);
+    const receiver = await client(1, seen);
+    await receiver.call(SUBSCRIBE, "outage");
+    redis?.kill();
+    await redis?.exited;
+    await Bun.sleep(100);
+    await sender.call(BROADCAST, { topic: "outage", text: "during", fromSelf: false });
+    let lost = 0;
+    for (let i = 0; i < 40 && lost === 0; i++) {
+      lost = (await sender.call(STATS)).lost;
+      await Bun.sleep(25);
+    }
+    expect(lost).toBeGreaterThanOrEqual(1);
+    await startRedis();
+    // Both the publisher and the subscriber have to be back; try until a broadcast crosses.
+    for (let i = 0; i < 100 && !seen.includes("after"); i++) {
+      await sender.call(BROADCAST, { topic: "outage", text: "after", fromSelf: false });
+      await Bun.sleep(100);
+    }
+    expect(seen).toContain("after");
+    expect(seen).not.toContain("during");
+  }, 20_000);
+});

@@ -1,0 +1,15 @@
+/** Procedures of the cluster test instances. */
+import { z } from "zod";
+import { createProc } from "../../src/index.ts";
+
+export const SUBSCRIBE = createProc({ name: "subscribe", takes: z.string() });
+export const BROADCAST = createProc({ name: "broadcast", takes: z.object({ topic: z.string(), text: z.string(), fromSelf: z.boolean() }) });
+export const NOTE = createProc({ name: "note", takes: z.string() });
+export const ECHO = createProc({ name: "echo", takes: z.string(), returns: z.string() });
+export const CALL_CLIENT = createProc({
+  name: "call_client",
+  takes: z.object({ clientId: z.string(), text: z.string() }),
+  returns: z.string(),
+});
+export const PRESENCE = createProc({ name: "presence", takes: z.string(), returns: z.number() });
+export const STATS = createProc({ name: "stats", returns: z.object({ published: z.number(), received: z.number(), lost: z.number() }) });

@@ -1,0 +1,14 @@
+// One Chatter instance of the test cluster. Prints "READY <port>".
+import { createServer } from "../../src/index.ts";
+import { redisCluster } from "../../src/redis.ts";
+import { BROADCAST, CALL_CLIENT, ECHO, NOTE, PRESENCE, STATS, SUBSCRIBE } from "./procs.ts";
+
+const cluster = redisCluster({ url: process.env.REDIS_URL, prefix: process.env.PREFIX, heartbeatMs: 200 });
+const chatter = createServer({ cluster, rateLimit: false, onError: (err) => console.error(String(err)) });
+chatter.on(SUBSCRIBE, (topic, c) => c.subscribe(topic));
+chatter.on(BROADCAST, ({ topic, text, fromSelf }, c) => (fromSelf ? c.broadcast(topic, NOTE, text) : chatter.broadcast(topic, NOTE, text)));
+chatter.on(CALL_CLIENT, ({ clientId, text }) => chatter.callClient(clientId, ECHO, text));
+chatter.on(PRESENCE, (topic) => chatter.presence(topic));
+chatter.on(STATS, () => ({ ...cluster.stats }));
+const server = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: (req, srv) => chatter.upgrade(req, srv), websocket: chatter.websocket });
+console.log(`READY ${server.port}`);
