@@ -47,7 +47,7 @@ export interface RedisClusterStats {
  * @param options - `url` or `client`, and optional `prefix` and heartbeat timing
  * @returns the backend; `stats` counts what it did
  */
-export function redisCluster(options: RedisClusterOptions): ClusterBackend & { stats: RedisClusterStats } {
+export function redisCluster(options: RedisClusterOptions): ClusterBackend & { stats: RedisClusterStats; ready: Promise<void> } {
   const prefix = options.prefix ?? "chatter";
   const heartbeatMs = options.heartbeatMs ?? 2000;
   const ttlMs = options.presenceTtlMs ?? heartbeatMs * 3;
@@ -62,6 +62,11 @@ export function redisCluster(options: RedisClusterOptions): ClusterBackend & { s
   let node: ClusterNode | undefined;
   let nextCall = 1;
   let heartbeat: ReturnType<typeof setInterval> | undefined;
+  let subscribed: () => void = () => {};
+  /** Resolves once this instance listens on its channels: broadcasts from others reach it from then on. */
+  const ready = new Promise<void>((resolve) => {
+    subscribed = resolve;
+  });
   const channel = { bcast: `${prefix}:bcast`, call: `${prefix}:call`, reply: (id: string) => `${prefix}:reply:${id}` };
   const presenceKey = (id: string) => `${prefix}:presence:${id}`;
 
@@ -123,9 +128,13 @@ export function redisCluster(options: RedisClusterOptions): ClusterBackend & { s
 
   return {
     stats,
+    ready,
     start(local) {
       node = local;
-      subscriber.subscribe(channel.bcast, channel.call, channel.reply(local.instanceId)).catch((err: Error) => local.report(err));
+      subscriber.subscribe(channel.bcast, channel.call, channel.reply(local.instanceId)).then(
+        () => subscribed(),
+        (err: Error) => local.report(err),
+      );
       subscriber.on("messageBuffer", (from: Buffer, message: Buffer) => {
         let body: unknown;
         try {

@@ -10,5 +10,6 @@ chatter.on(BROADCAST, ({ topic, text, fromSelf }, c) => (fromSelf ? c.broadcast(
 chatter.on(CALL_CLIENT, ({ clientId, text }) => chatter.callClient(clientId, ECHO, text));
 chatter.on(PRESENCE, (topic) => chatter.presence(topic));
 chatter.on(STATS, () => ({ ...cluster.stats }));
+await cluster.ready;
 const server = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: (req, srv) => chatter.upgrade(req, srv), websocket: chatter.websocket });
 console.log(`READY ${server.port}`);

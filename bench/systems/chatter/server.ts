@@ -8,9 +8,10 @@ import { redisCluster } from "../../../src/redis.ts";
 import { serveCommands } from "../../commands.ts";
 import { CALL_ME_BACK, ECHO, FANOUT, NOTE } from "../../procs.ts";
 
+// With REDIS_URL set, this instance joins a cluster (bench/cluster-fanout.ts).
+const cluster = process.env.REDIS_URL ? redisCluster({ url: process.env.REDIS_URL, prefix: process.env.PREFIX }) : undefined;
 const chatter = createServer({
-  // With REDIS_URL set, this instance joins a cluster (bench/cluster-fanout.ts).
-  cluster: process.env.REDIS_URL ? redisCluster({ url: process.env.REDIS_URL, prefix: process.env.PREFIX }) : undefined,
+  cluster,
   rateLimit: false,
   maxConcurrentCalls: 100_000,
   onOpen: (conn) => conn.subscribe("fanout"),
@@ -31,5 +32,6 @@ chatter.on(FANOUT, ({ k, size }) => {
   const blob = new Uint8Array(size);
   for (let i = 0; i < k; i++) chatter.broadcast("fanout", NOTE, blob);
 });
+await cluster?.ready;
 const server = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: (req, srv) => chatter.upgrade(req, srv), websocket: chatter.websocket });
 serveCommands(server.port as number);
