@@ -7,6 +7,7 @@ import { existsSync } from "node:fs";
 import { type ChatterClient, createClient } from "../src/index.ts";
 import { BROADCAST, CALL_CLIENT, ECHO, NOTE, PRESENCE, STATS, SUBSCRIBE } from "./cluster/procs.ts";
 import { waitFor } from "./helpers.ts";
+import { tcpProxy } from "./proxy.ts";
 
 const REDIS = "/usr/bin/redis-server";
 let redis: ReturnType<typeof Bun.spawn> | undefined;
@@ -48,8 +49,8 @@ async function startInstance(prefix: string) {
   instances.push({ proc, url: `ws://127.0.0.1:${port}` });
 }
 
-async function client(instance: number, seen?: string[]) {
-  const c = createClient({ url: instances[instance]?.url as string, reconnect: { minDelay: 20, maxDelay: 200 } });
+async function client(instance: number, seen?: string[], url = instances[instance]?.url as string) {
+  const c = createClient({ url, reconnect: { minDelay: 20, maxDelay: 200 } });
   clients.push(c);
   if (seen) c.on(NOTE, (text) => void seen.push(text));
   await waitFor(() => c.isConnected, 5000, "client to connect");
@@ -134,4 +135,24 @@ describe("a cluster of three instances", () => {
     expect(seen).toContain("after");
     expect(seen).not.toContain("during");
   }, 20_000);
+
+  test("a client whose instance dies reconnects to another and gets a fresh session with the reset signal", async () => {
+    const port = (i: number) => Number(new URL(instances[i]?.url as string).port);
+    const balancer = await tcpProxy(port(1));
+    try {
+      const c = await client(1, undefined, balancer.url);
+      let resets = 0;
+      c.onReset(() => void resets++);
+      const before = c.sessionId;
+      balancer.retarget(port(0));
+      instances[1]?.proc.kill("SIGKILL");
+      await waitFor(() => resets === 1, 5000, "the reset");
+      await waitFor(() => c.isConnected, 5000, "reconnect");
+      expect(c.resumed).toBe(false);
+      expect(c.sessionId).not.toBe(before);
+      expect(await c.call(PRESENCE, "nothing-here")).toBe(0);
+    } finally {
+      balancer.stop();
+    }
+  });
 });

@@ -28,6 +28,7 @@ function pump(to: Socket<Side> | null, backlog: Uint8Array[], chunk?: Uint8Array
 export async function tcpProxy(targetPort: number) {
   const live = new Set<Socket<Side>>();
   let refusing = false;
+  let target = targetPort;
   let cuts = 0;
   const kill = (s: Socket<Side> | null) => {
     if (!s) return;
@@ -44,7 +45,7 @@ export async function tcpProxy(targetPort: number) {
         live.add(client);
         Bun.connect<Side>({
           hostname: "127.0.0.1",
-          port: targetPort,
+          port: target,
           socket: {
             open(up) {
               up.data = { peer: client, backlog: [] };
@@ -76,6 +77,10 @@ export async function tcpProxy(targetPort: number) {
     cutAll() {
       if (live.size) cuts++;
       for (const s of [...live]) kill(s);
+    },
+    /** Sends new connections to another port, as a load balancer moving a client would. */
+    retarget(port: number) {
+      target = port;
     },
     /** While true, new connections are dropped at once. */
     refuse(on: boolean) {
