@@ -212,6 +212,23 @@ describe("reconnect", () => {
   });
 });
 
+test("a socket that never completes its handshake is dropped after connectTimeout and retried", async () => {
+  // A TCP server that accepts and never answers: the WebSocket upgrade hangs.
+  let accepted = 0;
+  const silent = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { open: () => void accepted++, data() {} } });
+  const client = createClient({ url: `ws://127.0.0.1:${silent.port}`, connectTimeout: 100, reconnect: { minDelay: 10, maxDelay: 20 } });
+  const states: ConnectionState[] = [];
+  client.onStateChange((s) => void states.push(s));
+  try {
+    await waitFor(() => accepted >= 2, 3000, "a second attempt");
+    expect(states).toContain(ConnectionState.Disconnected);
+    expect(client.isConnected).toBe(false);
+  } finally {
+    client.close();
+    silent.stop(true);
+  }
+});
+
 describe("keepalive", () => {
   test("pings every pingInterval and stays up while pongs come back", async () => {
     srv = startServer();

@@ -31,6 +31,8 @@ export interface ClientOptions {
   maxQueue?: number;
   /** Send handler stacks to the server with `HANDLER_ERROR`. */
   exposeStack?: boolean;
+  /** Milliseconds a socket has to open and finish the handshake before it is dropped and retried. Defaults to 10 000. */
+  connectTimeout?: number;
 }
 
 /** A handler on the client: gets the parsed input, the client and the call's context. */
@@ -61,6 +63,7 @@ export class ChatterClient {
   private attempt = 0;
   private reconnectTimer: ReturnType<typeof setTimeout> | undefined;
   private pingTimer: ReturnType<typeof setInterval> | undefined;
+  private connectTimer: ReturnType<typeof setTimeout> | undefined;
   private awaitingPong = false;
   private readonly listeners = new Set<Listener>();
   private readonly handlers = new Map<string, HandlerEntry>();
@@ -169,6 +172,7 @@ export class ChatterClient {
     if (this.closedForGood) return;
     this.closedForGood = true;
     clearTimeout(this.reconnectTimer);
+    clearTimeout(this.connectTimer);
     this.unwatch();
     this.dropSocket(CloseCode.ClientClosed, "client closed");
     this.peer.close("the client was closed");
@@ -208,6 +212,14 @@ export class ChatterClient {
     }
     ws.binaryType = "arraybuffer";
     this.socket = ws;
+    // A network that swallows packets can leave a socket opening for minutes: give up and retry sooner.
+    const limit = this.opts.connectTimeout ?? 10_000;
+    clearTimeout(this.connectTimer);
+    this.connectTimer = setTimeout(() => {
+      if (this.socket !== ws || this._state !== ConnectionState.Connecting) return;
+      this.log?.(`no handshake within ${limit} ms; retrying`);
+      this.dropSocket(CloseCode.HandshakeTimeout, "connect timeout", true);
+    }, limit);
     ws.onopen = () => {
       this.log?.("socket open; sending HELLO");
       ws.send(
@@ -265,6 +277,7 @@ export class ChatterClient {
     this.token = token;
     this._resumed = resumed;
     this.attempt = 0;
+    clearTimeout(this.connectTimer);
     this.peer.maxFrameBytes = maxMessageBytes;
     this.peer.attach({ send: (f) => ws.send(f) }, resumed, settledBelow);
     this.startPings();
@@ -310,6 +323,7 @@ export class ChatterClient {
   /** The socket is gone: hold calls for a resume, then reconnect. */
   private lost(code: number, reason: string): void {
     clearInterval(this.pingTimer);
+    clearTimeout(this.connectTimer);
     this.peer.detach();
     const why = `closed with ${code}${reason ? `: ${reason}` : ""}`;
     // Without a reconnect there will be no resume: calls in flight fail now rather than at their timeout.

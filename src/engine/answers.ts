@@ -84,13 +84,14 @@ export class Answerer {
       return this.replyError(id, err, name);
     }
     if (!(out instanceof Promise)) return this.reply(id, entry.proc, out);
+    // It stays "running" until its answer is kept (see answer()), so a repeat arriving meanwhile waits for it.
     this.running.set(id, ctx);
     out.then(
       (value) => {
-        if (this.running.delete(id)) this.reply(id, entry.proc, value);
+        if (this.running.has(id)) this.reply(id, entry.proc, value);
       },
       (err) => {
-        if (this.running.delete(id)) this.replyError(id, err, name);
+        if (this.running.has(id)) this.replyError(id, err, name);
       },
     );
   }
@@ -148,6 +149,7 @@ export class Answerer {
     if (bytes.byteLength > max) {
       bytes = encodeFrame([FrameType.Error, id, tooBig(name, bytes, max, "result").toWire()]);
     }
+    this.running.delete(id);
     this.replies.set(id, bytes);
     this.send(bytes);
   }

@@ -251,6 +251,7 @@ export class Peer {
     const link = this.link;
     if (!link) return;
     for (const p of this.pending.values()) {
+      if (this.held) break; // Pushed back again: wait for the next drain.
       if (p.sent) continue;
       this.queued--;
       p.sent = true;
