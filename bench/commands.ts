@@ -1,7 +1,7 @@
 /**
  * What every benchmark server does besides serving: print "READY <port>",
  * then answer commands on stdin, one per line: "cpu" prints "CPU <µs of CPU
- * time so far>", "mem" collects garbage where it can and prints "MEM <rss bytes>".
+ * time so far>", "mem" collects garbage where it can and prints "MEM <rss bytes> HEAP <JS heap used>".
  */
 import { createInterface } from "node:readline";
 
@@ -15,7 +15,8 @@ export function serveCommands(port: number): void {
     } else if (command === "mem") {
       (globalThis as { Bun?: { gc(full: boolean): void } }).Bun?.gc(true);
       (globalThis as { gc?: () => void }).gc?.();
-      console.log(`MEM ${process.memoryUsage().rss}`);
+      const m = process.memoryUsage();
+      console.log(`MEM ${m.rss} HEAP ${m.heapUsed}`);
     }
   });
 }

@@ -58,7 +58,8 @@ async function startServer(system: System) {
   const ask = async (command: string, prefix: string) => {
     proc.stdin.write(`${command}\n`);
     proc.stdin.flush();
-    return Number((await lines.next(prefix)).slice(prefix.length));
+    // The first number after the prefix ("MEM <rss> HEAP <heap used>" carries two).
+    return Number.parseFloat((await lines.next(prefix)).slice(prefix.length));
   };
   return {
     port,
