@@ -5,24 +5,13 @@
  * redis-server must be installed). Run: bun bench/cluster-fanout.ts [--quick]
  */
 import { encodeFrame, FrameType, PROTOCOL_VERSION } from "../src/wire/frames.ts";
+import { freePort, readUntil, startRedis } from "./processes.ts";
 
 const quick = process.argv.includes("--quick");
 const N = 600;
 const K = quick ? 10 : 30;
 const ROUNDS = quick ? 3 : 5;
 const BLOB = 40;
-
-async function readUntil(stream: ReadableStream<Uint8Array>, pattern: RegExp): Promise<string> {
-  const reader = stream.getReader();
-  let text = "";
-  while (!pattern.test(text)) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`ended before ${pattern}: ${text}`);
-    text += new TextDecoder().decode(value);
-  }
-  reader.releaseLock();
-  return text;
-}
 
 async function startInstances(count: number, redisUrl: string | undefined) {
   const prefix = `bench-${Date.now()}-${Math.random()}`;
@@ -74,13 +63,8 @@ async function measure(ports: number[]): Promise<number> {
   return rate;
 }
 
-const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-const redisPort = s.port;
-s.stop(true);
-const redis = Bun.spawn(["redis-server", "--port", String(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
-  stdout: "pipe",
-});
-await readUntil(redis.stdout as ReadableStream<Uint8Array>, /Ready to accept connections/);
+const redisPort = freePort();
+const redis = await startRedis(redisPort);
 const rates = { one: [] as number[], three: [] as number[] };
 try {
   for (let round = 0; round < ROUNDS; round++) {

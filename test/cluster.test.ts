@@ -4,6 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
+import { freePort, readUntil, startRedis } from "../bench/processes.ts";
 import { type ChatterClient, createClient } from "../src/index.ts";
 import { BROADCAST, CALL_CLIENT, ECHO, NOTE, PRESENCE, STATS, SUBSCRIBE } from "./cluster/procs.ts";
 import { waitFor } from "./helpers.ts";
@@ -15,28 +16,8 @@ let redisPort = 0;
 const instances: { proc: ReturnType<typeof Bun.spawn>; url: string }[] = [];
 const clients: ChatterClient[] = [];
 
-async function freePort(): Promise<number> {
-  const s = Bun.listen({ hostname: "127.0.0.1", port: 0, socket: { data() {} } });
-  const port = s.port;
-  s.stop(true);
-  return port;
-}
-
-async function readUntil(stream: ReadableStream<Uint8Array>, pattern: RegExp): Promise<string> {
-  const reader = stream.getReader();
-  let text = "";
-  while (!pattern.test(text)) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`ended before ${pattern}: ${text}`);
-    text += new TextDecoder().decode(value);
-  }
-  reader.releaseLock();
-  return text;
-}
-
-async function startRedis() {
-  redis = Bun.spawn([REDIS, "--port", String(redisPort), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], { stdout: "pipe" });
-  await readUntil(redis.stdout as ReadableStream<Uint8Array>, /Ready to accept connections/);
+async function startRedisHere() {
+  redis = await startRedis(redisPort);
 }
 
 async function startInstance(prefix: string) {
@@ -59,8 +40,8 @@ async function client(instance: number, seen?: string[], url = instances[instanc
 
 beforeAll(async () => {
   if (!existsSync(REDIS)) throw new Error(`no ${REDIS}: apt-get install -y redis-server (.ci/run does)`);
-  redisPort = await freePort();
-  await startRedis();
+  redisPort = freePort();
+  await startRedisHere();
   const prefix = `test-${Date.now()}`;
   for (let i = 0; i < 3; i++) await startInstance(prefix);
 });
@@ -126,7 +107,7 @@ describe("a cluster of three instances", () => {
       await Bun.sleep(25);
     }
     expect(lost).toBeGreaterThanOrEqual(1);
-    await startRedis();
+    await startRedisHere();
     // Both the publisher and the subscriber have to be back; try until a broadcast crosses.
     for (let i = 0; i < 100 && !seen.includes("after"); i++) {
       await sender.call(BROADCAST, { topic: "outage", text: "after", fromSelf: false });

@@ -1,5 +1,6 @@
 /** Starts the fixture server on each adapter, each in its own process: Bun, and Node 20 through chatter/node. */
 import { build } from "esbuild";
+import { readUntil } from "../../bench/processes.ts";
 
 const ARTIFACTS = `${import.meta.dir}/../../test-artifacts/conformance`;
 
@@ -12,14 +13,7 @@ export async function bundleForNode(entry: string, name: string): Promise<string
 
 async function spawnReady(cmd: string[]) {
   const proc = Bun.spawn(cmd, { stdout: "pipe", stderr: "inherit" });
-  const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
-  let text = "";
-  while (!/READY (\d+)/.test(text)) {
-    const { value, done } = await reader.read();
-    if (done) throw new Error(`${cmd.join(" ")} exited before it was ready: ${text}`);
-    text += new TextDecoder().decode(value);
-  }
-  reader.releaseLock();
+  const text = await readUntil(proc.stdout as ReadableStream<Uint8Array>, /READY \d+/);
   return { proc, port: Number(/READY (\d+)/.exec(text)?.[1]) };
 }
 
