@@ -266,3 +266,21 @@ describe("engine", () => {
     expect(a.pendingCount).toBe(0);
   });
 });
+
+describe("kept frames", () => {
+  test("answers and logged broadcasts are kept as right-sized copies, not views pinning the encoder's 8 KB buffer", async () => {
+    const { ReplyCache } = await import("../src/engine/replies.ts");
+    const { BroadcastLog } = await import("../src/server/broadcast-log.ts");
+    const { encodeFrame } = await import("../src/wire/frames.ts");
+    const frame = encodeFrame([FrameType.Result, 1, "x"]);
+    expect(frame.buffer.byteLength).toBeGreaterThan(frame.byteLength); // a view, as msgpackr returns it
+    const cache = new ReplyCache({ maxEntries: 10, maxBytes: 1000 });
+    cache.set(1, frame);
+    expect(cache.get(1)?.buffer.byteLength).toBe(frame.byteLength);
+    const log = new BroadcastLog<{ topics: Set<string>; changes: []; changesFrom: number }>({ maxMessages: 10, maxBytes: 1000 });
+    log.next();
+    log.append(["t"], new Set(), frame);
+    const who = { topics: new Set(["t"]), changes: [] as [], changesFrom: 0 };
+    expect(log.missed(who, 0)[0]?.buffer.byteLength).toBe(frame.byteLength);
+  });
+});

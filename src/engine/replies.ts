@@ -4,6 +4,8 @@
  * running the handler twice. The caller tells, in each CALL and PING, the
  * lowest call id it still waits for, and everything below it is dropped.
  */
+import { keep } from "../wire/codec.ts";
+
 export interface ReplyLimits {
   /** Answers kept at most. */
   maxEntries: number;
@@ -33,7 +35,7 @@ export class ReplyCache {
 
   /** Keeps an answer; the oldest go first when a limit is passed. */
   set(id: number, frame: Uint8Array): void {
-    this.kept.set(id, frame);
+    this.kept.set(id, keep(frame));
     this.order.push(id);
     this.bytes += frame.byteLength;
     while (this.kept.size > this.limits.maxEntries || this.bytes > this.limits.maxBytes) this.dropOldest();

@@ -4,6 +4,8 @@
  * subscriber. A session can resume only if nothing it might need has been
  * dropped, so the limits here bound how long a client may be away.
  */
+import { keep } from "../wire/codec.ts";
+
 export interface LogLimits {
   /** Broadcasts kept at most (server-wide). */
   maxMessages: number;
@@ -45,7 +47,7 @@ export class BroadcastLog<C extends Subscriber> {
 
   /** @returns the sequence number given to the broadcast */
   append(topics: string[], exclude: ReadonlySet<C>, frame: Uint8Array): void {
-    this.entries.push({ seq: this.seq, topics, exclude, frame });
+    this.entries.push({ seq: this.seq, topics, exclude, frame: keep(frame) });
     this.bytes += frame.byteLength;
     while (this.entries.length - this.head > this.limits.maxMessages || this.bytes > this.limits.maxBytes) {
       const old = this.entries[this.head++] as LoggedBroadcast<C>;

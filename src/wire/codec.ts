@@ -34,6 +34,16 @@ export function encode(value: unknown): Uint8Array {
   return packr.pack(hasMap(value) ? swapMaps(value) : value);
 }
 
+/**
+ * A frame that will be kept (for repeats or replay) as its own small buffer.
+ * `encode` returns a view into msgpackr's shared 8 KB buffer, and keeping the
+ * view would keep that whole buffer alive.
+ * @returns a right-sized copy
+ */
+export function keep(frame: Uint8Array): Uint8Array {
+  return new Uint8Array(frame);
+}
+
 /** @returns the value; throws on malformed bytes */
 export function decode(bytes: Uint8Array): unknown {
   return packr.unpack(bytes);
