@@ -20,6 +20,10 @@ export function localClient<TData>(core: ServerCore<TData>, clientId: string): S
   return waiting;
 }
 
+/**
+ * @param core - the local server core
+ * @returns the local server as a cluster backend talks to it
+ */
 export function clusterNode<TData>(core: ServerCore<TData>): ClusterNode {
   return {
     instanceId: core.instanceId,
