@@ -9,3 +9,4 @@ export const GREET = createProc({ name: "greet", takes: v.object({ name: v.strin
 export const NOTHING = createProc({ name: "nothing" });
 export const SLOW = createProc({ name: "slow", takes: z.number(), returns: z.string(), timeout: 2000 });
 export const WHOAMI = createProc({ name: "whoami", returns: z.unknown() });
+export const ECHO_TEXT = createProc({ name: "echo_text", takes: z.string(), returns: z.string() });

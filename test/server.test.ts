@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { type ChatterClient, createProc, type ServerConnection } from "../src/index.ts";
 import { recorder, startServer, type TestServer, waitFor } from "./helpers.ts";
-import { ADD, NOTE, WHOAMI } from "./procs.ts";
+import { ADD, ECHO_TEXT, NOTE, WHOAMI } from "./procs.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: each test picks its own connection data type
 let srv: TestServer<any>;
@@ -61,6 +61,40 @@ describe("server.on and calls", () => {
     const client = await srv.client();
     const results = await Promise.all(Array.from({ length: 500 }, (_, i) => client.call(ADD, { a: i, b: 1 })));
     expect(results).toEqual(Array.from({ length: 500 }, (_, i) => i + 1));
+  });
+});
+
+describe("batching", () => {
+  test("calls made in one tick travel in one message, and are answered in order", async () => {
+    srv = startServer();
+    srv.chatter.on(ADD, ({ a, b }) => a + b);
+    const client = await srv.client();
+    let messages = 0;
+    const message = srv.chatter.core.message.bind(srv.chatter.core);
+    srv.chatter.core.message = (link, bytes) => {
+      messages++;
+      message(link, bytes);
+    };
+    const results = await Promise.all(Array.from({ length: 100 }, (_, i) => client.call(ADD, { a: i, b: 0 })));
+    expect(results).toEqual(Array.from({ length: 100 }, (_, i) => i));
+    expect(messages).toBe(1);
+  });
+
+  test("a batch never grows past the server's maxMessageBytes", async () => {
+    srv = startServer({ maxMessageBytes: 4096 });
+    srv.chatter.on(ECHO_TEXT, (s) => s);
+    const client = await srv.client();
+    let messages = 0;
+    const message = srv.chatter.core.message.bind(srv.chatter.core);
+    srv.chatter.core.message = (link, bytes) => {
+      messages++;
+      expect(bytes.length).toBeLessThanOrEqual(4096);
+      message(link, bytes);
+    };
+    const text = "x".repeat(1000);
+    const results = await Promise.all(Array.from({ length: 20 }, () => client.call(ECHO_TEXT, text)));
+    expect(results.every((r) => r === text)).toBe(true);
+    expect(messages).toBeGreaterThanOrEqual(5);
   });
 });
 

@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import { decode, encode } from "../src/wire/codec.ts";
-import { decodeFrame, encodeFrame, FrameType } from "../src/wire/frames.ts";
+import { decodeFrame, decodeFrames, encodeFrame, FrameType } from "../src/wire/frames.ts";
 
 const roundTrip = (v: unknown) => decode(encode(v));
 
@@ -114,6 +114,19 @@ describe("frames", () => {
       caught = err;
     }
     expect(caught).toMatchObject({ code: "PROTOCOL", message: expect.stringContaining(message) });
+  });
+
+  test("a message may carry several frames back to back; one bad frame makes the whole message a PROTOCOL error", () => {
+    const a = encodeFrame([FrameType.Call, 1, "add", { a: 1 }, 0, 1]);
+    const b = encodeFrame([FrameType.Cancel, 1]);
+    const both = new Uint8Array([...a, ...b]);
+    expect(decodeFrames(both)).toEqual([
+      [FrameType.Call, 1, "add", { a: 1 }, 0, 1],
+      [FrameType.Cancel, 1],
+    ]);
+    expect(() => decodeFrame(both)).toThrow("expected one frame, got 2");
+    expect(() => decodeFrames(new Uint8Array([...a, ...encode({ not: "a frame" })]))).toThrow("not a frame array");
+    expect(() => decodeFrames(both.subarray(0, both.length - 1))).toThrow("undecodable payload");
   });
 
   test("random bytes never crash the decoder: they decode or throw PROTOCOL", () => {

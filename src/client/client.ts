@@ -5,7 +5,8 @@
 import type { CallContext } from "../engine/context.ts";
 import { type CallOptions, type HandlerEntry, Peer, unref } from "../engine/peer.ts";
 import type { InputArgs, ParsedInputOf, Proc, ResultOf, ReturnOf } from "../proc.ts";
-import { CloseCode, decodeFrame, encodeFrame, type Frame, FrameType, PROTOCOL_VERSION, type WelcomeFrame } from "../wire/frames.ts";
+import { CloseCode, decodeFrames, encodeFrame, type Frame, FrameType, PROTOCOL_VERSION, type WelcomeFrame } from "../wire/frames.ts";
+import { batchingLink } from "./batch.ts";
 import { socketUrl, watchEnvironment } from "./environment.ts";
 import { persistentClientId, uuid } from "./identity.ts";
 import { backoffDelay, ConnectionState } from "./state.ts";
@@ -244,16 +245,18 @@ export class ChatterClient {
   }
 
   private onMessage(data: unknown): void {
-    let frame: Frame;
+    let frames: Frame[];
     try {
       if (!(data instanceof ArrayBuffer || ArrayBuffer.isView(data))) throw new Error("text frame");
       const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
-      frame = decodeFrame(bytes);
+      frames = decodeFrames(bytes);
     } catch (err) {
       this.log?.(`bad frame from server: ${(err as Error).message}`);
       return this.dropSocket(CloseCode.ProtocolError, "malformed frame from server", true);
     }
-    this.peer.receive(frame);
+    const ws = this.socket;
+    // A frame may drop this socket (a bad WELCOME); the rest of the batch belonged to it.
+    for (const frame of frames) if (this.socket === ws) this.peer.receive(frame);
   }
 
   private onControl(frame: Frame): void {
@@ -279,7 +282,7 @@ export class ChatterClient {
     this.attempt = 0;
     clearTimeout(this.connectTimer);
     this.peer.maxFrameBytes = maxMessageBytes;
-    this.peer.attach({ send: (f) => ws.send(f) }, resumed, settledBelow);
+    this.peer.attach(batchingLink(ws, maxMessageBytes), resumed, settledBelow);
     this.startPings();
     this.setState(ConnectionState.Connected);
     if (reset) for (const listener of [...this.resetListeners]) this.notify("reset listener", listener);

@@ -7,7 +7,7 @@ import type { CallContext } from "../engine/context.ts";
 import type { HandlerEntry } from "../engine/peer.ts";
 import { ChatterError } from "../errors.ts";
 import { check, type Proc } from "../proc.ts";
-import { CloseCode, decodeFrame, encodeFrame, FrameType, type HelloFrame, PROTOCOL_VERSION } from "../wire/frames.ts";
+import { CloseCode, decodeFrames, encodeFrame, FrameType, type HelloFrame, PROTOCOL_VERSION } from "../wire/frames.ts";
 import type { ClusterBackend, ClusterBroadcast } from "./cluster.ts";
 import { ServerConnection } from "./connection.ts";
 import { RateLimiter, type RateLimitOptions } from "./rate-limit.ts";
@@ -103,7 +103,7 @@ export class ServerCore<TData> {
     this.links.add(link);
     link.helloTimer = setTimeout(() => {
       this.log?.(`client ${admission.clientId} sent no HELLO in time; closing`);
-      socket.close(CloseCode.HandshakeTimeout, "no HELLO received in time");
+      this.closeLink(link, CloseCode.HandshakeTimeout, "no HELLO received in time");
     }, this.options.handshakeTimeout ?? 10_000);
     return link;
   }
@@ -117,15 +117,18 @@ export class ServerCore<TData> {
         `message of ${message.byteLength} bytes exceeds maxMessageBytes (${this.maxMessageBytes})`,
       );
     }
-    const conn = link.conn as ServerConnection<TData> | null;
     try {
-      const frame = decodeFrame(message);
-      if (conn) conn.peer.receive(frame);
-      else if (frame[0] === FrameType.Hello) this.handshake(link, frame);
-      else this.protocolError(link, "the first frame must be HELLO");
+      for (const frame of decodeFrames(message)) {
+        // Looked up per frame: a HELLO at the head of a batch binds the session for the frames after it.
+        const conn = link.conn as ServerConnection<TData> | null;
+        if (conn) conn.peer.receive(frame);
+        else if (frame[0] === FrameType.Hello && link.helloTimer !== undefined) this.handshake(link, frame);
+        else return this.protocolError(link, "the first frame must be HELLO");
+        if (link.closing) return; // That frame got the socket closed: ignore the rest of the batch.
+      }
     } catch (err) {
       if (err instanceof ChatterError && err.code === "PROTOCOL") this.protocolError(link, err.message);
-      else this.report(err, conn ?? undefined);
+      else this.report(err, (link.conn as ServerConnection<TData> | null) ?? undefined);
     }
   }
 
@@ -138,23 +141,29 @@ export class ServerCore<TData> {
     this.log?.(`closing client ${link.admission.clientId} with ${code}: ${reason}`);
     const conn = link.conn as ServerConnection<TData> | null;
     if (conn) this.endSession(conn, code, reason);
+    else this.closeLink(link, code, reason);
+  }
+
+  /** Closes a socket and marks it, so frames still queued in a batch are not handled. */
+  private closeLink(link: SocketLink, code: number, reason: string): void {
+    link.closing = true;
     // Close reasons are limited to 123 bytes by RFC 6455.
-    else link.socket.close(code, reason.slice(0, 120));
+    link.socket.close(code, reason.slice(0, 120));
   }
 
   /** A socket that cannot keep up: close it; its session may resume and catch up. */
   slowConsumer(conn: ServerConnection<TData>): void {
-    const socket = conn.socket;
-    if (!socket) return;
+    const link = conn.link;
+    if (!link) return;
     this.log?.(`client ${conn.clientId} is not reading fast enough; closing its socket`);
-    socket.close(CloseCode.SlowConsumer, `slow consumer: more than ${this.maxBufferedBytes} bytes waiting`);
+    this.closeLink(link, CloseCode.SlowConsumer, `slow consumer: more than ${this.maxBufferedBytes} bytes waiting`);
   }
 
   private handshake(link: SocketLink, [, version, , sessionId, token, lastEvent, settledBelow]: HelloFrame): void {
     clearTimeout(link.helloTimer);
     link.helloTimer = undefined; // Do not keep the spent timer alive with the socket.
     if (version !== PROTOCOL_VERSION) {
-      return link.socket.close(CloseCode.VersionMismatch, `protocol version ${version} unsupported; server speaks ${PROTOCOL_VERSION}`);
+      return this.closeLink(link, CloseCode.VersionMismatch, `protocol version ${version} unsupported; server speaks ${PROTOCOL_VERSION}`);
     }
     const old = token === null ? undefined : this.sessions.get(sessionId);
     if (old && sameSecret(old.token, token as string)) {
@@ -180,7 +189,7 @@ export class ServerCore<TData> {
     clearTimeout(conn.expiry);
     const stale = conn.link;
     this.bind(conn, link);
-    stale?.socket.close(CloseCode.Replaced, "session resumed on a newer socket");
+    if (stale) this.closeLink(stale, CloseCode.Replaced, "session resumed on a newer socket");
     link.socket.send(encodeFrame([FrameType.Welcome, conn.sessionId, conn.token, true, conn.peer.settledBelow, this.maxMessageBytes]));
     const missed = this.topics.log.missed(conn, lastEvent);
     for (const frame of missed) conn.send(frame);
@@ -230,7 +239,7 @@ export class ServerCore<TData> {
     conn.link = null;
     if (link) {
       link.conn = null;
-      link.socket.close(code, reason.slice(0, 120));
+      this.closeLink(link, code, reason);
     }
     this.log?.(`session ${conn.sessionId} of client ${conn.clientId} ended: ${code} ${reason}`);
     this.hook(() => this.options.onClose?.(conn, code, reason), conn);
@@ -244,7 +253,7 @@ export class ServerCore<TData> {
     while (busy() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     if (busy()) this.log?.("shutdown deadline passed with handlers still running");
     for (const conn of [...this.connections]) this.endSession(conn, CloseCode.GoingAway, "server is shutting down");
-    for (const link of this.links) link.socket.close(CloseCode.GoingAway, "server is shutting down");
+    for (const link of this.links) this.closeLink(link, CloseCode.GoingAway, "server is shutting down");
   }
 
   private hook(run: () => unknown, conn: ServerConnection<TData>): void {

@@ -43,4 +43,6 @@ export interface SocketLink {
   /** The session this socket serves, once its HELLO is handled. */
   conn: unknown;
   helloTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Set once the core closes the socket: frames still in a batch after that are ignored. */
+  closing?: boolean;
 }

@@ -49,6 +49,12 @@ export function decode(bytes: Uint8Array): unknown {
   return packr.unpack(bytes);
 }
 
+/** @returns every value of a run of MessagePack values back to back; throws on malformed bytes */
+export function decodeAll(bytes: Uint8Array): unknown[] {
+  if (bytes.byteLength === 0) throw new Error("empty message");
+  return packr.unpackMultiple(bytes) as unknown[];
+}
+
 const isPlain = (v: object) => {
   const proto = Object.getPrototypeOf(v);
   return proto === Object.prototype || proto === null;

@@ -4,7 +4,7 @@
  * a heading per frame; the cases below mirror it.
  */
 import { ChatterError, type WireError } from "../errors.ts";
-import { decode, encode } from "./codec.ts";
+import { decodeAll, encode } from "./codec.ts";
 
 /** The protocol version sent in HELLO; bump it on any incompatible change. */
 export const PROTOCOL_VERSION = 1;
@@ -77,17 +77,30 @@ function bad(what: string): never {
 const isId = (v: unknown): v is number => typeof v === "number" && Number.isInteger(v) && v >= 0;
 
 /**
- * Decodes and shape-checks one frame. Anything that is not a well-formed
- * frame throws a `PROTOCOL` error; the caller closes the socket.
- * @returns the frame, as the array that came off the wire
+ * Decodes and shape-checks the frames of one message: one frame, or several
+ * back to back (a sender may batch the frames it makes in one tick). Anything
+ * that is not well-formed throws a `PROTOCOL` error; the caller closes the socket.
+ * @returns the frames, as the arrays that came off the wire
  */
-export function decodeFrame(bytes: Uint8Array): Frame {
-  let f: unknown;
+export function decodeFrames(bytes: Uint8Array): Frame[] {
+  let values: unknown[];
   try {
-    f = decode(bytes);
+    values = decodeAll(bytes);
   } catch (err) {
     bad(`undecodable payload (${(err as Error).message})`);
   }
+  return values.map(checkFrame);
+}
+
+/** Decodes a message that must hold exactly one frame. */
+export function decodeFrame(bytes: Uint8Array): Frame {
+  const frames = decodeFrames(bytes);
+  if (frames.length !== 1) bad(`expected one frame, got ${frames.length}`);
+  return frames[0] as Frame;
+}
+
+/** Shape-checks one decoded frame; the cases mirror PROTOCOL.md's headings. */
+function checkFrame(f: unknown): Frame {
   if (!Array.isArray(f) || f.length === 0) bad("not a frame array");
   switch (f[0]) {
     case FrameType.Hello: // [1, version, clientId, sessionId, token | null, lastEvent, settledBelow]
