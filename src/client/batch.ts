@@ -4,6 +4,7 @@
  * send, not one each; the tick ends before anything waits.
  */
 import type { Link } from "../engine/peer.ts";
+import { joinFrames } from "../wire/frames.ts";
 
 /**
  * @param ws - the open socket
@@ -21,14 +22,7 @@ export function batchingLink(ws: WebSocket, maxBytes: number): Link {
     bytes = 0;
     // A socket closed meanwhile takes the batch with it; the engine resends what matters after a resume.
     if (ws.readyState !== 1) return;
-    if (frames.length === 1) return ws.send(frames[0] as Uint8Array);
-    const message = new Uint8Array(size);
-    let at = 0;
-    for (const f of frames) {
-      message.set(f, at);
-      at += f.byteLength;
-    }
-    ws.send(message);
+    ws.send(joinFrames(frames, size));
   };
   return {
     send(frame) {

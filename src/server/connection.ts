@@ -1,8 +1,12 @@
 import { type CallOptions, Peer } from "../engine/peer.ts";
 import type { InputArgs, Proc, ResultOf } from "../proc.ts";
+import { joinFrames } from "../wire/frames.ts";
 import type { SubscriptionChange } from "./broadcast-log.ts";
 import type { ServerCore } from "./core.ts";
 import type { ServerSocket, SocketLink } from "./socket.ts";
+
+/** A batch stops growing here: big enough to carry bursts, small enough to keep other work flowing. */
+const BATCH_BYTES = 64 * 1024;
 
 /** Options of `connection.broadcast`. */
 export interface ConnectionBroadcastOptions<TData> {
@@ -71,15 +75,36 @@ export class ServerConnection<TData = unknown> {
     return this.link?.socket ?? null;
   }
 
+  /** Frames made in this tick, sent together as one message at its end (see flush). */
+  private outbox: Uint8Array[] = [];
+  private outboxBytes = 0;
+
   /**
-   * @internal sends on the live socket. Backpressure (-1: queued by the
-   * runtime) holds new outgoing calls until the socket drains; a dropped frame
-   * (0) means a slow consumer.
+   * @internal queues a frame for the live socket; the frames of one tick go
+   * out as one message (PROTOCOL.md, "Framing").
    */
   send(frame: Uint8Array): void {
+    if (!this.link) return;
+    if (this.outboxBytes + frame.byteLength > BATCH_BYTES) this.flush();
+    if (this.outbox.length === 0) queueMicrotask(() => this.flush());
+    this.outbox.push(frame);
+    this.outboxBytes += frame.byteLength;
+  }
+
+  /**
+   * @internal sends what is queued. Backpressure (-1: queued by the runtime)
+   * holds new outgoing calls until the socket drains; a dropped message (0)
+   * means a slow consumer.
+   */
+  flush(): void {
+    const frames = this.outbox;
+    if (frames.length === 0) return;
+    this.outbox = [];
+    const size = this.outboxBytes;
+    this.outboxBytes = 0;
     const link = this.link;
-    if (!link) return;
-    const status = link.socket.send(frame);
+    if (!link) return; // Gone meanwhile: the engine resends what matters after a resume.
+    const status = link.socket.send(joinFrames(frames, size));
     if (status === -1) this.peer.hold();
     else if (status === 0) this.core.slowConsumer(this);
   }

@@ -193,6 +193,8 @@ export class ServerCore<TData> {
     link.socket.send(encodeFrame([FrameType.Welcome, conn.sessionId, conn.token, true, conn.peer.settledBelow, this.maxMessageBytes]));
     const missed = this.topics.log.missed(conn, lastEvent);
     for (const frame of missed) conn.send(frame);
+    // Out before the socket rejoins its topics, so no newer broadcast can overtake them.
+    conn.flush();
     this.topics.rejoin(conn);
     conn.peer.attach(conn, true, settledBelow);
     this.log?.(`client ${conn.clientId} resumed session ${conn.sessionId} (${missed.length} broadcast(s) caught up)`);

@@ -92,6 +92,22 @@ export function decodeFrames(bytes: Uint8Array): Frame[] {
   return values.map(checkFrame);
 }
 
+/**
+ * Joins frames into one message, back to back.
+ * @param size - their total length in bytes
+ * @returns the message (the frame itself when there is one)
+ */
+export function joinFrames(frames: Uint8Array[], size: number): Uint8Array {
+  if (frames.length === 1) return frames[0] as Uint8Array;
+  const message = new Uint8Array(size);
+  let at = 0;
+  for (const f of frames) {
+    message.set(f, at);
+    at += f.byteLength;
+  }
+  return message;
+}
+
 /** Decodes a message that must hold exactly one frame. */
 export function decodeFrame(bytes: Uint8Array): Frame {
   const frames = decodeFrames(bytes);
