@@ -220,6 +220,28 @@ describe("engine", () => {
     expect(sent.filter((s) => s.from === "a").map((s) => s.type)).toEqual([FrameType.Call, FrameType.Call]);
   });
 
+  test("a CANCEL sent into a socket that was already dead goes out again after the resume", async () => {
+    const { a, connect, resume, on } = pair();
+    let signal: AbortSignal | undefined;
+    on("b", WAIT, ((_n: number, _o: unknown, ctx: { signal: AbortSignal }) => {
+      signal = ctx.signal;
+      return new Promise(() => {});
+    }) as never);
+    connect();
+    const ac = new AbortController();
+    const call = a.call(WAIT, 1, { signal: ac.signal });
+    await tick();
+    // The socket dies without either end noticing yet: what is sent now is lost.
+    (a as unknown as { link: { send(f: Uint8Array): void } }).link = { send() {} };
+    ac.abort();
+    await expect(call).rejects.toMatchObject({ code: "ABORTED" });
+    await tick();
+    expect(signal?.aborted).toBe(false);
+    resume();
+    await tick();
+    expect(signal?.aborted).toBe(true);
+  });
+
   test("kept answers are dropped once the caller has them", async () => {
     const { a, b, connect, on } = pair();
     on("b", DOUBLE, ((n: number) => n) as never);

@@ -52,6 +52,8 @@ export interface PeerOptions {
 }
 
 export const DEFAULT_TIMEOUT = 30_000;
+/** CANCELs kept for resending after a resume. */
+const MAX_CANCELS = 1000;
 
 interface Pending {
   id: number;
@@ -78,7 +80,10 @@ export class Peer {
   private lowest = 0;
   /** Set while the socket is backpressured: new calls wait in the queue (answers still go out). */
   private held = false;
-  /** CANCELs owed for calls given up while there was no link. */
+  /**
+   * Calls given up since the last attach. Sent again after a resume: a CANCEL
+   * sent into a socket that was already dead (but not yet known to be) is lost.
+   */
   private cancels: number[] = [];
   /** The answering half: incoming calls, kept answers, broadcasts. */
   private readonly answers: Answerer;
@@ -190,8 +195,11 @@ export class Peer {
   private giveUp(p: Pending, err: ChatterError): void {
     if (!this.pending.has(p.id)) return;
     if (!p.sent) this.queued--;
-    else if (this.link) this.link.send(encodeFrame([FrameType.Cancel, p.id]));
-    else this.cancels.push(p.id);
+    else {
+      this.link?.send(encodeFrame([FrameType.Cancel, p.id]));
+      // A CANCEL for a call that has finished is ignored, so resending is safe; keep the list bounded.
+      if (this.cancels.push(p.id) > MAX_CANCELS) this.cancels.shift();
+    }
     this.settle(p);
     p.reject(err);
   }
