@@ -29,7 +29,7 @@ interface System {
   runtime: "bun" | "node";
 }
 const SYSTEMS: System[] = [
-  { name: "raw", label: "raw Bun echo (the limit)", runtime: "bun" },
+  { name: "raw", label: "raw Bun echo (one message per call)", runtime: "bun" },
   { name: "chatter", label: "Chatter on Bun", runtime: "bun" },
   { name: "socketio", label: "Socket.IO 4, Node server", runtime: "node" },
   { name: "birpc", label: "birpc over Bun WebSocket", runtime: "bun" },
