@@ -3,7 +3,7 @@ import { describe, expect, jest, test } from "bun:test";
 import { z } from "zod";
 import { type HandlerEntry, Peer } from "../src/engine/peer.ts";
 import { createProc } from "../src/index.ts";
-import { decodeFrame, FrameType } from "../src/wire/frames.ts";
+import { decodeFrames, FrameType } from "../src/wire/frames.ts";
 import { withFakeTimers } from "./helpers.ts";
 
 const DOUBLE = createProc({ name: "double", takes: z.number(), returns: z.number() });
@@ -25,9 +25,10 @@ function pair() {
     const mine = epoch;
     return {
       send(bytes: Uint8Array) {
-        const frame = decodeFrame(bytes);
-        sent.push({ from, type: frame[0] });
-        queueMicrotask(() => mine === epoch && to.receive(frame));
+        for (const frame of decodeFrames(bytes)) {
+          sent.push({ from, type: frame[0] });
+          queueMicrotask(() => mine === epoch && to.receive(frame));
+        }
       },
     };
   };
@@ -42,7 +43,20 @@ function pair() {
   };
   const on = (side: "a" | "b", proc: { name: string }, handler: HandlerEntry["handler"]) =>
     handlers[side].set(proc.name, { proc, handler } as HandlerEntry);
-  return { a, b, sent, connect, cut, resume: () => connect(true), on };
+  /** Implements WAIT on b as a handler that never finishes; @returns the signal of the latest run */
+  const hang = () => {
+    let signal: AbortSignal | undefined;
+    on("b", WAIT, ((_n: number, _o: unknown, ctx: { signal: AbortSignal }) => {
+      signal = ctx.signal;
+      return new Promise(() => {});
+    }) as never);
+    return () => signal;
+  };
+  /** Frames in flight from now on are lost, and neither end notices yet (a socket dying silently). */
+  const lose = () => {
+    epoch++;
+  };
+  return { a, b, sent, connect, cut, lose, resume: () => connect(true), on, hang };
 }
 
 const tick = () => new Promise((r) => setTimeout(r, 1));
@@ -84,25 +98,21 @@ describe("engine", () => {
 
   test("a timeout rejects, sends CANCEL, and the handler's signal aborts", async () => {
     await withFakeTimers(async () => {
-      const { a, sent, connect, on } = pair();
+      const { a, sent, connect, hang } = pair();
       connect();
-      let signal: AbortSignal | undefined;
-      on("b", WAIT, ((_n: number, _o: unknown, ctx: { signal: AbortSignal }) => {
-        signal = ctx.signal;
-        return new Promise(() => {});
-      }) as never);
+      const signalOf = hang();
       const p = a.call(WAIT, 1);
       await Promise.resolve();
       await Promise.resolve();
-      expect(signal?.aborted).toBe(false);
+      expect(signalOf()?.aborted).toBe(false);
       jest.advanceTimersByTime(999);
       expect(a.pendingCount).toBe(1);
       jest.advanceTimersByTime(1);
       await expect(p).rejects.toMatchObject({ code: "TIMEOUT", message: '[chatter] call to "wait" timed out after 1000 ms' });
       await Promise.resolve();
       expect(sent.map((s) => s.type)).toEqual([FrameType.Call, FrameType.Cancel]);
-      expect(signal?.aborted).toBe(true);
-      expect(signal?.reason).toMatchObject({ code: "ABORTED" });
+      expect(signalOf()?.aborted).toBe(true);
+      expect(signalOf()?.reason).toMatchObject({ code: "ABORTED" });
     });
   });
 
@@ -184,12 +194,8 @@ describe("engine", () => {
   });
 
   test("a CANCEL owed while disconnected goes out on resume", async () => {
-    const { a, connect, cut, resume, on } = pair();
-    let signal: AbortSignal | undefined;
-    on("b", WAIT, ((_n: number, _o: unknown, ctx: { signal: AbortSignal }) => {
-      signal = ctx.signal;
-      return new Promise(() => {});
-    }) as never);
+    const { a, connect, cut, resume, hang } = pair();
+    const signalOf = hang();
     connect();
     const ac = new AbortController();
     const call = a.call(WAIT, 1, { signal: ac.signal });
@@ -197,10 +203,10 @@ describe("engine", () => {
     cut();
     ac.abort();
     await expect(call).rejects.toMatchObject({ code: "ABORTED" });
-    expect(signal?.aborted).toBe(false);
+    expect(signalOf()?.aborted).toBe(false);
     resume();
     await tick();
-    expect(signal?.aborted).toBe(true);
+    expect(signalOf()?.aborted).toBe(true);
   });
 
   test("hold() keeps new calls back while answers still go out; release() sends them in order", async () => {
@@ -221,25 +227,23 @@ describe("engine", () => {
   });
 
   test("a CANCEL sent into a socket that was already dead goes out again after the resume", async () => {
-    const { a, connect, resume, on } = pair();
-    let signal: AbortSignal | undefined;
-    on("b", WAIT, ((_n: number, _o: unknown, ctx: { signal: AbortSignal }) => {
-      signal = ctx.signal;
-      return new Promise(() => {});
-    }) as never);
+    const { a, b, connect, lose, resume, hang } = pair();
+    const signalOf = hang();
     connect();
     const ac = new AbortController();
     const call = a.call(WAIT, 1, { signal: ac.signal });
     await tick();
-    // The socket dies without either end noticing yet: what is sent now is lost.
-    (a as unknown as { link: { send(f: Uint8Array): void } }).link = { send() {} };
+    // The socket dies without either end noticing yet: the CANCEL sent now is lost.
+    lose();
     ac.abort();
     await expect(call).rejects.toMatchObject({ code: "ABORTED" });
     await tick();
-    expect(signal?.aborted).toBe(false);
+    expect(signalOf()?.aborted).toBe(false);
+    a.detach();
+    b.detach();
     resume();
     await tick();
-    expect(signal?.aborted).toBe(true);
+    expect(signalOf()?.aborted).toBe(true);
   });
 
   test("kept answers are dropped once the caller has them", async () => {
