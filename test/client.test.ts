@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, jest, spyOn, test } from "bun:test";
 import { backoffDelay } from "../src/client/state.ts";
 import { ConnectionState, createClient } from "../src/index.ts";
-import { decodeFrame, encodeFrame, FrameType } from "../src/wire/frames.ts";
+import { decodeFrames, encodeFrame, FrameType } from "../src/wire/frames.ts";
 import { startServer, type TestServer, waitFor, waitForState, withFakeTimers } from "./helpers.ts";
 import { ADD, ECHO, SLOW } from "./procs.ts";
 
@@ -260,9 +260,10 @@ describe("keepalive", () => {
       fetch: (req, server) => (server.upgrade(req) ? undefined : new Response("no", { status: 400 })),
       websocket: {
         message(ws, msg) {
-          const frame = decodeFrame(msg as Uint8Array);
-          if (frame[0] === FrameType.Hello) ws.send(encodeFrame([FrameType.Welcome, frame[3], "t", false, 1, 1 << 20]));
-          if (frame[0] === FrameType.Ping) pings++;
+          for (const frame of decodeFrames(msg as Uint8Array)) {
+            if (frame[0] === FrameType.Hello) ws.send(encodeFrame([FrameType.Welcome, frame[3], "t", false, 1, 1 << 20]));
+            if (frame[0] === FrameType.Ping) pings++;
+          }
         },
         close: (_ws, code) => void closes.push(code),
       },

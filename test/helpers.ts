@@ -1,7 +1,7 @@
 /** Shared test helpers: real Bun servers on port 0, real clients, raw sockets. */
 import { jest } from "bun:test";
 import { type ChatterClient, type ClientOptions, ConnectionState, createClient, createServer, type ServerOptions } from "../src/index.ts";
-import { decodeFrame, encodeFrame, type Frame, FrameType, PROTOCOL_VERSION } from "../src/wire/frames.ts";
+import { decodeFrames, encodeFrame, type Frame, FrameType, PROTOCOL_VERSION } from "../src/wire/frames.ts";
 
 export type TestServer<TData> = Awaited<ReturnType<typeof startServer<TData>>>;
 
@@ -72,7 +72,8 @@ export async function rawSocket(url: string, hello = true) {
   const closed = new Promise<{ code: number; reason: string }>((resolve) => {
     ws.onclose = (ev) => resolve({ code: ev.code, reason: ev.reason });
   });
-  ws.onmessage = (ev) => inbox.push(decodeFrame(new Uint8Array(ev.data as ArrayBuffer)));
+  // The server may batch several frames into one message.
+  ws.onmessage = (ev) => inbox.push(...decodeFrames(new Uint8Array(ev.data as ArrayBuffer)));
   await new Promise((resolve, reject) => {
     ws.onopen = resolve;
     ws.onerror = reject;

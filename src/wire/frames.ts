@@ -108,13 +108,6 @@ export function joinFrames(frames: Uint8Array[], size: number): Uint8Array {
   return message;
 }
 
-/** Decodes a message that must hold exactly one frame. */
-export function decodeFrame(bytes: Uint8Array): Frame {
-  const frames = decodeFrames(bytes);
-  if (frames.length !== 1) bad(`expected one frame, got ${frames.length}`);
-  return frames[0] as Frame;
-}
-
 /** Shape-checks one decoded frame; the cases mirror PROTOCOL.md's headings. */
 function checkFrame(f: unknown): Frame {
   if (!Array.isArray(f) || f.length === 0) bad("not a frame array");
