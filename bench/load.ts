@@ -3,7 +3,7 @@
  *   echo <system> <port> <n> <window>   n echo calls, `window` in flight; prints {"rate"}
  *   s2c <port> <n> <window>             Chatter server-to-client calls; prints {"rate"}
  *   fanout <system> <port> <conns> <k> <size>  k broadcasts to conns sockets; prints {"rate"} in deliveries/s
- *   idle <system> <port> <conns>        opens conns idle connections, prints OPEN, exits on stdin "close"
+ *   idle <system> <port> <conns> [batch] opens conns idle connections (ids unique per batch), prints OPEN, exits on stdin "close"
  * Every loop is bounded by its count.
  */
 import { createInterface } from "node:readline";
@@ -52,11 +52,12 @@ async function serverToClient(port: number, n: number, window: number) {
 }
 
 /** Bare sockets; for Chatter each completes the handshake, so the server holds a real session. Raw sockets echo once. */
-async function openSockets(system: string, port: number, count: number): Promise<WebSocket[]> {
+async function openSockets(system: string, port: number, count: number, batch = 0): Promise<WebSocket[]> {
   const sockets: WebSocket[] = [];
   for (let i = 0; i < count; i += 100) {
-    const batch = Array.from({ length: Math.min(100, count - i) }, async (_, j) => {
-      const ws = new WebSocket(`ws://127.0.0.1:${port}/?cid=load-${i + j}`);
+    const group = Array.from({ length: Math.min(100, count - i) }, async (_, j) => {
+      const n = batch * count + i + j;
+      const ws = new WebSocket(`ws://127.0.0.1:${port}/?cid=load-${n}`);
       ws.binaryType = "arraybuffer";
       await new Promise((resolve, reject) => {
         ws.onopen = resolve;
@@ -64,14 +65,14 @@ async function openSockets(system: string, port: number, count: number): Promise
       });
       // One exchange each, so both servers have handled a message on every socket: HELLO and WELCOME for
       // Chatter, a HELLO-sized echo for raw.
-      const hello = encodeFrame([FrameType.Hello, PROTOCOL_VERSION, `load-${i + j}`, `s-${i + j}`, null, 0, 1]);
+      const hello = encodeFrame([FrameType.Hello, PROTOCOL_VERSION, `load-${n}`, `s-${n}`, null, 0, 1]);
       ws.send(system === "chatter" ? hello : new Uint8Array(hello.byteLength));
       await new Promise((resolve) => {
         ws.onmessage = resolve;
       });
       return ws;
     });
-    sockets.push(...(await Promise.all(batch)));
+    sockets.push(...(await Promise.all(group)));
   }
   return sockets;
 }
@@ -111,8 +112,8 @@ async function fanout(system: string, port: number, conns: number, k: number, si
   return rates[1] as number;
 }
 
-async function idle(system: string, port: number, conns: number) {
-  const sockets = await openSockets(system, port, conns);
+async function idle(system: string, port: number, conns: number, batch: number) {
+  const sockets = await openSockets(system, port, conns, batch);
   console.log("OPEN");
   await new Promise<void>((resolve) => createInterface({ input: process.stdin }).on("line", (l) => l.trim() === "close" && resolve()));
   for (const ws of sockets) ws.close();
@@ -124,7 +125,7 @@ let rate = 0;
 if (mode === "echo") rate = await echo(args[0] as string, num(1), num(2), num(3));
 else if (mode === "s2c") rate = await serverToClient(num(0), num(1), num(2));
 else if (mode === "fanout") rate = await fanout(args[0] as string, num(1), num(2), num(3), num(4));
-else if (mode === "idle") await idle(args[0] as string, num(1), num(2));
+else if (mode === "idle") await idle(args[0] as string, num(1), num(2), Number(args[3] ?? 0));
 else throw new Error(`unknown mode ${mode}`);
 if (mode !== "idle") console.log(JSON.stringify({ rate }));
 process.exit(0);
