@@ -5,7 +5,7 @@
  */
 import { afterAll, expect, test } from "bun:test";
 import fc from "fast-check";
-import type { ServerSocket } from "../src/server/socket.ts";
+import { type ServerSocket, SocketLink } from "../src/server/socket.ts";
 import { encode } from "../src/wire/codec.ts";
 import { encodeFrame, FrameType, PROTOCOL_VERSION } from "../src/wire/frames.ts";
 import { rawSocket, startServer, waitFor } from "./helpers.ts";
@@ -82,7 +82,8 @@ test("100,000 random and mutated frames through the server's message path", asyn
   fc.assert(
     fc.property(fc.boolean(), frames, (greet, frame) => {
       const { socket, closes } = recordingSocket();
-      const link = core.open(socket, { clientId: "fuzz", data: undefined });
+      const link = new SocketLink("fuzz", undefined);
+      core.open(link, socket);
       if (greet) core.message(link, hello);
       core.message(link, frame);
       core.message(link, frame); // twice: repeats must be harmless too

@@ -85,15 +85,17 @@ export class ChatterClient {
     this.WS = WS;
     this.clientId = options.clientId ?? persistentClientId();
     this.url = socketUrl(options.url, this.clientId);
-    this.peer = new Peer({
-      handlers: this.handlers,
-      owner: this,
-      side: "client",
-      log: this.log,
-      exposeStack: options.exposeStack ?? false,
-      maxQueue: options.maxQueue ?? 1000,
-      onControl: (frame) => this.onControl(frame),
-    });
+    this.peer = new Peer(
+      {
+        handlers: this.handlers,
+        side: "client",
+        log: this.log,
+        exposeStack: options.exposeStack ?? false,
+        maxQueue: options.maxQueue ?? 1000,
+        onControl: (frame) => this.onControl(frame),
+      },
+      this,
+    );
     this.unwatch = watchEnvironment(() => this.wake());
     this.connect();
   }

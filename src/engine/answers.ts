@@ -11,27 +11,36 @@ import { CallContext } from "./context.ts";
 import type { HandlerEntry, PeerOptions } from "./peer.ts";
 import { ReplyCache } from "./replies.ts";
 
+/** What the answering half needs of its peer. */
+export interface AnswererHost {
+  readonly opts: PeerOptions;
+  /** Passed to handlers as their second argument. */
+  readonly owner: unknown;
+  /** The largest frame the other end accepts. */
+  readonly maxFrameBytes: number;
+  /** Sends a frame on the current link, if any. */
+  send(frame: Uint8Array): void;
+}
+
 export class Answerer {
   /** Incoming calls whose handler has not finished, for CANCEL and repeats. */
   private readonly running = new Map<number, CallContext>();
-  private readonly replies: ReplyCache;
+  /** Made on the first answer: an idle session keeps none. */
+  private replies: ReplyCache | null = null;
   /** The highest incoming call id so far; ids at or below it are repeats. */
   private lastCallId = 0;
   /** The highest EVENT sequence number so far; broadcasts at or below it are repeats. */
   lastEvent = 0;
+  private readonly host: AnswererHost;
   private readonly opts: PeerOptions;
 
-  /**
-   * @param send - sends a frame on the current link, if any
-   * @param maxFrameBytes - the largest frame the other end accepts
-   */
-  constructor(
-    opts: PeerOptions,
-    private readonly send: (frame: Uint8Array) => void,
-    private readonly maxFrameBytes: () => number,
-  ) {
-    this.opts = opts;
-    this.replies = new ReplyCache({ maxEntries: 10_000, maxBytes: 8 * 1024 * 1024, ...opts.replies });
+  constructor(host: AnswererHost) {
+    this.host = host;
+    this.opts = host.opts;
+  }
+
+  private send(frame: Uint8Array): void {
+    this.host.send(frame);
   }
 
   /** Incoming calls whose handler is still running. */
@@ -41,12 +50,17 @@ export class Answerer {
 
   /** Answers kept for repeats. */
   get keptCount(): number {
-    return this.replies.size;
+    return this.replies?.size ?? 0;
   }
 
-  /** The caller has every answer below `id`. */
+  /**
+   * The caller has every answer below `id`. Comes with PING, PONG and resume
+   * (CALLs trim the cache themselves): an idle session lets go of its empty cache.
+   */
   settledBelow(id: number): void {
+    if (!this.replies) return;
     this.replies.settledBelow(id);
+    if (this.replies.size === 0) this.replies = null;
   }
 
   /** The caller gave up on a call: abort its handler, if it still runs. */
@@ -58,14 +72,14 @@ export class Answerer {
   reset(reason: string): void {
     for (const ctx of this.running.values()) ctx.abort(new ChatterError("DISCONNECTED", `caller went away (${reason})`));
     this.running.clear();
-    this.replies.clear();
+    this.replies = null;
     this.lastCallId = 0;
     this.lastEvent = 0;
   }
 
   /** An incoming CALL: dispatch it, or answer a repeat. */
   onCall([, id, name, input, timeout, settledBelow]: CallFrame): void {
-    this.replies.settledBelow(settledBelow);
+    this.replies?.settledBelow(settledBelow);
     if (id <= this.lastCallId) return this.onRepeat(id, name);
     this.lastCallId = id;
     const entry = this.opts.handlers.get(name);
@@ -98,7 +112,7 @@ export class Answerer {
 
   /** A call sent again after a resume: answer from the cache, or wait for the running handler. */
   private onRepeat(id: number, name: string): void {
-    const kept = this.replies.get(id);
+    const kept = this.replies?.get(id);
     if (kept) return this.send(kept);
     if (this.running.has(id)) return;
     // Neither kept nor running: the cache limit pushed the answer out.
@@ -110,8 +124,8 @@ export class Answerer {
   private run(entry: HandlerEntry, input: unknown, ctx: CallContext): unknown {
     const parsed = check(entry.proc.takes, input, entry.proc.name, "input");
     const handler = entry.handler as (input: unknown, owner: unknown, ctx: CallContext) => unknown;
-    if (parsed instanceof Promise) return parsed.then((v) => handler(v, this.opts.owner, ctx));
-    return handler(parsed, this.opts.owner, ctx);
+    if (parsed instanceof Promise) return parsed.then((v) => handler(v, this.host.owner, ctx));
+    return handler(parsed, this.host.owner, ctx);
   }
 
   private reply(id: number, proc: Proc, value: unknown): void {
@@ -145,11 +159,12 @@ export class Answerer {
       const wire = { code: "HANDLER_ERROR", message: `result of "${name}" cannot be encoded: ${(err as Error).message}` };
       bytes = encodeFrame([FrameType.Error, id, wire]);
     }
-    const max = this.maxFrameBytes();
+    const max = this.host.maxFrameBytes;
     if (bytes.byteLength > max) {
       bytes = encodeFrame([FrameType.Error, id, tooBig(name, bytes, max, "result").toWire()]);
     }
     this.running.delete(id);
+    this.replies ??= new ReplyCache(this.opts.replies);
     this.replies.set(id, bytes);
     this.send(bytes);
   }

@@ -31,15 +31,14 @@ export interface CallOptions {
   signal?: AbortSignal;
 }
 
+/** How a peer behaves. A server builds one for all its connections, so an idle session costs less memory. */
 export interface PeerOptions {
   /** The handlers this end implements; shared by all peers of a server. */
   handlers: Map<string, HandlerEntry>;
-  /** Passed to handlers as their second argument. */
-  owner: unknown;
   /** Which end this is, for messages: "server" or "client". */
   side: "server" | "client";
-  /** Frames the engine does not handle itself (HELLO, WELCOME, PONG; EVENT on the server) go here. */
-  onControl?: (frame: Frame) => void;
+  /** Frames the engine does not handle itself (HELLO, WELCOME, PONG; EVENT on the server) go here, with the peer's owner. */
+  onControl?: (frame: Frame, owner: never) => void;
   log?: ((msg: string) => void) | undefined;
   /** Send handler stacks to the caller. */
   exposeStack?: boolean;
@@ -81,23 +80,22 @@ export class Peer {
   /** Set while the socket is backpressured: new calls wait in the queue (answers still go out). */
   private held = false;
   /**
-   * Calls given up since the last attach. Sent again after a resume: a CANCEL
+   * Calls given up since the last attach (made on first use). Sent again after a resume: a CANCEL
    * sent into a socket that was already dead (but not yet known to be) is lost.
    */
-  private cancels: number[] = [];
+  private cancels: number[] | null = null;
   /** The answering half: incoming calls, kept answers, broadcasts. */
   private readonly answers: Answerer;
   /** The largest frame the other end accepts (its `maxMessageBytes`, learned in WELCOME). */
   maxFrameBytes = Number.POSITIVE_INFINITY;
-  private readonly opts: PeerOptions;
+  readonly opts: PeerOptions;
+  /** Passed to handlers as their second argument: the client, or the server connection. */
+  readonly owner: unknown;
 
-  constructor(opts: PeerOptions) {
+  constructor(opts: PeerOptions, owner: unknown) {
     this.opts = opts;
-    this.answers = new Answerer(
-      opts,
-      (frame) => this.send(frame),
-      () => this.maxFrameBytes,
-    );
+    this.owner = owner;
+    this.answers = new Answerer(this);
   }
 
   /** The highest broadcast sequence number handled, for HELLO. */
@@ -198,6 +196,7 @@ export class Peer {
     else {
       this.link?.send(encodeFrame([FrameType.Cancel, p.id]));
       // A CANCEL for a call that has finished is ignored, so resending is safe; keep the list bounded.
+      this.cancels ??= [];
       if (this.cancels.push(p.id) > MAX_CANCELS) this.cancels.shift();
     }
     this.settle(p);
@@ -227,9 +226,9 @@ export class Peer {
     this.held = false;
     if (resumed) {
       this.answers.settledBelow(peerSettledBelow);
-      for (const id of this.cancels) link.send(encodeFrame([FrameType.Cancel, id]));
+      for (const id of this.cancels ?? []) link.send(encodeFrame([FrameType.Cancel, id]));
     }
-    this.cancels = [];
+    this.cancels = null;
     let resent = 0;
     for (const p of [...this.pending.values()]) {
       if (p.sent && !resumed) continue;
@@ -282,7 +281,7 @@ export class Peer {
       this.settle(p);
       p.reject(new ChatterError("DISCONNECTED", `session lost during call to "${p.proc.name}" (${reason}); it may or may not have run`));
     }
-    this.cancels = [];
+    this.cancels = null;
     this.answers.reset(reason);
   }
 
@@ -309,7 +308,7 @@ export class Peer {
       case FrameType.Error:
         return this.onAnswer(frame[1], frame[2], true);
       case FrameType.Event:
-        if (this.opts.side === "server") return this.opts.onControl?.(frame);
+        if (this.opts.side === "server") return this.opts.onControl?.(frame, this.owner as never);
         return this.answers.onEvent(frame);
       case FrameType.Cancel:
         return this.answers.cancel(frame[1]);
@@ -318,9 +317,9 @@ export class Peer {
         return this.send(encodeFrame([FrameType.Pong, this.settledBelow]));
       case FrameType.Pong:
         this.answers.settledBelow(frame[1]);
-        return this.opts.onControl?.(frame);
+        return this.opts.onControl?.(frame, this.owner as never);
       default:
-        this.opts.onControl?.(frame);
+        this.opts.onControl?.(frame, this.owner as never);
     }
   }
 

@@ -19,10 +19,13 @@ export class ReplyCache {
   private order: number[] = [];
   private head = 0;
   private bytes = 0;
-  private readonly limits: ReplyLimits;
+  private readonly maxEntries: number;
+  private readonly maxBytes: number;
 
-  constructor(limits: ReplyLimits) {
-    this.limits = limits;
+  /** @param limits - defaults: 10,000 answers and 8 MiB */
+  constructor(limits?: Partial<ReplyLimits>) {
+    this.maxEntries = limits?.maxEntries ?? 10_000;
+    this.maxBytes = limits?.maxBytes ?? 8 * 1024 * 1024;
   }
 
   get size(): number {
@@ -38,7 +41,7 @@ export class ReplyCache {
     this.kept.set(id, keep(frame));
     this.order.push(id);
     this.bytes += frame.byteLength;
-    while (this.kept.size > this.limits.maxEntries || this.bytes > this.limits.maxBytes) this.dropOldest();
+    while (this.kept.size > this.maxEntries || this.bytes > this.maxBytes) this.dropOldest();
   }
 
   /**

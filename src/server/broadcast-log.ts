@@ -25,8 +25,9 @@ export type SubscriptionChange = [seq: number, topic: string, joined: boolean];
 
 /** What the log needs of a session. */
 export interface Subscriber {
-  topics: ReadonlySet<string>;
-  changes: SubscriptionChange[];
+  isSubscribed(topic: string): boolean;
+  /** Changes some kept broadcast may need, oldest first; null when there are none (most sessions). */
+  changes: SubscriptionChange[] | null;
   /** Changes before this sequence number were forgotten. */
   changesFrom: number;
 }
@@ -61,6 +62,11 @@ export class BroadcastLog<C extends Subscriber> {
     }
   }
 
+  /** Whether no broadcast is kept. */
+  get isEmpty(): boolean {
+    return this.head === this.entries.length;
+  }
+
   /** Takes the next sequence number; the caller encodes it into the frame, then appends. */
   next(): number {
     return ++this.seq;
@@ -81,17 +87,20 @@ export class BroadcastLog<C extends Subscriber> {
     return out;
   }
 
-  /** Forgets subscription changes no kept broadcast can need. */
+  /** Forgets subscription changes no kept broadcast can need: those made before the oldest one kept. */
   trim(who: C): void {
-    const keepFrom = this.droppedThrough;
+    const changes = who.changes;
+    if (!changes) return;
+    const keepFrom = this.isEmpty ? Number.POSITIVE_INFINITY : (this.entries[this.head] as LoggedBroadcast<C>).seq;
     let i = 0;
-    while (i < who.changes.length && (who.changes[i] as SubscriptionChange)[0] < keepFrom) i++;
-    if (i) who.changes.splice(0, i);
+    while (i < changes.length && (changes[i] as SubscriptionChange)[0] < keepFrom) i++;
+    if (i === changes.length) who.changes = null;
+    else if (i) changes.splice(0, i);
   }
 }
 
 /** Was `who` subscribed to `topic` when broadcast `seq` went out? The first change at or after it tells. */
 function wasSubscribed(who: Subscriber, topic: string, seq: number): boolean {
-  for (const [at, t, joined] of who.changes) if (t === topic && at >= seq) return !joined;
-  return who.topics.has(topic);
+  for (const [at, t, joined] of who.changes ?? []) if (t === topic && at >= seq) return !joined;
+  return who.isSubscribed(topic);
 }

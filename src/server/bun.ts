@@ -5,14 +5,10 @@
  * Docs: https://bun.sh/docs/api/websockets
  */
 import type { ServerCore } from "./core.ts";
-import type { Admission, ServerSocket, SocketLink } from "./socket.ts";
+import type { ServerSocket, SocketLink } from "./socket.ts";
 
-/** What Chatter keeps on each Bun socket (`ws.data`). */
-export interface BunSocketData {
-  admission: Admission;
-  /** The core's state for this socket, once it is open. */
-  link: SocketLink | null;
-}
+/** What Chatter keeps on each Bun socket (`ws.data`): the core's state for it. */
+export type BunSocketData = SocketLink;
 
 /** The parts of Bun's `Server` that Chatter uses. */
 export interface BunServerLike {
@@ -49,13 +45,13 @@ export function bunAdapter<TData>(core: ServerCore<TData>) {
     if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
       return new Response("This endpoint speaks Chatter over WebSocket", { status: 426, headers: { Upgrade: "websocket" } });
     }
-    const finish = (admission: Admission | Response): Response | undefined => {
-      if (admission instanceof Response) return admission;
-      if (server.upgrade(request, { data: { admission, link: null } })) return undefined;
+    const finish = (link: SocketLink | Response): Response | undefined => {
+      if (link instanceof Response) return link;
+      if (server.upgrade(request, { data: link })) return undefined;
       return new Response("WebSocket upgrade failed", { status: 400 });
     };
-    const admission = core.admit(request, server.requestIP?.(request)?.address ?? null);
-    return admission instanceof Promise ? admission.then(finish) : finish(admission);
+    const link = core.admit(request, server.requestIP?.(request)?.address ?? null);
+    return link instanceof Promise ? link.then(finish) : finish(link);
   };
 
   const websocket: BunWebSocketHandlers = {
@@ -67,16 +63,16 @@ export function bunAdapter<TData>(core: ServerCore<TData>) {
     idleTimeout: 120,
     perMessageDeflate: false,
     open(ws) {
-      ws.data.link = core.open(ws, ws.data.admission);
+      core.open(ws.data, ws);
     },
     message(ws, message) {
-      if (ws.data.link) core.message(ws.data.link, message);
+      core.message(ws.data, message);
     },
     close(ws, code, reason) {
-      if (ws.data.link) core.closed(ws.data.link, code, reason);
+      core.closed(ws.data, code, reason);
     },
     drain(ws) {
-      if (ws.data.link) core.drained(ws.data.link);
+      core.drained(ws.data);
     },
   };
 

@@ -31,10 +31,10 @@ export class ServerConnection<TData = unknown> {
   readonly sessionId: string;
   /** @internal the secret a client must show to resume this session. */
   readonly token: string;
-  /** @internal the topics this session is subscribed to. */
-  readonly topics = new Set<string>();
-  /** @internal subscription changes, to judge which logged broadcasts it missed. */
-  changes: SubscriptionChange[] = [];
+  /** @internal the topics this session is subscribed to (membership is looked up in the topic index). */
+  topics: string[] = [];
+  /** @internal subscription changes, to judge which logged broadcasts it missed; null when none matter. */
+  changes: SubscriptionChange[] | null = null;
   /** @internal */
   changesFrom = 0;
   /** @internal */
@@ -54,15 +54,7 @@ export class ServerConnection<TData = unknown> {
     this.sessionId = sessionId;
     this.token = token;
     this.data = data;
-    this.peer = new Peer({
-      handlers: core.handlers,
-      owner: this,
-      side: "server",
-      log: core.log,
-      exposeStack: core.options.exposeStack ?? false,
-      maxConcurrent: core.options.maxConcurrentCalls ?? 1024,
-      onControl: (frame) => core.protocolError(this.link, `unexpected frame type ${frame[0]} after the handshake`),
-    });
+    this.peer = new Peer(core.peerOptions, this);
   }
 
   /** Whether a socket serves this session now (false while it waits for the client to resume). */
@@ -75,8 +67,8 @@ export class ServerConnection<TData = unknown> {
     return this.link?.socket ?? null;
   }
 
-  /** Frames made in this tick, sent together as one message at its end (see flush). */
-  private outbox: Uint8Array[] = [];
+  /** Frames made in this tick, sent together as one message at its end (see flush); null when none. */
+  private outbox: Uint8Array[] | null = null;
   private outboxBytes = 0;
 
   /**
@@ -86,8 +78,11 @@ export class ServerConnection<TData = unknown> {
   send(frame: Uint8Array): void {
     if (!this.link) return;
     if (this.outboxBytes + frame.byteLength > BATCH_BYTES) this.flush();
-    if (this.outbox.length === 0) queueMicrotask(() => this.flush());
-    this.outbox.push(frame);
+    if (this.outbox) this.outbox.push(frame);
+    else {
+      this.outbox = [frame];
+      queueMicrotask(() => this.flush());
+    }
     this.outboxBytes += frame.byteLength;
   }
 
@@ -98,8 +93,8 @@ export class ServerConnection<TData = unknown> {
    */
   flush(): void {
     const frames = this.outbox;
-    if (frames.length === 0) return;
-    this.outbox = [];
+    if (!frames) return;
+    this.outbox = null;
     const size = this.outboxBytes;
     this.outboxBytes = 0;
     const link = this.link;
@@ -150,7 +145,7 @@ export class ServerConnection<TData = unknown> {
 
   /** @returns whether this connection is subscribed to the topic */
   isSubscribed(topic: string): boolean {
-    return this.topics.has(topic);
+    return this.core.topics.has(this, topic);
   }
 
   /** Ends the session and closes its socket. The client reconnects with a fresh session. */

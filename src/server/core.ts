@@ -4,14 +4,14 @@
  * topics and fan-out live in topics.ts.
  */
 import type { CallContext } from "../engine/context.ts";
-import type { HandlerEntry } from "../engine/peer.ts";
+import type { HandlerEntry, PeerOptions } from "../engine/peer.ts";
 import { ChatterError } from "../errors.ts";
 import { check, type Proc } from "../proc.ts";
 import { CloseCode, decodeFrames, encodeFrame, FrameType, type HelloFrame, PROTOCOL_VERSION } from "../wire/frames.ts";
 import type { ClusterBackend, ClusterBroadcast } from "./cluster.ts";
 import { ServerConnection } from "./connection.ts";
 import { RateLimiter, type RateLimitOptions } from "./rate-limit.ts";
-import type { Admission, ServerSocket, SocketLink } from "./socket.ts";
+import type { ServerSocket, SocketLink } from "./socket.ts";
 import { Topics } from "./topics.ts";
 import { admit, type ConnectionInfo } from "./upgrade.ts";
 
@@ -75,9 +75,11 @@ export class ServerCore<TData> {
   closing = false;
   /** This instance's id in a cluster. */
   readonly instanceId = crypto.randomUUID();
-  /** Every open socket, handshake done or not. */
-  private readonly links = new Set<SocketLink>();
+  /** Open sockets that have not finished the handshake (the others are reached through their sessions). */
+  private readonly handshaking = new Set<SocketLink>();
   readonly options: ServerOptions<TData>;
+  /** One engine configuration for every session. */
+  readonly peerOptions: PeerOptions;
 
   constructor(options: ServerOptions<TData>) {
     this.options = options;
@@ -90,22 +92,31 @@ export class ServerCore<TData> {
       for (const c of this.topics.index.get(topic) ?? [])
         if ((c.socket?.getBufferedAmount() ?? 0) > this.maxBufferedBytes) this.slowConsumer(c);
     };
+    this.peerOptions = {
+      handlers: this.handlers,
+      side: "server",
+      log: this.log,
+      exposeStack: options.exposeStack ?? false,
+      maxConcurrent: options.maxConcurrentCalls ?? 1024,
+      onControl: (frame, conn: ServerConnection<TData>) =>
+        this.protocolError(conn.link, `unexpected frame type ${frame[0]} after the handshake`),
+    };
   }
 
   /** Decides, during the upgrade, whether a client may connect. */
-  admit(request: Request, ip: string | null): Admission | Response | Promise<Admission | Response> {
+  admit(request: Request, ip: string | null): SocketLink | Response | Promise<SocketLink | Response> {
     if (this.closing) return new Response("Server is shutting down", { status: 503 });
     return admit(request, ip, { ...this.options, limiter: this.limiter });
   }
 
-  open(socket: ServerSocket, admission: Admission): SocketLink {
-    const link: SocketLink = { socket, admission, conn: null, helloTimer: undefined };
-    this.links.add(link);
+  /** An admitted socket opened; it must send HELLO in time. */
+  open(link: SocketLink, socket: ServerSocket): void {
+    link.socket = socket;
+    this.handshaking.add(link);
     link.helloTimer = setTimeout(() => {
-      this.log?.(`client ${admission.clientId} sent no HELLO in time; closing`);
+      this.log?.(`client ${link.clientId} sent no HELLO in time; closing`);
       this.closeLink(link, CloseCode.HandshakeTimeout, "no HELLO received in time");
     }, this.options.handshakeTimeout ?? 10_000);
-    return link;
   }
 
   message(link: SocketLink, message: string | Uint8Array): void {
@@ -138,7 +149,7 @@ export class ServerCore<TData> {
   }
 
   private refuse(link: SocketLink, code: number, reason: string): void {
-    this.log?.(`closing client ${link.admission.clientId} with ${code}: ${reason}`);
+    this.log?.(`closing client ${link.clientId} with ${code}: ${reason}`);
     const conn = link.conn as ServerConnection<TData> | null;
     if (conn) this.endSession(conn, code, reason);
     else this.closeLink(link, code, reason);
@@ -162,6 +173,7 @@ export class ServerCore<TData> {
   private handshake(link: SocketLink, [, version, , sessionId, token, lastEvent, settledBelow]: HelloFrame): void {
     clearTimeout(link.helloTimer);
     link.helloTimer = undefined; // Do not keep the spent timer alive with the socket.
+    this.handshaking.delete(link);
     if (version !== PROTOCOL_VERSION) {
       return this.closeLink(link, CloseCode.VersionMismatch, `protocol version ${version} unsupported; server speaks ${PROTOCOL_VERSION}`);
     }
@@ -174,7 +186,7 @@ export class ServerCore<TData> {
     // after a failed resume, or for an id someone else holds, it gets a fresh one.
     const fresh = token === null && /^[\w-]{1,64}$/.test(sessionId) && !this.sessions.has(sessionId);
     const id = fresh ? sessionId : crypto.randomUUID();
-    const conn = new ServerConnection<TData>(this, link.admission.clientId, id, secret(), link.admission.data as TData);
+    const conn = new ServerConnection<TData>(this, link.clientId, id, secret(), link.data as TData);
     this.sessions.set(id, conn);
     this.connections.add(conn);
     this.bind(conn, link);
@@ -214,7 +226,7 @@ export class ServerCore<TData> {
 
   closed(link: SocketLink, code: number, reason: string): void {
     clearTimeout(link.helloTimer);
-    this.links.delete(link);
+    this.handshaking.delete(link);
     const conn = link.conn as ServerConnection<TData> | null;
     if (!conn || conn.link !== link) return; // No handshake, or a stale socket of a resumed session.
     conn.link = null;
@@ -255,7 +267,7 @@ export class ServerCore<TData> {
     while (busy() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     if (busy()) this.log?.("shutdown deadline passed with handlers still running");
     for (const conn of [...this.connections]) this.endSession(conn, CloseCode.GoingAway, "server is shutting down");
-    for (const link of this.links) this.closeLink(link, CloseCode.GoingAway, "server is shutting down");
+    for (const link of this.handshaking) this.closeLink(link, CloseCode.GoingAway, "server is shutting down");
   }
 
   private hook(run: () => unknown, conn: ServerConnection<TData>): void {
@@ -299,9 +311,11 @@ export class ServerCore<TData> {
 
   /** Delivers a broadcast another instance sent (already checked there) to the local subscribers. */
   deliver(b: ClusterBroadcast): void {
-    const excluded = new Set(b.excludeSessions);
     const exclude = new Set<ServerConnection<TData>>();
-    if (excluded.size) for (const c of this.connections) if (excluded.has(c.sessionId)) exclude.add(c);
+    for (const id of b.excludeSessions) {
+      const c = this.sessions.get(id);
+      if (c) exclude.add(c);
+    }
     this.topics.broadcast(b.topics, (seq) => encodeFrame([FrameType.Event, seq, b.name, b.input]), exclude);
   }
 }

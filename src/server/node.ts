@@ -9,7 +9,7 @@ import type { Duplex } from "node:stream";
 import { type WebSocket, WebSocketServer } from "ws";
 import type { ServerCore } from "./core.ts";
 import type { ChatterServer } from "./index.ts";
-import type { Admission, ServerSocket, SocketLink } from "./socket.ts";
+import type { ServerSocket, SocketLink } from "./socket.ts";
 
 /** Options of `attach`. */
 export interface AttachOptions {
@@ -76,10 +76,10 @@ export function attach(chatter: ChatterServer<any>, server: Server, options: Att
       return;
     }
     Promise.resolve(core.admit(toRequest(req), req.socket.remoteAddress ?? null)).then(
-      (admission) => {
-        if (admission instanceof Response) return refuse(socket, admission);
+      (link) => {
+        if (link instanceof Response) return refuse(socket, link);
         if (socket.destroyed) return;
-        wss.handleUpgrade(req, socket, head, (ws) => serve(core, ws, admission));
+        wss.handleUpgrade(req, socket, head, (ws) => serve(core, ws, link));
       },
       (err) => {
         core.report(err);
@@ -98,8 +98,8 @@ export function attach(chatter: ChatterServer<any>, server: Server, options: Att
   };
 }
 
-function serve(core: ServerCore<unknown>, ws: WebSocket, admission: Admission): void {
-  const link: SocketLink = core.open(new NodeSocket(ws, core.maxBufferedBytes, () => core.drained(link)), admission);
+function serve(core: ServerCore<unknown>, ws: WebSocket, link: SocketLink): void {
+  core.open(link, new NodeSocket(ws, core.maxBufferedBytes, () => core.drained(link)));
   ws.on("message", (data, isBinary) => core.message(link, isBinary ? asBytes(data) : data.toString()));
   ws.on("close", (code, reason) => core.closed(link, code, reason.toString()));
   // An 'error' is always followed by 'close'; without a listener it would be thrown.

@@ -28,21 +28,26 @@ export interface Publisher {
   publish(topic: string, frame: Uint8Array): number;
 }
 
-/** What the upgrade learned about a client, kept until its socket opens. */
-export interface Admission {
+/**
+ * One socket's state in the core. Made when an upgrade is admitted, with what
+ * the upgrade learned; the adapter keeps it with the socket (on Bun it is
+ * `ws.data`) and hands it back with each event.
+ */
+export class SocketLink {
   /** The client's id from the upgrade URL (`cid`); not a secret. */
-  clientId: string;
+  readonly clientId: string;
   /** What `getConnectionData` returned. */
-  data: unknown;
-}
-
-/** One socket's state in the core; the adapter keeps it and hands it back with each event. */
-export interface SocketLink {
-  readonly socket: ServerSocket;
-  readonly admission: Admission;
+  readonly data: unknown;
+  /** The socket, set when it opens. */
+  socket!: ServerSocket;
   /** The session this socket serves, once its HELLO is handled. */
-  conn: unknown;
-  helloTimer: ReturnType<typeof setTimeout> | undefined;
+  conn: unknown = null;
+  helloTimer: ReturnType<typeof setTimeout> | undefined = undefined;
   /** Set once the core closes the socket: frames still in a batch after that are ignored. */
-  closing?: boolean;
+  closing = false;
+
+  constructor(clientId: string, data: unknown) {
+    this.clientId = clientId;
+    this.data = data;
+  }
 }

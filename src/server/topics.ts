@@ -10,9 +10,8 @@ import type { Publisher, ServerSocket } from "./socket.ts";
 
 /** What topics need of a connection. */
 export interface Member extends Subscriber {
-  readonly topics: Set<string>;
-  changes: SubscriptionChange[];
-  changesFrom: number;
+  /** The topics it is in, in no particular order. Membership is looked up in the index, not here. */
+  topics: string[];
   /** The live socket, or null while the session waits for a resume. */
   readonly socket: ServerSocket | null;
   /** Sends to this member's socket, minding backpressure. */
@@ -33,37 +32,62 @@ export class Topics<C extends Member> {
     this.log = new BroadcastLog(limits);
   }
 
+  /** @returns whether `conn` is subscribed to `topic` */
+  has(conn: C, topic: string): boolean {
+    return this.index.get(topic)?.has(conn) ?? false;
+  }
+
   subscribe(conn: C, topic: string): void {
-    if (conn.topics.has(topic)) return;
-    conn.topics.add(topic);
     let members = this.index.get(topic);
+    if (members?.has(conn)) return;
     if (!members) {
       members = new Set();
       this.index.set(topic, members);
     }
     members.add(conn);
+    conn.topics.push(topic);
     this.remember(conn, topic, true);
     conn.socket?.subscribe(topic);
   }
 
   unsubscribe(conn: C, topic: string): void {
-    if (!conn.topics.delete(topic)) return;
-    const members = this.index.get(topic);
-    members?.delete(conn);
-    if (members?.size === 0) this.index.delete(topic);
+    if (!this.leave(conn, topic)) return;
+    const at = conn.topics.indexOf(topic);
+    conn.topics[at] = conn.topics[conn.topics.length - 1] as string;
+    conn.topics.pop();
     this.remember(conn, topic, false);
     conn.socket?.unsubscribe(topic);
   }
 
+  /** Takes `conn` out of the topic's index entry; @returns whether it was there */
+  private leave(conn: C, topic: string): boolean {
+    const members = this.index.get(topic);
+    if (!members?.delete(conn)) return false;
+    if (members.size === 0) this.index.delete(topic);
+    return true;
+  }
+
+  /**
+   * Notes a change for replay on resume. Only broadcasts already in the log
+   * can need it (later ones have higher sequence numbers), so with an empty
+   * log there is nothing to note.
+   */
   private remember(conn: C, topic: string, joined: boolean): void {
-    conn.changes.push([this.log.seq, topic, joined]);
     this.log.trim(conn);
+    if (this.log.isEmpty) return;
+    conn.changes ??= [];
+    conn.changes.push([this.log.seq, topic, joined]);
     if (conn.changes.length > MAX_CHANGES) conn.changesFrom = (conn.changes.shift() as SubscriptionChange)[0];
   }
 
   /** Drops a closed session from every topic. */
   remove(conn: C): void {
-    for (const topic of [...conn.topics]) this.unsubscribe(conn, topic);
+    for (const topic of conn.topics) {
+      this.leave(conn, topic);
+      conn.socket?.unsubscribe(topic);
+    }
+    conn.topics = [];
+    conn.changes = null;
   }
 
   /** Re-joins a resumed session's new socket to its topics natively. */
@@ -84,7 +108,7 @@ export class Topics<C extends Member> {
       const topic = list[i] as string;
       const members = this.index.get(topic);
       if (!members) continue;
-      const skip = (c: C) => exclude.has(c) || seenBefore(c, list, i);
+      const skip = (c: C) => exclude.has(c) || this.seenBefore(c, list, i);
       if (!this.publisher) {
         for (const c of members) if (c.socket && !skip(c)) c.send(frame);
         continue;
@@ -98,9 +122,10 @@ export class Topics<C extends Member> {
       if (sent === 0) this.onDropped(topic);
     }
   }
-}
 
-function seenBefore(c: { topics: Set<string> }, list: string[], i: number): boolean {
-  for (let j = 0; j < i; j++) if (c.topics.has(list[j] as string)) return true;
-  return false;
+  /** @returns whether `c` is in one of the topics before `list[i]`, so got the broadcast already */
+  private seenBefore(c: C, list: string[], i: number): boolean {
+    for (let j = 0; j < i; j++) if (this.has(c, list[j] as string)) return true;
+    return false;
+  }
 }

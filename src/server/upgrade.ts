@@ -1,6 +1,6 @@
 /** Admission at upgrade time: who is connecting, and may they. */
 import type { RateLimiter } from "./rate-limit.ts";
-import type { Admission } from "./socket.ts";
+import { SocketLink } from "./socket.ts";
 
 /** What `getConnectionData` learns about a connecting client. */
 export interface ConnectionInfo {
@@ -34,13 +34,13 @@ const ID_PATTERN = /^[\w-]{1,64}$/;
  * Checks the origin and the rate limit, then builds the connection info and
  * runs `getConnectionData`. A thrown error refuses the upgrade with 401; a
  * returned or thrown `Response` is sent as is.
- * @returns what to keep until the socket opens, or the refusal
+ * @returns the socket's link, to keep with it, or the refusal
  */
 export function admit<TData>(
   request: Request,
   socketIp: string | null,
   rules: AdmissionRules<TData>,
-): Admission | Response | Promise<Admission | Response> {
+): SocketLink | Response | Promise<SocketLink | Response> {
   const origin = request.headers.get("origin");
   if (origin && rules.allowedOrigins && !rules.allowedOrigins.includes(origin) && !rules.allowedOrigins.includes("*")) {
     return new Response(`Origin ${origin} is not allowed`, { status: 403 });
@@ -53,7 +53,7 @@ export function admit<TData>(
   const url = new URL(request.url);
   const cid = url.searchParams.get("cid");
   const clientId = cid && ID_PATTERN.test(cid) ? cid : crypto.randomUUID();
-  if (!getConnectionData) return { clientId, data: undefined };
+  if (!getConnectionData) return new SocketLink(clientId, undefined);
   const info: ConnectionInfo = {
     request,
     url,
@@ -76,8 +76,8 @@ function forwardedFor(request: Request): string | null {
   return request.headers.get("x-forwarded-for")?.split(",")[0]?.trim() || null;
 }
 
-function accept(clientId: string, data: unknown): Admission | Response {
-  return data instanceof Response ? data : { clientId, data };
+function accept(clientId: string, data: unknown): SocketLink | Response {
+  return data instanceof Response ? data : new SocketLink(clientId, data);
 }
 
 function refuse(err: unknown): Response {
