@@ -1,7 +1,8 @@
 /**
  * The load generator, a process of its own. Modes:
- *   echo <system> <port> <n> <window>   n echo calls, `window` in flight; prints {"rate"}
- *   s2c <port> <n> <window>             Chatter server-to-client calls; prints {"rate"}
+ *   echo <system> <port> <n> <window>   n echo calls, `window` in flight, after a warm-up (see ready());
+ *                                       prints {"rate","clientCpu"}
+ *   s2c <port> <n> <window>             Chatter server-to-client calls, after a warm-up; prints {"rate"}
  *   fanout <system> <port> <conns> <k> <size>  k broadcasts to conns sockets; prints {"rate"} in deliveries/s
  *   idle <system> <port> <conns> [batch] opens conns idle connections (ids unique per batch), prints OPEN, exits on stdin "close"
  * Every loop is bounded by its count.
@@ -33,8 +34,14 @@ async function drive(call: () => Promise<unknown>, n: number, window: number): P
 async function echo(system: string, port: number, n: number, window: number) {
   const { connect } = (await import(`./systems/${system}/client.ts`)) as { connect(port: number): Promise<Conn> };
   const conn = await connect(port);
-  await drive(() => conn.call(PAYLOAD), Math.min(2000, n), window); // warm-up
+  // Warm-up, long enough for the JIT to finish with the hot path: on a fresh
+  // server, compiler threads were still busy during a short measured run.
+  await drive(() => conn.call(PAYLOAD), WARM_UP, 100);
+  await ready();
+  const before = process.cpuUsage();
   const rate = await drive(() => conn.call(PAYLOAD), n, window);
+  const used = process.cpuUsage(before);
+  clientCpu = (used.user + used.system) / n;
   await conn.close();
   return rate;
 }
@@ -43,7 +50,8 @@ async function serverToClient(port: number, n: number, window: number) {
   const { client } = await connectChatter(port);
   const { CALL_ME_BACK, ECHO } = await import("./procs.ts");
   client.on(ECHO, (p) => p);
-  await client.call(CALL_ME_BACK, { n: Math.min(2000, n), window }); // warm-up
+  await client.call(CALL_ME_BACK, { n: WARM_UP, window: 100 });
+  await ready();
   const t0 = performance.now();
   await client.call(CALL_ME_BACK, { n, window });
   const rate = (n / (performance.now() - t0)) * 1000;
@@ -78,6 +86,16 @@ async function openSockets(system: string, port: number, count: number, batch = 
 }
 
 let callId = 0;
+/** Calls made before every measured echo run (100 in flight). */
+const WARM_UP = 20_000;
+
+/** After the warm-up: prints WARM, then waits for "go" on stdin, so the caller can read the server's CPU clock first. */
+async function ready(): Promise<void> {
+  console.log("WARM");
+  await new Promise<void>((resolve) => createInterface({ input: process.stdin }).on("line", (l) => l.trim() === "go" && resolve()));
+}
+/** The load client's own CPU µs per call, for echo runs. */
+let clientCpu: number | undefined;
 
 /** The blob size that makes a Chatter EVENT frame `frameSize` bytes, so both systems send the same bytes. */
 function blobFor(frameSize: number): number {
@@ -127,5 +145,5 @@ else if (mode === "s2c") rate = await serverToClient(num(0), num(1), num(2));
 else if (mode === "fanout") rate = await fanout(args[0] as string, num(1), num(2), num(3), num(4));
 else if (mode === "idle") await idle(args[0] as string, num(1), num(2), Number(args[3] ?? 0));
 else throw new Error(`unknown mode ${mode}`);
-if (mode !== "idle") console.log(JSON.stringify({ rate }));
+if (mode !== "idle") console.log(JSON.stringify({ rate, clientCpu }));
 process.exit(0);

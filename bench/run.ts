@@ -12,6 +12,17 @@ import { build } from "esbuild";
 import { measureClientBundle } from "./client-bundle.ts";
 
 const quick = process.argv.includes("--quick");
+/**
+ * The 1-in-flight runs put the server on core 0 and the load client on core 1.
+ * A ping-pong pair is idle most of the time, and left to the scheduler it
+ * sometimes shares a core (cheap wake-ups) and sometimes not: on this VM that
+ * alone moved one system's rate between 10k and 27k calls/s from one run to
+ * the next. Busy runs (1,000 in flight, fan-out) are left to the OS, which
+ * spreads them anyway; pinning those would only crowd each runtime's GC and
+ * JIT threads onto its one core. `--no-pin` leaves every run to the OS.
+ */
+const PIN = !process.argv.includes("--no-pin") && navigator.hardwareConcurrency >= 2 && Bun.which("taskset") !== null;
+const onCore = (core: number | undefined) => (PIN && core !== undefined ? ["taskset", "-c", String(core)] : []);
 const ROUNDS = quick ? 3 : 7;
 const SEQ_CALLS = quick ? 2_000 : 8_000;
 const PIPE_CALLS = quick ? 20_000 : 80_000;
@@ -20,6 +31,7 @@ const FANOUT_CONNS = 1000;
 const FANOUT_K = quick ? 20 : 50;
 const FANOUT_FRAME = 64;
 const IDLE_CONNS = quick ? 500 : 1000;
+const IDLE_ROUNDS = quick ? 3 : 5;
 const ROOT = `${import.meta.dir}/..`;
 const BUN = process.execPath;
 
@@ -36,8 +48,8 @@ const SYSTEMS: System[] = [
   { name: "capnweb", label: "capnweb on Bun", runtime: "bun" },
 ];
 
-/** A server process speaking the bench contract (bench/commands.ts). */
-async function startServer(system: System) {
+/** A server process speaking the bench contract (bench/commands.ts), pinned to `core` if given. */
+async function startServer(system: System, core?: number) {
   let cmd = [BUN, `${ROOT}/bench/systems/${system.name}/server.ts`];
   if (system.runtime === "node") {
     const outfile = `${ROOT}/test-artifacts/bench/${system.name}-server.mjs`;
@@ -52,7 +64,7 @@ async function startServer(system: System) {
     });
     cmd = ["node", "--expose-gc", outfile];
   }
-  const proc = Bun.spawn(cmd, { stdin: "pipe", stdout: "pipe", stderr: "inherit" });
+  const proc = Bun.spawn([...onCore(core), ...cmd], { stdin: "pipe", stdout: "pipe", stderr: "inherit" });
   const lines = lineReader(proc.stdout as ReadableStream<Uint8Array>);
   const port = Number((await lines.next("READY ")).slice(6));
   const ask = async (command: string, prefix: string) => {
@@ -95,12 +107,30 @@ function lineReader(stream: ReadableStream<Uint8Array>) {
   };
 }
 
-/** Runs bench/load.ts in its own process; @returns its rate */
-async function load(...args: (string | number)[]): Promise<number> {
-  const proc = Bun.spawn([BUN, `${ROOT}/bench/load.ts`, ...args.map(String)], { stdout: "pipe", stderr: "inherit" });
-  const out = await new Response(proc.stdout).text();
+interface LoadRun {
+  /** Pin the load client to this core (see PIN). */
+  core?: number;
+  /** Runs between the warm-up and the measured part (echo and s2c), e.g. to read the server's CPU clock. */
+  onWarm?: () => Promise<unknown>;
+}
+
+/** Runs bench/load.ts in its own process; @returns its rate and, for echo runs, its own CPU µs per call */
+async function load(run: LoadRun, ...args: (string | number)[]): Promise<{ rate: number; clientCpu?: number }> {
+  const proc = Bun.spawn([...onCore(run.core), BUN, `${ROOT}/bench/load.ts`, ...args.map(String)], {
+    stdin: "pipe",
+    stdout: "pipe",
+    stderr: "inherit",
+  });
+  const lines = lineReader(proc.stdout as ReadableStream<Uint8Array>);
+  if (args[0] === "echo" || args[0] === "s2c") {
+    await lines.next("WARM");
+    await run.onWarm?.();
+    proc.stdin.write("go\n");
+    proc.stdin.flush();
+  }
+  const out = await lines.next("{");
   if ((await proc.exited) !== 0) throw new Error(`load ${args.join(" ")} failed`);
-  return (JSON.parse(out.trim().split("\n").at(-1) as string) as { rate: number }).rate;
+  return JSON.parse(out);
 }
 
 const median = (xs: number[]) => {
@@ -121,14 +151,20 @@ for (let round = 0; round < ROUNDS; round++) {
   // Rotate the starting system each round, so none always runs first.
   const order = SYSTEMS.map((_, i) => SYSTEMS[(i + round) % SYSTEMS.length] as System);
   for (const system of order) {
+    const pinned = await startServer(system, 0);
+    try {
+      push(results, `${system.name}.seq`, (await load({ core: 1 }, "echo", system.name, pinned.port, SEQ_CALLS, 1)).rate);
+    } finally {
+      await pinned.stop();
+    }
     const server = await startServer(system);
     try {
-      push(results, `${system.name}.seq`, await load("echo", system.name, server.port, SEQ_CALLS, 1));
-      const before = await server.cpu();
-      push(results, `${system.name}.pipe`, await load("echo", system.name, server.port, PIPE_CALLS, WINDOW));
-      // CPU per call, including the warm-up calls load.ts makes first.
-      push(results, `${system.name}.cpu`, ((await server.cpu()) - before) / (PIPE_CALLS + Math.min(2000, PIPE_CALLS)));
-      if (system.name === "chatter") push(results, "chatter.s2c", await load("s2c", server.port, PIPE_CALLS, WINDOW));
+      let before = 0;
+      const pipe = await load({ onWarm: async () => (before = await server.cpu()) }, "echo", system.name, server.port, PIPE_CALLS, WINDOW);
+      push(results, `${system.name}.pipe`, pipe.rate);
+      push(results, `${system.name}.clientCpu`, pipe.clientCpu as number);
+      push(results, `${system.name}.cpu`, ((await server.cpu()) - before) / PIPE_CALLS);
+      if (system.name === "chatter") push(results, "chatter.s2c", (await load({}, "s2c", server.port, PIPE_CALLS, WINDOW)).rate);
     } finally {
       await server.stop();
     }
@@ -138,11 +174,11 @@ for (let round = 0; round < ROUNDS; round++) {
     const system = SYSTEMS.find((s) => s.name === name) as System;
     const server = await startServer(system);
     try {
-      push(results, `${name}.fanout`, await load("fanout", name, server.port, FANOUT_CONNS, FANOUT_K, FANOUT_FRAME));
+      push(results, `${name}.fanout`, (await load({}, "fanout", name, server.port, FANOUT_CONNS, FANOUT_K, FANOUT_FRAME)).rate);
     } finally {
       await server.stop();
     }
-    if (round < 3) {
+    if (round < IDLE_ROUNDS) {
       const [first, next] = await idleBytes(system);
       push(results, `${name}.idleFirst`, first);
       push(results, `${name}.idle`, next);
@@ -208,12 +244,14 @@ const figures = {
 
 const k = (x: number) => (x >= 1000 ? `${(x / 1000).toFixed(1)}k` : x.toFixed(0));
 console.log(
-  `\nChatter benchmark: medians of ${ROUNDS} rounds, Bun ${Bun.version}, Node ${await nodeVersion()}, ${navigator.hardwareConcurrency} cores\n`,
+  `\nChatter benchmark: medians of ${ROUNDS} rounds, Bun ${Bun.version}, Node ${await nodeVersion()}, ${navigator.hardwareConcurrency} cores${PIN ? "; 1-in-flight runs with the server on core 0 and the load client on core 1" : ", placement left to the OS"}\n`,
 );
-console.log("| system | 1 in flight, calls/s | 1,000 in flight, calls/s | server CPU µs per call |");
-console.log("|---|--:|--:|--:|");
+console.log("| system | 1 in flight, calls/s | 1,000 in flight, calls/s | server CPU µs per call | client CPU µs per call |");
+console.log("|---|--:|--:|--:|--:|");
 for (const s of SYSTEMS)
-  console.log(`| ${s.label} | ${k(m(`${s.name}.seq`))} | ${k(m(`${s.name}.pipe`))} | ${m(`${s.name}.cpu`).toFixed(1)} |`);
+  console.log(
+    `| ${s.label} | ${k(m(`${s.name}.seq`))} | ${k(m(`${s.name}.pipe`))} | ${m(`${s.name}.cpu`).toFixed(1)} | ${m(`${s.name}.clientCpu`).toFixed(1)} |`,
+  );
 console.log(`\n| measure | raw Bun | Chatter |\n|---|--:|--:|`);
 console.log(`| fan-out to ${FANOUT_CONNS} subscribers, deliveries/s | ${k(m("raw.fanout"))} | ${k(m("chatter.fanout"))} |`);
 console.log(
