@@ -3,7 +3,8 @@
  * machine (handshake, keepalive pings, reconnect with backoff).
  */
 import type { CallContext } from "../engine/context.ts";
-import { type CallOptions, type HandlerEntry, Peer, unref } from "../engine/peer.ts";
+import { type CallOptions, type HandlerEntry, Peer } from "../engine/peer.ts";
+import { unref } from "../engine/timers.ts";
 import type { InputArgs, ParsedInputOf, Proc, ResultOf, ReturnOf } from "../proc.ts";
 import { CloseCode, decodeFrames, encodeFrame, type Frame, FrameType, PROTOCOL_VERSION, type WelcomeFrame } from "../wire/frames.ts";
 import { batchingLink } from "./batch.ts";

@@ -9,6 +9,7 @@ import { check, type Proc } from "../proc.ts";
 import { encodeFrame, type Frame, FrameType } from "../wire/frames.ts";
 import { Answerer, tooBig } from "./answers.ts";
 import type { CallContext } from "./context.ts";
+import { Deadlines } from "./deadlines.ts";
 import type { ReplyLimits } from "./replies.ts";
 
 /** Where the engine's frames go: one open socket. */
@@ -59,7 +60,10 @@ interface Pending {
   proc: Proc;
   resolve: (value: unknown) => void;
   reject: (err: unknown) => void;
-  timer: ReturnType<typeof setTimeout> | undefined;
+  /** Its timeout in ms, 0 for none. */
+  wait: number;
+  /** When it times out (performance.now() clock); 0 when it waits for ever. */
+  deadline: number;
   frame: Uint8Array;
   /** Whether the frame went out on some socket; unsent calls are the offline queue. */
   sent: boolean;
@@ -86,6 +90,8 @@ export class Peer {
   private cancels: number[] | null = null;
   /** The answering half: incoming calls, kept answers, broadcasts. */
   private readonly answers: Answerer;
+  /** The one timer behind every call's timeout; made on the first call that has one. */
+  private deadlines: Deadlines<Pending> | null = null;
   /** The largest frame the other end accepts (its `maxMessageBytes`, learned in WELCOME). */
   maxFrameBytes = Number.POSITIVE_INFINITY;
   readonly opts: PeerOptions;
@@ -169,11 +175,13 @@ export class Peer {
     if (frame.byteLength > this.maxFrameBytes) return Promise.reject(tooBig(proc.name, frame, this.maxFrameBytes));
     this.nextId++;
     return new Promise((resolve, reject) => {
-      const p: Pending = { id, proc, resolve, reject, timer: undefined, frame, sent: false, signal, onAbort: undefined };
+      const p: Pending = { id, proc, resolve, reject, wait, deadline: 0, frame, sent: false, signal, onAbort: undefined };
       this.pending.set(id, p);
       if (wait) {
-        p.timer = setTimeout(() => this.giveUp(p, new ChatterError("TIMEOUT", `call to "${proc.name}" timed out after ${wait} ms`)), wait);
-        unref(p.timer);
+        this.deadlines ??= new Deadlines((q) =>
+          this.giveUp(q, new ChatterError("TIMEOUT", `call to "${q.proc.name}" timed out after ${q.wait} ms`)),
+        );
+        this.deadlines.add(p, wait);
       }
       if (signal) {
         p.onAbort = () => this.giveUp(p, aborted(proc.name, signal));
@@ -206,7 +214,7 @@ export class Peer {
   private settle(p: Pending): void {
     this.pending.delete(p.id);
     if (p.id === this.lowest) this.lowest = 0;
-    if (p.timer !== undefined) clearTimeout(p.timer);
+    this.deadlines?.settle(p);
     if (p.onAbort) p.signal?.removeEventListener("abort", p.onAbort);
   }
 
@@ -295,6 +303,7 @@ export class Peer {
       p.reject(new ChatterError("DISCONNECTED", `call to "${p.proc.name}" failed: ${reason}`));
     }
     this.queued = 0;
+    this.deadlines?.clear();
     this.answers.reset(reason);
   }
 
@@ -341,9 +350,4 @@ export class Peer {
 function aborted(proc: string, signal: AbortSignal): ChatterError {
   const why = signal.reason instanceof Error ? `: ${signal.reason.message}` : "";
   return new ChatterError("ABORTED", `call to "${proc}" was aborted${why}`);
-}
-
-/** Timers must never keep a process alive on their own. */
-export function unref(timer: unknown): void {
-  (timer as { unref?: () => void }).unref?.();
 }

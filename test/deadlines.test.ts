@@ -1,0 +1,83 @@
+/** The one clock behind every call timeout (src/engine/deadlines.ts), on fake time. */
+import { expect, jest, test } from "bun:test";
+import { Deadlines, type Timed } from "../src/engine/deadlines.ts";
+import { withFakeTimers } from "./helpers.ts";
+
+interface Item extends Timed {
+  name: string;
+}
+const item = (name: string): Item => ({ name, deadline: 0 });
+
+function clock() {
+  const expired: string[] = [];
+  const deadlines = new Deadlines<Item>((i) => expired.push(i.name));
+  return { deadlines, expired };
+}
+
+test("items expire at their own deadline, in deadline order, whatever their timeout lengths", async () => {
+  await withFakeTimers(async () => {
+    const { deadlines, expired } = clock();
+    deadlines.add(item("slow"), 300);
+    deadlines.add(item("fast"), 100);
+    jest.advanceTimersByTime(50);
+    deadlines.add(item("fast2"), 100); // due at 150
+    deadlines.add(item("mid"), 200); // due at 250
+    jest.advanceTimersByTime(49);
+    expect(expired).toEqual([]);
+    jest.advanceTimersByTime(1);
+    expect(expired).toEqual(["fast"]);
+    jest.advanceTimersByTime(50);
+    expect(expired).toEqual(["fast", "fast2"]);
+    jest.advanceTimersByTime(100);
+    expect(expired).toEqual(["fast", "fast2", "mid"]);
+    jest.advanceTimersByTime(49);
+    expect(expired).toEqual(["fast", "fast2", "mid"]);
+    jest.advanceTimersByTime(1);
+    expect(expired).toEqual(["fast", "fast2", "mid", "slow"]);
+    expect(deadlines.held).toBe(0);
+  });
+});
+
+test("a settled item never expires, and the clock moves on to the next one", async () => {
+  await withFakeTimers(async () => {
+    const { deadlines, expired } = clock();
+    const first = item("first");
+    deadlines.add(first, 100);
+    deadlines.add(item("second"), 100);
+    jest.advanceTimersByTime(10);
+    deadlines.add(item("third"), 100);
+    deadlines.settle(first);
+    expect(first.deadline).toBe(0);
+    jest.advanceTimersByTime(90);
+    expect(expired).toEqual(["second"]);
+    jest.advanceTimersByTime(10);
+    expect(expired).toEqual(["second", "third"]);
+  });
+});
+
+test("settled items behind one that waits are swept, so the queue stays bounded", async () => {
+  await withFakeTimers(async () => {
+    const { deadlines, expired } = clock();
+    deadlines.add(item("stuck"), 60_000);
+    for (let i = 0; i < 10_000; i++) {
+      const quick = item(`q${i}`);
+      deadlines.add(quick, 60_000);
+      deadlines.settle(quick);
+    }
+    // One item waits; the 10,000 settled ones may not all stay behind it.
+    expect(deadlines.held).toBeLessThanOrEqual(66);
+    jest.advanceTimersByTime(60_000);
+    expect(expired).toEqual(["stuck"]);
+  });
+});
+
+test("clear stops the clock", async () => {
+  await withFakeTimers(async () => {
+    const { deadlines, expired } = clock();
+    deadlines.add(item("a"), 100);
+    deadlines.clear();
+    jest.advanceTimersByTime(1000);
+    expect(expired).toEqual([]);
+    expect(deadlines.held).toBe(0);
+  });
+});
