@@ -1,7 +1,8 @@
 /**
  * The browser client's size: a bundle of what a browser app imports
  * (createClient, createProc, ChatterError), minified by esbuild, then gzipped.
- * Run: bun bench/client-bundle.ts
+ * The peers' browser clients are bundled the same way, from what an app
+ * imports to make calls. Run: bun bench/client-bundle.ts
  */
 import { gzipSync } from "node:zlib";
 import { build } from "esbuild";
@@ -13,11 +14,31 @@ export interface BundleReport {
   inputs: Record<string, number>;
 }
 
+/** What an app imports from each peer to call a server from a browser. */
+export const PEER_ENTRIES = {
+  "socket.io-client": 'export { io } from "socket.io-client";',
+  // birpc brings no transport and no codec: the app adds a WebSocket and JSON itself.
+  birpc: 'export { createBirpc } from "birpc";',
+  capnweb: 'export { newWebSocketRpcSession } from "capnweb";',
+};
+
 /** @returns the sizes of a minified browser bundle of the client */
-export async function measureClientBundle(): Promise<BundleReport> {
+export function measureClientBundle(): Promise<BundleReport> {
+  return measureBundle('export { createClient, createProc, ChatterError, ConnectionState } from "./src/index.ts";');
+}
+
+/** @returns each peer's client bundle, gzipped bytes */
+export async function measurePeerBundles(): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  for (const [name, entry] of Object.entries(PEER_ENTRIES)) out[name] = (await measureBundle(entry)).gzip;
+  return out;
+}
+
+/** @returns the sizes of a minified browser bundle of `contents`, an ES module */
+async function measureBundle(contents: string): Promise<BundleReport> {
   const result = await build({
     stdin: {
-      contents: 'export { createClient, createProc, ChatterError, ConnectionState } from "./src/index.ts";',
+      contents,
       resolveDir: `${import.meta.dir}/..`,
       loader: "ts",
     },
@@ -40,5 +61,6 @@ if (import.meta.main) {
   const r = await measureClientBundle();
   console.log(`client bundle: ${r.minified} B minified, ${r.gzip} B gzipped`);
   for (const [file, bytes] of Object.entries(r.inputs).sort((a, b) => b[1] - a[1])) console.log(`  ${String(bytes).padStart(6)}  ${file}`);
+  for (const [name, gzip] of Object.entries(await measurePeerBundles())) console.log(`${name}: ${gzip} B gzipped`);
   console.log(JSON.stringify({ client_bundle_min_bytes: r.minified, client_bundle_gzip_bytes: r.gzip }));
 }

@@ -34,9 +34,11 @@ async function drive(call: () => Promise<unknown>, n: number, window: number): P
 async function echo(system: string, port: number, n: number, window: number) {
   const { connect } = (await import(`./systems/${system}/client.ts`)) as { connect(port: number): Promise<Conn> };
   const conn = await connect(port);
-  // Warm-up, long enough for the JIT to finish with the hot path: on a fresh
-  // server, compiler threads were still busy during a short measured run.
+  // Warm-up, long enough for the JIT to finish with the hot path: on a fresh server, compiler threads were
+  // still busy during a short measured run. Then more at the measured window: with many calls in flight,
+  // frames travel in batches, and the per-message code gets hot only when messages are many.
   await drive(() => conn.call(PAYLOAD), WARM_UP, 100);
+  await drive(() => conn.call(PAYLOAD), WARM_UP / 2, window);
   await ready();
   const before = process.cpuUsage();
   const rate = await drive(() => conn.call(PAYLOAD), n, window);

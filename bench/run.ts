@@ -9,7 +9,7 @@
  */
 import { writeFileSync } from "node:fs";
 import { build } from "esbuild";
-import { measureClientBundle } from "./client-bundle.ts";
+import { measureClientBundle, measurePeerBundles } from "./client-bundle.ts";
 
 const quick = process.argv.includes("--quick");
 /**
@@ -28,7 +28,7 @@ const SEQ_CALLS = quick ? 2_000 : 8_000;
 const PIPE_CALLS = quick ? 20_000 : 80_000;
 const WINDOW = 1000;
 const FANOUT_CONNS = 1000;
-const FANOUT_K = quick ? 20 : 50;
+const FANOUT_K = quick ? 100 : 200;
 const FANOUT_FRAME = 64;
 const IDLE_CONNS = quick ? 500 : 1000;
 const IDLE_ROUNDS = quick ? 3 : 5;
@@ -225,6 +225,7 @@ async function idleBytes(system: System): Promise<[number, number]> {
 
 const m = (key: string) => median(results[key] ?? [Number.NaN]);
 const bundle = await measureClientBundle();
+const peerBundles = await measurePeerBundles();
 const round2 = (x: number) => Math.round(x * 100) / 100;
 const figures = {
   seq_ratio_vs_raw: round2(m("chatter.seq") / m("raw.seq")),
@@ -259,7 +260,12 @@ console.log(
 );
 console.log(`| server RSS per idle connection, next ${IDLE_CONNS}, bytes | ${k(m("raw.idle"))} | ${k(m("chatter.idle"))} |`);
 console.log(`| server-to-client calls/s, 1,000 in flight | | ${k(m("chatter.s2c"))} |`);
-console.log(`\nclient bundle: ${bundle.minified} B minified, ${bundle.gzip} B gzipped`);
+console.log(`\nbrowser client, esbuild --minify then gzip -9: Chatter ${bundle.gzip} B (${bundle.minified} B minified)`);
+console.log(
+  `the peers' clients, bundled the same way: ${Object.entries(peerBundles)
+    .map(([name, gzip]) => `${name} ${gzip} B`)
+    .join(", ")}`,
+);
 if (!quick) writeFileSync(`${import.meta.dir}/results.svg`, chart());
 console.log(JSON.stringify(figures));
 

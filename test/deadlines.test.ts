@@ -81,3 +81,58 @@ test("clear stops the clock", async () => {
     expect(deadlines.held).toBe(0);
   });
 });
+
+test("settled items with many different timeout lengths are swept too", () => {
+  const { deadlines } = clock();
+  deadlines.add(item("stuck"), 60_000);
+  for (let i = 0; i < 10_000; i++) {
+    const quick = item(`q${i}`);
+    deadlines.add(quick, 1000 + i); // a queue each
+    deadlines.settle(quick);
+  }
+  expect(deadlines.held).toBeLessThanOrEqual(2 + 64 + 1);
+  deadlines.clear();
+});
+
+test("after fake timers are gone, the clock runs on real time again", async () => {
+  const { deadlines, expired } = clock();
+  await withFakeTimers(async () => {
+    // Fake time starts at 0, so this timer is set for a moment real time has long passed.
+    const early = item("fake");
+    deadlines.add(early, 1);
+    deadlines.settle(early);
+  });
+  // The timer armed under fake time will never fire now; a new deadline must not wait for it.
+  deadlines.add(item("real"), 20);
+  await Bun.sleep(80);
+  expect(expired).toEqual(["real"]);
+});
+
+test("items overdue together expire earliest first, whatever their timeout lengths", async () => {
+  const { deadlines, expired } = clock();
+  deadlines.add(item("later"), 40); // its queue is made first
+  deadlines.add(item("sooner"), 20);
+  const until = performance.now() + 60;
+  while (performance.now() < until); // the event loop is busy past both deadlines
+  await Bun.sleep(10);
+  expect(expired).toEqual(["sooner", "later"]);
+});
+
+test("a timeout beyond setTimeout's range waits instead of spinning", async () => {
+  const { deadlines, expired } = clock();
+  const realSetTimeout = globalThis.setTimeout;
+  let timers = 0;
+  globalThis.setTimeout = ((fn: () => void, ms?: number) => {
+    timers++;
+    return realSetTimeout(fn, ms);
+  }) as typeof setTimeout;
+  try {
+    deadlines.add(item("far"), 2 ** 40);
+    await Bun.sleep(50);
+  } finally {
+    globalThis.setTimeout = realSetTimeout;
+  }
+  expect(expired).toEqual([]);
+  expect(timers).toBe(1);
+  deadlines.clear();
+});

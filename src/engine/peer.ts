@@ -52,6 +52,7 @@ export interface PeerOptions {
 }
 
 export const DEFAULT_TIMEOUT = 30_000;
+const SETTLED = new Uint8Array(0);
 /** CANCELs kept for resending after a resume. */
 const MAX_CANCELS = 1000;
 
@@ -215,6 +216,8 @@ export class Peer {
     this.pending.delete(p.id);
     if (p.id === this.lowest) this.lowest = 0;
     this.deadlines?.settle(p);
+    // The deadline clock may hold the settled call a while longer; it need not hold the encoded input too.
+    p.frame = SETTLED;
     if (p.onAbort) p.signal?.removeEventListener("abort", p.onAbort);
   }
 
@@ -243,8 +246,9 @@ export class Peer {
       if (!p.sent) this.queued--;
       if (p.frame.byteLength > this.maxFrameBytes) {
         // Queued before this end knew the limit: it would only get the socket closed.
+        const err = tooBig(p.proc.name, p.frame, this.maxFrameBytes);
         this.settle(p);
-        p.reject(tooBig(p.proc.name, p.frame, this.maxFrameBytes));
+        p.reject(err);
         continue;
       }
       p.sent = true;
