@@ -7,7 +7,10 @@
 import type { ServerCore } from "./core.ts";
 import type { ServerSocket, SocketLink } from "./socket.ts";
 
-/** What Chatter keeps on each Bun socket (`ws.data`): the core's state for it. */
+/**
+ * What Chatter keeps on each Bun socket (`ws.data`): the core's own state for
+ * it, not an API. Per-connection data lives on the connection (`conn.data`).
+ */
 export type BunSocketData = SocketLink;
 
 /** The parts of Bun's `Server` that Chatter uses. */
