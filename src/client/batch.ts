@@ -1,7 +1,8 @@
 /**
- * Batching: frames made in the same tick go out as one WebSocket message,
- * back to back (PROTOCOL.md, "Framing"). A burst of calls then costs one
- * send, not one each; the tick ends before anything waits.
+ * Batching: the first frame of a tick goes out at once, and any more frames
+ * made in the same tick follow together as one WebSocket message at its end
+ * (PROTOCOL.md, "Framing"). A lone call is not delayed, and a burst of calls
+ * costs two sends, not one each.
  */
 import type { Link } from "../engine/peer.ts";
 import { joinFrames } from "../wire/frames.ts";
@@ -9,25 +10,34 @@ import { joinFrames } from "../wire/frames.ts";
 /**
  * @param ws - the open socket
  * @param maxBytes - the server's maxMessageBytes; a batch never grows past it
- * @returns a link that queues frames and flushes them at the end of the tick
+ * @returns a link that sends the first frame of a tick and batches the rest
  */
 export function batchingLink(ws: WebSocket, maxBytes: number): Link {
-  let queue: Uint8Array[] = [];
+  /** Frames waiting for the end of the tick; null until this tick has sent a frame. */
+  let queue: Uint8Array[] | null = null;
   let bytes = 0;
+  // A socket closed meanwhile takes the frames with it; the engine resends what matters after a resume.
+  const write = (data: Uint8Array) => ws.readyState === 1 && ws.send(data);
   const flush = () => {
-    if (queue.length === 0) return;
     const frames = queue;
-    queue = [];
     const size = bytes;
+    queue = null;
     bytes = 0;
-    // A socket closed meanwhile takes the batch with it; the engine resends what matters after a resume.
-    if (ws.readyState !== 1) return;
-    ws.send(joinFrames(frames, size));
+    if (frames?.length) write(joinFrames(frames, size));
   };
   return {
     send(frame) {
-      if (bytes + frame.byteLength > maxBytes) flush();
-      if (queue.length === 0) queueMicrotask(flush);
+      if (queue === null) {
+        queue = [];
+        queueMicrotask(flush);
+        write(frame);
+        return;
+      }
+      if (queue.length > 0 && bytes + frame.byteLength > maxBytes) {
+        write(joinFrames(queue, bytes));
+        queue = [];
+        bytes = 0;
+      }
       queue.push(frame);
       bytes += frame.byteLength;
     },

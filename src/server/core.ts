@@ -137,6 +137,9 @@ export class ServerCore<TData> {
         else return this.protocolError(link, "the first frame must be HELLO");
         if (link.closing) return; // That frame got the socket closed: ignore the rest of the batch.
       }
+      // Answers made while handling this message go out now, inside the runtime's corked handler: one write,
+      // and no wait for the end of the tick.
+      (link.conn as ServerConnection<TData> | null)?.flush();
     } catch (err) {
       if (err instanceof ChatterError && err.code === "PROTOCOL") this.protocolError(link, err.message);
       else this.report(err, (link.conn as ServerConnection<TData> | null) ?? undefined);
