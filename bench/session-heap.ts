@@ -8,6 +8,7 @@
  */
 import { heapStats } from "bun:jsc";
 import { createServer } from "../src/index.ts";
+import { readUntil } from "./processes.ts";
 import { ECHO } from "./procs.ts";
 
 const CONNS = 1000;
@@ -25,9 +26,7 @@ async function openBatch(batch: number) {
       stderr: "inherit",
     },
   );
-  const reader = (proc.stdout as ReadableStream<Uint8Array>).getReader();
-  let out = "";
-  while (!out.includes("OPEN")) out += new TextDecoder().decode((await reader.read()).value);
+  await readUntil(proc.stdout as ReadableStream<Uint8Array>, /OPEN/);
   await Bun.sleep(300);
   return proc;
 }
