@@ -90,6 +90,7 @@ export function check(schema: Schema | null, value: unknown, proc: string, kind:
 function unwrap(result: StandardSchemaV1.Result<unknown>, proc: string, kind: CheckKind): unknown {
   if (!result.issues) return result.value;
   const issues = plainIssues(result.issues);
+  const omitted = result.issues.length - issues.length;
   const what = kind === "input" ? "input" : "result";
-  throw new ChatterError("VALIDATION", `${what} of "${proc}" failed its schema: ${describeIssues(issues)}`, issues);
+  throw new ChatterError("VALIDATION", `${what} of "${proc}" failed its schema: ${describeIssues(issues, omitted)}`, issues, omitted);
 }

@@ -44,6 +44,7 @@ describe("identity", () => {
       const a = await srv.client();
       const b = await srv.client();
       expect(store.get("chatter:clientId")).toBe(a.clientId);
+      expect(store.get("chatter:clientKey")).toBe(a.clientKey as string);
       expect(b.clientId).toBe(a.clientId);
       expect(b.sessionId).not.toBe(a.sessionId);
     } finally {
@@ -51,11 +52,23 @@ describe("identity", () => {
     }
   });
 
-  test("without localStorage each process gets a fresh id, and the clientId option overrides it", async () => {
+  test("without localStorage each process gets a fresh id; clientId with its clientKey keeps it across runs", async () => {
+    srv = startServer();
+    const a = await srv.client();
+    expect(a.clientKey).toEqual(expect.any(String));
+    const { clientId, clientKey } = a;
+    a.close();
+    const again = await srv.client({ clientId, clientKey: clientKey as string });
+    expect(again.clientId).toBe(clientId);
+    expect(srv.chatter.find((c) => c.clientId === clientId && c.isConnected)).toBeDefined();
+  });
+
+  test("a client id without its key is only a proposal: the server assigns a fresh one", async () => {
     srv = startServer();
     const a = await srv.client({ clientId: "device-7" });
-    expect(a.clientId).toBe("device-7");
-    expect(srv.chatter.find((c) => c.clientId === "device-7")).toBeDefined();
+    expect(a.clientId).not.toBe("device-7");
+    expect(a.clientId).toMatch(UUID);
+    expect(srv.chatter.find((c) => c.clientId === "device-7")).toBeUndefined();
   });
 });
 

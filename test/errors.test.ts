@@ -55,7 +55,7 @@ describe("VALIDATION", () => {
   test("a result that fails `returns` is caught on arrival by the caller", async () => {
     srv = startServer();
     const raw = await rawSocket(srv.url);
-    const conn = srv.chatter.find((c) => c.clientId === "raw-client") as ServerConnection<unknown>;
+    const conn = srv.chatter.find((c) => c.clientId === raw.clientId) as ServerConnection<unknown>;
     const pending = conn.call(ADD, { a: 1, b: 2 });
     const call = await raw.next(FrameType.Call);
     raw.send([FrameType.Result, call[1] as number, "three"]);

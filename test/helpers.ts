@@ -65,8 +65,9 @@ export function waitForState(client: ChatterClient, state: ConnectionState, ms =
 }
 
 /** A bare WebSocket speaking frames by hand, to send what a real client never would. */
-export async function rawSocket(url: string, hello = true) {
-  const ws = new WebSocket(`${url}/?cid=raw-client`);
+export async function rawSocket(url: string, hello = true, claim: { clientId?: string; sessionId?: string; clientKey?: string } = {}) {
+  const claimed = claim.clientId ?? "raw-client";
+  const ws = new WebSocket(`${url}/?cid=${claimed}`);
   ws.binaryType = "arraybuffer";
   const inbox: Frame[] = [];
   const closed = new Promise<{ code: number; reason: string }>((resolve) => {
@@ -82,6 +83,8 @@ export async function rawSocket(url: string, hello = true) {
     ws,
     inbox,
     closed,
+    /** The client id the server assigned in WELCOME (the raw socket claims "raw-client" but cannot prove it). */
+    clientId: "",
     send(frame: Frame | Uint8Array | string) {
       ws.send(typeof frame === "string" || frame instanceof Uint8Array ? frame : encodeFrame(frame));
     },
@@ -93,8 +96,9 @@ export async function rawSocket(url: string, hello = true) {
     },
   };
   if (hello) {
-    raw.send([FrameType.Hello, PROTOCOL_VERSION, "raw-client", crypto.randomUUID(), null, 0, 1]);
-    await raw.next(FrameType.Welcome);
+    const sessionId = claim.sessionId ?? crypto.randomUUID();
+    raw.send([FrameType.Hello, PROTOCOL_VERSION, claimed, sessionId, null, 0, 1, claim.clientKey ?? null]);
+    raw.clientId = (await raw.next(FrameType.Welcome))[6] as string;
   }
   return raw;
 }

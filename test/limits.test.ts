@@ -97,9 +97,9 @@ describe("slow consumers", () => {
     srv = startServer({ maxBufferedBytes: 64 * 1024, onOpen: (c) => c.subscribe("firehose") });
     const sock = await stalledClient(srv.url);
     await waitFor(() => srv.chatter.connections.size === 1);
+    const stalled = [...srv.chatter.connections][0] as ServerConnection<unknown>;
     const fast = await srv.client();
     fast.on(BLOB, () => {});
-    const stalled = srv.chatter.find((c) => c.clientId === "stalled") as ServerConnection<unknown>;
     const codes = watchCloses(stalled);
     const big = new Uint8Array(256 * 1024);
     for (let i = 0; i < 200 && codes.length === 0; i++) {

@@ -224,11 +224,12 @@ describe("hooks", () => {
     });
     const PROBE = createProc({ name: "probe" });
     srv.chatter.on(PROBE, (_i, conn) => void events.push(`call subscribed=${conn.isSubscribed("auto")}`));
-    const client = await srv.client({ clientId: "c1" });
+    const client = await srv.client();
+    const id = client.clientId;
     await client.call(PROBE);
     client.close();
     await waitFor(() => events.length === 3);
-    expect(events).toEqual(["open c1", "call subscribed=true", "close c1 4004 client closed"]);
+    expect(events).toEqual([`open ${id}`, "call subscribed=true", `close ${id} 4004 client closed`]);
   });
 
   test("a throwing hook is reported to onError and harms nothing", async () => {

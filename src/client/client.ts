@@ -9,7 +9,7 @@ import type { InputArgs, ParsedInputOf, Proc, ResultOf, ReturnOf } from "../proc
 import { CloseCode, decodeFrames, encodeFrame, type Frame, FrameType, PROTOCOL_VERSION, type WelcomeFrame } from "../wire/frames.ts";
 import { batchingLink } from "./batch.ts";
 import { socketUrl, watchEnvironment } from "./environment.ts";
-import { persistentClientId, uuid } from "./identity.ts";
+import { type Identity, storedIdentity, storeIdentity, uuid } from "./identity.ts";
 import { backoffDelay, ConnectionState } from "./state.ts";
 
 /** The standard WebSocket constructor, or a compatible one such as `ws`'s. */
@@ -25,8 +25,13 @@ export interface ClientOptions {
   pingInterval?: number;
   /** The WebSocket class to use; needed on Node 20 (`import WebSocket from "ws"`). Defaults to the global one. */
   WebSocket?: WebSocketConstructor;
-  /** Overrides the persistent client id. */
+  /**
+   * A client id kept from an earlier run (`client.clientId`), with its `clientKey`.
+   * Without the key the server does not accept the id and assigns a fresh one.
+   */
   clientId?: string;
+  /** The key that proves `clientId` (`client.clientKey` of the earlier run). Keep it secret. */
+  clientKey?: string;
   /** Reconnect after a drop. Defaults to `{ minDelay: 250, maxDelay: 30_000 }` (ms); `false` turns it off. */
   reconnect?: false | { minDelay?: number; maxDelay?: number };
   /** Calls kept while disconnected; more fail at once with `LIMIT`. Defaults to 1000. */
@@ -53,8 +58,7 @@ export interface StateInfo {
 type Listener = (state: ConnectionState, info: StateInfo) => unknown;
 
 export class ChatterClient {
-  /** A persistent id for this client: kept in `localStorage` where there is one. */
-  readonly clientId: string;
+  private identity: Identity;
   private _sessionId: string = uuid();
   private token: string | null = null;
   private _resumed = false;
@@ -73,7 +77,6 @@ export class ChatterClient {
   private readonly opts: ClientOptions;
   private readonly log: ((msg: string) => void) | undefined;
   private readonly WS: WebSocketConstructor;
-  private readonly url: string;
   private readonly unwatch: () => void;
 
   constructor(options: ClientOptions) {
@@ -84,8 +87,7 @@ export class ChatterClient {
       throw new TypeError('[chatter] no global WebSocket here; pass one, e.g. createClient({ url, WebSocket }) with WebSocket from "ws"');
     }
     this.WS = WS;
-    this.clientId = options.clientId ?? persistentClientId();
-    this.url = socketUrl(options.url, this.clientId);
+    this.identity = options.clientId ? { clientId: options.clientId, clientKey: options.clientKey ?? null } : storedIdentity();
     this.peer = new Peer(
       {
         handlers: this.handlers,
@@ -99,6 +101,25 @@ export class ChatterClient {
     );
     this.unwatch = watchEnvironment(() => this.wake());
     this.connect();
+  }
+
+  /**
+   * This client's id, which `server.callClient` reaches. The server assigns it
+   * on the first connection and the client proves it afterwards with
+   * `clientKey`; in a browser both are kept in `localStorage`, so the id
+   * survives reloads. Until the first handshake it is a local proposal.
+   */
+  get clientId(): string {
+    return this.identity.clientId;
+  }
+
+  /**
+   * The secret that proves `clientId` to the server, or null before the first
+   * handshake. To keep the id across runs outside a browser, store both and
+   * pass them to `createClient`. Never log or share it.
+   */
+  get clientKey(): string | null {
+    return this.identity.clientKey;
   }
 
   /** The current connection state. */
@@ -205,11 +226,12 @@ export class ChatterClient {
 
   private connect(): void {
     if (this.closedForGood) return;
-    this.log?.(`connecting to ${this.url} (attempt ${this.attempt + 1})`);
+    const url = socketUrl(this.opts.url, this.identity.clientId);
+    this.log?.(`connecting to ${url.replace(/\?.*$/, "")} (attempt ${this.attempt + 1})`);
     this.setState(ConnectionState.Connecting);
     let ws: WebSocket;
     try {
-      ws = new this.WS(this.url);
+      ws = new this.WS(url);
     } catch (err) {
       this.log?.(`could not open a socket: ${(err as Error).message}`);
       return this.lost(1006, "socket could not be created");
@@ -230,11 +252,12 @@ export class ChatterClient {
         encodeFrame([
           FrameType.Hello,
           PROTOCOL_VERSION,
-          this.clientId,
+          this.identity.clientId,
           this._sessionId,
           this.token,
           this.peer.lastEvent,
           this.peer.settledBelow,
+          this.identity.clientKey,
         ]),
       );
     };
@@ -273,7 +296,12 @@ export class ChatterClient {
     this.welcome(frame, this.socket);
   }
 
-  private welcome([, sessionId, token, resumed, settledBelow, maxMessageBytes]: WelcomeFrame, ws: WebSocket): void {
+  private welcome([, sessionId, token, resumed, settledBelow, maxMessageBytes, clientId, clientKey]: WelcomeFrame, ws: WebSocket): void {
+    if (clientId && clientKey && (clientId !== this.identity.clientId || clientKey !== this.identity.clientKey)) {
+      if (clientId !== this.identity.clientId) this.log?.(`the server assigned client id ${clientId}`);
+      this.identity = { clientId, clientKey };
+      storeIdentity(this.identity);
+    }
     const reset = !resumed && this.token !== null;
     if (reset) {
       this.log?.(`the server could not resume session ${this._sessionId}; starting session ${sessionId}`);

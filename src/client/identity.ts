@@ -12,24 +12,47 @@ export function uuid(): string {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
-/**
- * The id stored in `localStorage` where there is one, so a browser keeps it
- * across reloads; elsewhere a fresh id per process.
- * @returns the client id
- */
-export function persistentClientId(): string {
+const KEY_STORAGE = "chatter:clientKey";
+
+/** A client id and the key the server signed it with (null until a server has). */
+export interface Identity {
+  clientId: string;
+  clientKey: string | null;
+}
+
+function storage(): Storage | undefined {
   try {
-    const storage = (globalThis as { localStorage?: Storage }).localStorage;
-    if (storage) {
-      let id = storage.getItem(STORAGE_KEY);
-      if (!id) {
-        id = uuid();
-        storage.setItem(STORAGE_KEY, id);
-      }
-      return id;
-    }
+    return (globalThis as { localStorage?: Storage }).localStorage;
   } catch {
-    // Storage can throw (privacy modes, Node without a storage file); fall through.
+    // Storage can throw (privacy modes, Node without a storage file).
+    return undefined;
   }
-  return uuid();
+}
+
+/**
+ * The id and key stored in `localStorage` where there is one, so a browser
+ * keeps them across reloads; elsewhere a fresh id per process. An id without
+ * its key is only a proposal: the server gives it a fresh one.
+ * @returns the stored identity, or a new one
+ */
+export function storedIdentity(): Identity {
+  try {
+    const store = storage();
+    const clientId = store?.getItem(STORAGE_KEY);
+    if (clientId) return { clientId, clientKey: store?.getItem(KEY_STORAGE) ?? null };
+  } catch {
+    // Fall through to a fresh id.
+  }
+  return { clientId: uuid(), clientKey: null };
+}
+
+/** Keeps the id the server confirmed, and its key, for the next page load. */
+export function storeIdentity(identity: Identity): void {
+  try {
+    const store = storage();
+    store?.setItem(STORAGE_KEY, identity.clientId);
+    if (identity.clientKey) store?.setItem(KEY_STORAGE, identity.clientKey);
+  } catch {
+    // Not kept, then: the next load gets a fresh id.
+  }
 }

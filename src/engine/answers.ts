@@ -4,7 +4,7 @@
  * a resume is answered without running the handler again, and delivers
  * broadcasts once each.
  */
-import { ChatterError, toWireError } from "../errors.ts";
+import { ChatterError, describeThrown, toWireError } from "../errors.ts";
 import { check, type Proc } from "../proc.ts";
 import { type CallFrame, type EventFrame, encodeFrame, type Frame, FrameType } from "../wire/frames.ts";
 import { CallContext } from "./context.ts";
@@ -156,7 +156,7 @@ export class Answerer {
     try {
       bytes = encodeFrame(frame);
     } catch (err) {
-      const wire = { code: "HANDLER_ERROR", message: `result of "${name}" cannot be encoded: ${(err as Error).message}` };
+      const wire = { code: "HANDLER_ERROR", message: `result of "${name}" cannot be encoded: ${describeThrown(err)}` };
       bytes = encodeFrame([FrameType.Error, id, wire]);
     }
     const max = this.host.maxFrameBytes;
@@ -175,7 +175,7 @@ export class Answerer {
     this.lastEvent = seq;
     const entry = this.opts.handlers.get(name);
     if (!entry) return this.opts.log?.(`broadcast of "${name}" ignored: no handler on the ${this.opts.side}`);
-    const fail = (err: unknown) => this.opts.log?.(`handler for broadcast "${name}" failed: ${(err as Error)?.message ?? err}`);
+    const fail = (err: unknown) => this.opts.log?.(`handler for broadcast "${name}" failed: ${describeThrown(err)}`);
     try {
       const out = this.run(entry, input, new CallContext(name, 0));
       if (out instanceof Promise) out.catch(fail);

@@ -7,9 +7,10 @@ import type { CallContext } from "../engine/context.ts";
 import type { HandlerEntry, PeerOptions } from "../engine/peer.ts";
 import { ChatterError } from "../errors.ts";
 import { check, type Proc } from "../proc.ts";
-import { CloseCode, decodeFrames, encodeFrame, FrameType, type HelloFrame, PROTOCOL_VERSION } from "../wire/frames.ts";
+import { CloseCode, decodeFrames, encodeFrame, FrameType, type HelloFrame, PROTOCOL_VERSION, type WelcomeFrame } from "../wire/frames.ts";
 import type { ClusterBackend, ClusterBroadcast } from "./cluster.ts";
 import { ServerConnection } from "./connection.ts";
+import { ClientIdentity, randomSecret, sameSecret } from "./identity.ts";
 import { RateLimiter, type RateLimitOptions } from "./rate-limit.ts";
 import type { ServerSocket, SocketLink } from "./socket.ts";
 import { Topics } from "./topics.ts";
@@ -53,6 +54,12 @@ export interface ServerOptions<TData = unknown> {
   allowedOrigins?: string[];
   /** A cluster backend (e.g. `redisCluster` from chatter/redis) to act as one with other instances. */
   cluster?: ClusterBackend;
+  /**
+   * The key that signs client ids, so a client proves its id instead of
+   * claiming it. Defaults to a random key per process; give every instance of
+   * a cluster (and every restart, to keep ids across restarts) the same one.
+   */
+  secret?: string;
 }
 
 /** A handler on the server: gets the parsed input, the calling connection and the call's context. */
@@ -80,10 +87,16 @@ export class ServerCore<TData> {
   readonly options: ServerOptions<TData>;
   /** One engine configuration for every session. */
   readonly peerOptions: PeerOptions;
+  /** Signs and checks client ids. */
+  readonly identity: ClientIdentity;
 
   constructor(options: ServerOptions<TData>) {
     this.options = options;
     this.log = options.verbose ? (msg) => console.log(`[chatter] server: ${msg}`) : undefined;
+    this.identity = new ClientIdentity(options.secret);
+    if (options.cluster && !options.secret) {
+      console.warn("[chatter] server: give every instance of a cluster the same `secret`, or client ids will not carry across instances");
+    }
     this.maxMessageBytes = options.maxMessageBytes ?? 1024 * 1024;
     this.maxBufferedBytes = options.maxBufferedBytes ?? 4 * 1024 * 1024;
     this.limiter = options.rateLimit === false ? null : new RateLimiter(options.rateLimit ?? { max: 100, windowMs: 10_000 });
@@ -173,7 +186,8 @@ export class ServerCore<TData> {
     this.closeLink(link, CloseCode.SlowConsumer, `slow consumer: more than ${this.maxBufferedBytes} bytes waiting`);
   }
 
-  private handshake(link: SocketLink, [, version, , sessionId, token, lastEvent, settledBelow]: HelloFrame): void {
+  private handshake(link: SocketLink, hello: HelloFrame): void {
+    const [, version, claimedId, sessionId, token, lastEvent, settledBelow] = hello;
     clearTimeout(link.helloTimer);
     link.helloTimer = undefined; // Do not keep the spent timer alive with the socket.
     this.handshaking.delete(link);
@@ -185,15 +199,18 @@ export class ServerCore<TData> {
       if (this.topics.log.covers(old, lastEvent)) return this.resume(old, link, lastEvent, settledBelow);
       this.endSession(old, CloseCode.Unresumable, "broadcasts it missed are no longer kept");
     }
-    // A new session. It keeps the client's proposed id only on a first connect and only if the id is free;
-    // after a failed resume, or for an id someone else holds, it gets a fresh one.
-    const fresh = token === null && /^[\w-]{1,64}$/.test(sessionId) && !this.sessions.has(sessionId);
-    const id = fresh ? sessionId : crypto.randomUUID();
-    const conn = new ServerConnection<TData>(this, link.clientId, id, secret(), link.data as TData);
+    // A new session, always with an id this server made: ids cross instances (cluster exclusions), so a
+    // client must not be able to pick one that names somebody else's session.
+    const id = crypto.randomUUID();
+    // The client id is kept only when the client proves it with the key this server signed it with.
+    const proven = this.identity.verify(claimedId, hello[7]);
+    const clientId = proven ? claimedId : crypto.randomUUID();
+    const conn = new ServerConnection<TData>(this, clientId, id, randomSecret(), link.data as TData);
     this.sessions.set(id, conn);
     this.connections.add(conn);
     this.bind(conn, link);
-    link.socket.send(encodeFrame([FrameType.Welcome, id, conn.token, false, conn.peer.settledBelow, this.maxMessageBytes]));
+    const key = proven ? (hello[7] as string) : this.identity.sign(clientId);
+    link.socket.send(encodeFrame([FrameType.Welcome, id, conn.token, false, conn.peer.settledBelow, this.maxMessageBytes, clientId, key]));
     conn.peer.attach(conn, false);
     this.log?.(`client ${conn.clientId} connected (session ${id})`);
     this.hook(() => this.options.onOpen?.(conn), conn);
@@ -205,7 +222,9 @@ export class ServerCore<TData> {
     const stale = conn.link;
     this.bind(conn, link);
     if (stale) this.closeLink(stale, CloseCode.Replaced, "session resumed on a newer socket");
-    link.socket.send(encodeFrame([FrameType.Welcome, conn.sessionId, conn.token, true, conn.peer.settledBelow, this.maxMessageBytes]));
+    const welcome: WelcomeFrame = [FrameType.Welcome, conn.sessionId, conn.token, true, conn.peer.settledBelow, this.maxMessageBytes];
+    welcome.push(conn.clientId, this.identity.sign(conn.clientId));
+    link.socket.send(encodeFrame(welcome));
     const missed = this.topics.log.missed(conn, lastEvent);
     for (const frame of missed) conn.send(frame);
     // Out before the socket rejoins its topics, so no newer broadcast can overtake them.
@@ -321,21 +340,4 @@ export class ServerCore<TData> {
     }
     this.topics.broadcast(b.topics, (seq) => encodeFrame([FrameType.Event, seq, b.name, b.input]), exclude);
   }
-}
-
-/** 32 random bytes, base64url: the resume token. */
-function secret(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(32));
-  return btoa(String.fromCharCode(...bytes))
-    .replace(/\+/g, "-")
-    .replace(/\//g, "_")
-    .replace(/=+$/, "");
-}
-
-/** Compares in time that does not depend on where the strings differ. */
-function sameSecret(a: string, b: string): boolean {
-  if (a.length !== b.length) return false;
-  let diff = 0;
-  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
-  return diff === 0;
 }

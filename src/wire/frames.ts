@@ -29,8 +29,20 @@ export type HelloFrame = [
   token: string | null,
   lastEvent: number,
   settledBelow: number,
+  /** The key the server signed `clientId` with (from an earlier WELCOME), or null: it proves the id. */
+  clientKey?: string | null,
 ];
-export type WelcomeFrame = [type: 2, sessionId: string, token: string, resumed: boolean, settledBelow: number, maxMessageBytes: number];
+export type WelcomeFrame = [
+  type: 2,
+  sessionId: string,
+  token: string,
+  resumed: boolean,
+  settledBelow: number,
+  maxMessageBytes: number,
+  /** The client's id as the server knows it, and the key that proves it next time. */
+  clientId?: string,
+  clientKey?: string,
+];
 export type CallFrame = [type: 3, id: number, name: string, input: unknown, timeout: number, settledBelow: number];
 export type ResultFrame = [type: 4, id: number, value: unknown];
 export type ErrorFrame = [type: 5, id: number, error: WireError];
@@ -112,15 +124,17 @@ export function joinFrames(frames: Uint8Array[], size: number): Uint8Array {
 function checkFrame(f: unknown): Frame {
   if (!Array.isArray(f) || f.length === 0) bad("not a frame array");
   switch (f[0]) {
-    case FrameType.Hello: // [1, version, clientId, sessionId, token | null, lastEvent, settledBelow]
+    case FrameType.Hello: // [1, version, clientId, sessionId, token | null, lastEvent, settledBelow, clientKey?]
       if (typeof f[1] !== "number" || typeof f[2] !== "string" || typeof f[3] !== "string") bad("HELLO fields");
       if (f[4] !== null && typeof f[4] !== "string") bad("HELLO token");
       if (!isId(f[5]) || !isId(f[6])) bad("HELLO counters");
+      if (f[7] !== undefined && f[7] !== null && typeof f[7] !== "string") bad("HELLO client key");
       return f as HelloFrame;
-    case FrameType.Welcome: // [2, sessionId, token, resumed, settledBelow, maxMessageBytes]
+    case FrameType.Welcome: // [2, sessionId, token, resumed, settledBelow, maxMessageBytes, clientId?, clientKey?]
       if (typeof f[1] !== "string" || typeof f[2] !== "string" || typeof f[3] !== "boolean" || !isId(f[4]) || !isId(f[5])) {
         bad("WELCOME fields");
       }
+      if ((f[6] !== undefined && typeof f[6] !== "string") || (f[7] !== undefined && typeof f[7] !== "string")) bad("WELCOME client id");
       return f as WelcomeFrame;
     case FrameType.Call: // [3, id, name, input, timeout, settledBelow]
       if (!isId(f[1]) || typeof f[2] !== "string" || typeof f[4] !== "number" || !isId(f[5])) bad("CALL fields");

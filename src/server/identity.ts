@@ -1,0 +1,46 @@
+/**
+ * Ids a client proves instead of claims. A client id is public (apps log it,
+ * `callClient` takes it), so knowing one must not be enough to receive the
+ * calls meant for it. The server signs every client id it hands out; the
+ * client keeps the signature beside the id and shows it in HELLO. An id
+ * without a valid signature is replaced by a fresh one.
+ */
+import { createHmac } from "node:crypto";
+
+const ID_PATTERN = /^[\w-]{1,64}$/;
+
+export class ClientIdentity {
+  readonly #key: Uint8Array | string;
+
+  /** @param secret - the signing key; every instance of a cluster needs the same one. Random when omitted. */
+  constructor(secret?: string) {
+    this.#key = secret ?? crypto.getRandomValues(new Uint8Array(32));
+  }
+
+  /** @returns the key that proves `clientId`, base64url */
+  sign(clientId: string): string {
+    return createHmac("sha256", this.#key).update(`chatter client id\0${clientId}`).digest("base64url");
+  }
+
+  /** @returns whether `key` proves `clientId` */
+  verify(clientId: string, key: unknown): boolean {
+    return typeof key === "string" && ID_PATTERN.test(clientId) && sameSecret(this.sign(clientId), key);
+  }
+}
+
+/** 32 random bytes, base64url: a resume token. */
+export function randomSecret(): string {
+  const bytes = crypto.getRandomValues(new Uint8Array(32));
+  return btoa(String.fromCharCode(...bytes))
+    .replace(/\+/g, "-")
+    .replace(/\//g, "_")
+    .replace(/=+$/, "");
+}
+
+/** Compares in time that does not depend on where the strings differ. */
+export function sameSecret(a: string, b: string): boolean {
+  if (a.length !== b.length) return false;
+  let diff = 0;
+  for (let i = 0; i < a.length; i++) diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
+  return diff === 0;
+}

@@ -1,0 +1,83 @@
+/**
+ * Regression tests for the attack run on 0.1.0 (issue 11): each sends what an
+ * attacker sent, over a real socket, and checks the server answers clearly
+ * and stays healthy.
+ */
+import { afterEach, expect, test } from "bun:test";
+import { z } from "zod";
+import { createProc } from "../src/index.ts";
+import { encodeFrame, type Frame, FrameType, joinFrames } from "../src/wire/frames.ts";
+import { rawSocket, startServer, type TestServer, waitFor } from "./helpers.ts";
+import { ADD } from "./procs.ts";
+
+// biome-ignore lint/suspicious/noExplicitAny: each test picks its own connection data type
+let srv: TestServer<any>;
+afterEach(() => srv?.stop());
+
+/** Several frames in one message, as a batching sender puts them. */
+function batch(...frames: Frame[]): Uint8Array {
+  const bytes = frames.map((f) => Uint8Array.from(encodeFrame(f)));
+  return joinFrames(
+    bytes,
+    bytes.reduce((n, b) => n + b.byteLength, 0),
+  );
+}
+
+const NUMBERS = createProc({ name: "numbers", takes: z.array(z.number()), returns: z.number() });
+const THROWS = createProc({ name: "throws", takes: z.enum(["sync", "async"]) });
+
+test("262,080 invalid elements get a bounded VALIDATION answer: 100 issues and a count of the rest", async () => {
+  srv = startServer();
+  srv.chatter.on(NUMBERS, (xs) => xs.length);
+  const raw = await rawSocket(srv.url);
+  const sizes: number[] = [];
+  raw.ws.addEventListener("message", (ev) => sizes.push((ev.data as ArrayBuffer).byteLength));
+  // 262,080 nils: one byte each, a 256 KiB message.
+  raw.send([FrameType.Call, 1, "numbers", new Array(262_080).fill(null), 0, 1]);
+  const [, id, error] = (await raw.next(FrameType.Error)) as [number, number, Record<string, unknown>];
+  expect(id).toBe(1);
+  expect(error.code).toBe("VALIDATION");
+  expect((error.issues as unknown[]).length).toBe(100);
+  expect(error.omittedIssues).toBe(261_980);
+  expect(error.message).toContain("and 262075 more issues");
+  expect(Math.max(...sizes)).toBeLessThan(64 * 1024);
+  // The client rebuilds the count too.
+  const client = await srv.client();
+  const err = await client.call(NUMBERS, new Array(500).fill("x") as unknown as number[]).catch((e) => e);
+  expect(err).toMatchObject({ code: "VALIDATION", omittedIssues: 400 });
+  expect(err.issues).toHaveLength(100);
+});
+
+test("a handler that throws a value String() cannot convert is answered HANDLER_ERROR, sync and async", async () => {
+  const unhandled: unknown[] = [];
+  const onUnhandled = (err: unknown) => void unhandled.push(err);
+  process.on("unhandledRejection", onUnhandled);
+  try {
+    srv = startServer({ onError: () => {} });
+    srv.chatter.on(ADD, ({ a, b }) => a + b);
+    srv.chatter.on(THROWS, async (how) => {
+      if (how === "sync") throw Object.create(null);
+      await Bun.sleep(1);
+      throw Object.create(null);
+    });
+    srv.chatter.on(NUMBERS, () => {
+      throw Object.create(null);
+    });
+    const raw = await rawSocket(srv.url);
+    // A sync throw inside a batch: the frames after it are still handled.
+    raw.send(batch([FrameType.Call, 1, "numbers", [1], 0, 1], [FrameType.Call, 2, "add", { a: 1, b: 2 }, 0, 1]));
+    const first = (await raw.next(FrameType.Error)) as [number, number, { code: string; message: string }];
+    expect(first[1]).toBe(1);
+    expect(first[2].code).toBe("HANDLER_ERROR");
+    expect(first[2].message).toContain("cannot be turned into text");
+    expect(await raw.next(FrameType.Result)).toEqual([FrameType.Result, 2, 3]);
+    const client = await srv.client();
+    await expect(client.call(THROWS, "sync")).rejects.toMatchObject({ code: "HANDLER_ERROR" });
+    await expect(client.call(THROWS, "async")).rejects.toMatchObject({ code: "HANDLER_ERROR" });
+    // Nothing stays running: shutdown does not wait on a stuck call.
+    await waitFor(() => [...srv.chatter.connections].every((c) => c.peer.runningCount === 0), 1000, "no running handlers");
+    expect(unhandled).toEqual([]);
+  } finally {
+    process.off("unhandledRejection", onUnhandled);
+  }
+});
