@@ -6,8 +6,9 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { freePort, readUntil, startRedis } from "../bench/processes.ts";
 import { type ChatterClient, createClient } from "../src/index.ts";
+import { FrameType } from "../src/wire/frames.ts";
 import { BROADCAST, CALL_CLIENT, ECHO, NOTE, PRESENCE, STATS, SUBSCRIBE } from "./cluster/procs.ts";
-import { waitFor } from "./helpers.ts";
+import { rawSocket, waitFor } from "./helpers.ts";
 import { tcpProxy } from "./proxy.ts";
 
 const REDIS = "/usr/bin/redis-server";
@@ -22,7 +23,7 @@ async function startRedisHere() {
 
 async function startInstance(prefix: string) {
   const proc = Bun.spawn([process.execPath, `${import.meta.dir}/cluster/serve.ts`], {
-    env: { ...process.env, REDIS_URL: `redis://127.0.0.1:${redisPort}`, PREFIX: prefix },
+    env: { ...process.env, REDIS_URL: `redis://127.0.0.1:${redisPort}`, PREFIX: prefix, SECRET: `secret-${prefix}` },
     stdout: "pipe",
     stderr: "pipe",
   });
@@ -72,6 +73,33 @@ describe("a cluster of three instances", () => {
     target.on(ECHO, (text) => `echo from instance 2: ${text}`);
     expect(await caller.call(CALL_CLIENT, { clientId: target.clientId, text: "hi" })).toBe("echo from instance 2: hi");
     await expect(caller.call(CALL_CLIENT, { clientId: "nobody", text: "hi" })).rejects.toMatchObject({ code: "NOT_FOUND" });
+  });
+
+  test("a client id is proven cluster-wide: an impostor on another instance gets a fresh id, calls reach the real client", async () => {
+    const caller = await client(0);
+    const target = await client(2);
+    target.on(ECHO, (text) => `real: ${text}`);
+    const impostor = await rawSocket(instances[1]?.url as string, true, { clientId: target.clientId });
+    expect(impostor.clientId).not.toBe(target.clientId);
+    for (let i = 0; i < 5; i++) expect(await caller.call(CALL_CLIENT, { clientId: target.clientId, text: `${i}` })).toBe(`real: ${i}`);
+    expect(impostor.inbox.some((f) => f[0] === FrameType.Call)).toBe(false);
+    // The same secret on every instance: the real client keeps its id on another instance.
+    const moved = createClient({ url: instances[1]?.url as string, clientId: target.clientId, clientKey: target.clientKey as string });
+    clients.push(moved);
+    await waitFor(() => moved.isConnected, 5000, "the moved client");
+    expect(moved.clientId).toBe(target.clientId);
+    impostor.ws.close();
+  });
+
+  test("a client proposing a victim's session id cannot make broadcasts skip the victim on another instance", async () => {
+    const seen: string[] = [];
+    const v = await client(0, seen);
+    await v.call(SUBSCRIBE, "exclusions");
+    const attacker = await rawSocket(instances[1]?.url as string, true, { sessionId: v.sessionId });
+    attacker.send([FrameType.Call, 1, "broadcast", { topic: "exclusions", text: "from attacker", fromSelf: true }, 0, 1]);
+    await attacker.next(FrameType.Result);
+    await waitFor(() => seen.includes("from attacker"), 5000, "the victim to get the broadcast");
+    attacker.ws.close();
   });
 
   test("presence counts subscribers across instances, and is right again after an instance is killed with SIGKILL", async () => {

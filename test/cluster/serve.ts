@@ -4,7 +4,7 @@ import { redisCluster } from "../../src/redis.ts";
 import { BROADCAST, CALL_CLIENT, ECHO, NOTE, PRESENCE, STATS, SUBSCRIBE } from "./procs.ts";
 
 const cluster = redisCluster({ url: process.env.REDIS_URL, prefix: process.env.PREFIX, heartbeatMs: 200 });
-const chatter = createServer({ cluster, rateLimit: false, onError: (err) => console.error(String(err)) });
+const chatter = createServer({ cluster, secret: process.env.SECRET, rateLimit: false, onError: (err) => console.error(String(err)) });
 chatter.on(SUBSCRIBE, (topic, c) => c.subscribe(topic));
 chatter.on(BROADCAST, ({ topic, text, fromSelf }, c) => (fromSelf ? c.broadcast(topic, NOTE, text) : chatter.broadcast(topic, NOTE, text)));
 chatter.on(CALL_CLIENT, ({ clientId, text }) => chatter.callClient(clientId, ECHO, text));
