@@ -5,7 +5,7 @@
  */
 import { afterEach, expect, test } from "bun:test";
 import { z } from "zod";
-import { createProc } from "../src/index.ts";
+import { createProc, type ServerConnection } from "../src/index.ts";
 import { encodeFrame, type Frame, FrameType, joinFrames } from "../src/wire/frames.ts";
 import { rawSocket, startServer, type TestServer, waitFor } from "./helpers.ts";
 import { ADD } from "./procs.ts";
@@ -24,6 +24,7 @@ function batch(...frames: Frame[]): Uint8Array {
 }
 
 const NUMBERS = createProc({ name: "numbers", takes: z.array(z.number()), returns: z.number() });
+const ADD_EVENT = createProc({ name: "event" });
 const THROWS = createProc({ name: "throws", takes: z.enum(["sync", "async"]) });
 
 test("262,080 invalid elements get a bounded VALIDATION answer: 100 issues and a count of the rest", async () => {
@@ -80,4 +81,44 @@ test("a handler that throws a value String() cannot convert is answered HANDLER_
   } finally {
     process.off("unhandledRejection", onUnhandled);
   }
+});
+
+test("a logged broadcast that excluded a session does not keep the ended session in memory", async () => {
+  srv = startServer({ onOpen: (c) => c.subscribe("quiet") });
+  const keeper = await srv.client();
+  const leaver = await srv.client();
+  const weak = (() => {
+    const conn = srv.chatter.find((c) => c.clientId === leaver.clientId);
+    srv.chatter.broadcast("quiet", ADD_EVENT, null, { exclude: [conn as never] });
+    return new WeakRef(conn as object);
+  })();
+  leaver.close();
+  await waitFor(() => srv.chatter.connections.size === 1, 3000, "the session to end");
+  for (let i = 0; i < 20 && weak.deref(); i++) {
+    Bun.gc(true);
+    await Bun.sleep(10);
+  }
+  expect(weak.deref()).toBeUndefined();
+  expect(keeper.isConnected).toBe(true);
+});
+
+test("topics: per-connection count and name length are capped with LIMIT; 20,000 joins and leaves stay exact", async () => {
+  srv = startServer({ maxTopicsPerConnection: 20_000, maxTopicLength: 16 });
+  const JOIN = createProc({ name: "join", takes: z.string() });
+  srv.chatter.on(JOIN, (topic, conn) => conn.subscribe(topic));
+  const client = await srv.client();
+  await expect(client.call(JOIN, "x".repeat(17))).rejects.toMatchObject({
+    code: "LIMIT",
+    message: expect.stringContaining("maxTopicLength"),
+  });
+  const conn = srv.chatter.find((c) => c.clientId === client.clientId) as ServerConnection<unknown>;
+  for (let i = 0; i < 20_000; i++) conn.subscribe(`t${i}`);
+  expect(() => conn.subscribe("one-more")).toThrow(/maxTopicsPerConnection/);
+  for (let i = 19_999; i >= 0; i -= 2) conn.unsubscribe(`t${i}`);
+  expect(conn.isSubscribed("t0")).toBe(true);
+  expect(conn.isSubscribed("t1")).toBe(false);
+  expect(await srv.chatter.presence("t2")).toBe(1);
+  for (let i = 0; i < 20_000; i += 2) conn.unsubscribe(`t${i}`);
+  expect(srv.chatter.filter((c) => c.isSubscribed("t0"))).toEqual([]);
+  conn.subscribe("one-more");
 });

@@ -246,6 +246,64 @@ describe("missed broadcasts", () => {
     expect(resets).toBe(1);
   });
 
+  test("a session that only makes calls resumes however much the log has dropped; its call in flight settles once", async () => {
+    srv = startServer({ replay: { maxMessages: 3 } });
+    let runs = 0;
+    srv.chatter.on(SLOW, async (ms) => {
+      runs++;
+      await Bun.sleep(ms);
+      return "done";
+    });
+    const client = await viaProxy();
+    const busy = await rawSocket(srv.url);
+    srv.chatter.find((c) => c.clientId === busy.clientId)?.subscribe("busy");
+    let resets = 0;
+    client.onReset(() => void resets++);
+    const pending = client.call(SLOW, 100);
+    const up = await outage(client);
+    for (let i = 0; i < 20; i++) srv.chatter.broadcast("busy", NOTE, `busy ${i}`);
+    up();
+    await waitForState(client, ConnectionState.Connected);
+    expect(client.resumed).toBe(true);
+    expect(await pending).toBe("done");
+    expect(runs).toBe(1);
+    expect(resets).toBe(0);
+    busy.ws.close();
+  });
+
+  test("a subscriber of a quiet topic resumes while one of a busy topic that lost broadcasts is reset", async () => {
+    srv = startServer({ replay: { maxMessages: 3 } });
+    srv.chatter.on(ECHO, (topic, conn) => void conn.subscribe(topic as string));
+    proxy = await tcpProxy(srv.bun.port as number);
+    const quiet = await srv.client({ url: proxy.url, reconnect: { minDelay: 5, maxDelay: 20 } });
+    const loud = await srv.client({ url: proxy.url, reconnect: { minDelay: 5, maxDelay: 20 } });
+    await quiet.call(ECHO, "quiet");
+    await loud.call(ECHO, "busy");
+    proxy.refuse(true);
+    proxy.cutAll();
+    await waitFor(() => [...srv.chatter.connections].every((c) => !c.isConnected), 3000, "both parked");
+    for (let i = 0; i < 20; i++) srv.chatter.broadcast("busy", NOTE, `busy ${i}`);
+    proxy.refuse(false);
+    await waitFor(() => quiet.isConnected && loud.isConnected, 3000, "both back");
+    expect(quiet.resumed).toBe(true);
+    expect(loud.resumed).toBe(false);
+  });
+
+  test("a session that left a busy topic while away still cannot resume past the broadcasts it missed there", async () => {
+    srv = startServer({ replay: { maxMessages: 3 }, onOpen: (c) => c.subscribe("busy") });
+    const client = await viaProxy();
+    const up = await outage(client);
+    for (let i = 0; i < 20; i++) srv.chatter.broadcast("busy", NOTE, `busy ${i}`);
+    only().unsubscribe("busy");
+    const other = await rawSocket(srv.url);
+    srv.chatter.find((c) => c.clientId === other.clientId)?.subscribe("busy");
+    for (let i = 0; i < 5; i++) srv.chatter.broadcast("busy", NOTE, `later ${i}`);
+    up();
+    await waitForState(client, ConnectionState.Connected);
+    expect(client.resumed).toBe(false);
+    other.ws.close();
+  });
+
   test("the replay log is bounded in bytes too", async () => {
     srv = startServer({ replay: { maxBytes: 200 }, onOpen: (c) => c.subscribe("room") });
     const client = await viaProxy();

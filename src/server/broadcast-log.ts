@@ -13,22 +13,31 @@ export interface LogLimits {
   maxBytes: number;
 }
 
-export interface LoggedBroadcast<C> {
+export interface LoggedBroadcast {
   seq: number;
   topics: string[];
-  exclude: ReadonlySet<C>;
+  /** The session ids left out, or null: ids rather than sessions, so an ended session is not kept alive here. */
+  exclude: ReadonlySet<string> | null;
   frame: Uint8Array;
 }
+
+/** Topics whose newest dropped broadcast is remembered; older ones count as dropped at `evictedThrough`. */
+const MAX_DROPPED_TOPICS = 10_000;
 
 /** What a session must remember of its subscription changes to judge old broadcasts: [seq, topic, joined]. */
 export type SubscriptionChange = [seq: number, topic: string, joined: boolean];
 
 /** What the log needs of a session. */
 export interface Subscriber {
+  readonly sessionId: string;
+  /** The newest broadcast sequence number when the session began: it needs nothing older. */
+  readonly since: number;
+  /** The topics it is in now, or null when none. */
+  topics: ReadonlySet<string> | null;
   isSubscribed(topic: string): boolean;
   /** Changes some kept broadcast may need, oldest first; null when there are none (most sessions). */
   changes: SubscriptionChange[] | null;
-  /** Changes before this sequence number were forgotten. */
+  /** Changes before this sequence number were forgotten: the session cannot tell what it needed before it. */
   changesFrom: number;
 }
 
@@ -37,7 +46,11 @@ export class BroadcastLog<C extends Subscriber> {
   seq = 0;
   /** Every broadcast up to this one has been dropped from the log. */
   private droppedThrough = 0;
-  private entries: LoggedBroadcast<C>[] = [];
+  private entries: LoggedBroadcast[] = [];
+  /** Per topic, the newest broadcast on it that was dropped (least recently dropped first). */
+  private readonly droppedOn = new Map<string, number>();
+  /** Topics pushed out of `droppedOn` count as dropped up to here. */
+  private evictedThrough = 0;
   private head = 0;
   private bytes = 0;
   private readonly limits: LogLimits;
@@ -48,18 +61,37 @@ export class BroadcastLog<C extends Subscriber> {
 
   /** @returns the sequence number given to the broadcast */
   append(topics: string[], exclude: ReadonlySet<C>, frame: Uint8Array): void {
-    this.entries.push({ seq: this.seq, topics, exclude, frame: keep(frame) });
+    const ids = exclude.size ? new Set(Array.from(exclude, (c) => c.sessionId)) : null;
+    this.entries.push({ seq: this.seq, topics, exclude: ids, frame: keep(frame) });
     this.bytes += frame.byteLength;
     while (this.entries.length - this.head > this.limits.maxMessages || this.bytes > this.limits.maxBytes) {
-      const old = this.entries[this.head++] as LoggedBroadcast<C>;
-      this.bytes -= old.frame.byteLength;
-      this.droppedThrough = old.seq;
+      this.drop(this.entries[this.head++] as LoggedBroadcast);
     }
     // Compact now and then, so the array does not grow with the dropped head.
     if (this.head > 1024 && this.head * 2 > this.entries.length) {
       this.entries = this.entries.slice(this.head);
       this.head = 0;
     }
+  }
+
+  /** Notes a broadcast leaving the log, per topic, so sessions that never needed it can still resume. */
+  private drop(old: LoggedBroadcast): void {
+    this.bytes -= old.frame.byteLength;
+    this.droppedThrough = old.seq;
+    for (const topic of old.topics) {
+      this.droppedOn.delete(topic);
+      this.droppedOn.set(topic, old.seq);
+    }
+    while (this.droppedOn.size > MAX_DROPPED_TOPICS) {
+      const [topic, seq] = this.droppedOn.entries().next().value as [string, number];
+      this.droppedOn.delete(topic);
+      this.evictedThrough = Math.max(this.evictedThrough, seq);
+    }
+  }
+
+  /** @returns the newest dropped broadcast on `topic` (an upper bound once forgotten) */
+  private droppedSeq(topic: string): number {
+    return this.droppedOn.get(topic) ?? this.evictedThrough;
   }
 
   /** Whether no broadcast is kept. */
@@ -72,28 +104,44 @@ export class BroadcastLog<C extends Subscriber> {
     return ++this.seq;
   }
 
-  /** @returns whether everything after `lastSeen` that `who` could need is still here */
+  /**
+   * Whether everything after `lastSeen` that `who` could need is still here.
+   * Only broadcasts on topics it was in can be needed: a session that makes
+   * calls only, or listens to quiet topics, resumes however busy others are.
+   */
   covers(who: C, lastSeen: number): boolean {
-    return lastSeen >= this.droppedThrough && lastSeen >= who.changesFrom;
+    const from = Math.max(lastSeen, who.since);
+    if (from < who.changesFrom) return false;
+    if (from >= this.droppedThrough) return true;
+    for (const topic of who.topics ?? []) if (this.droppedSeq(topic) > from) return false;
+    for (const [, topic] of who.changes ?? []) if (this.droppedSeq(topic) > from) return false;
+    return true;
   }
 
   /** @returns the frames after `lastSeen` that `who` should have had, oldest first */
   missed(who: C, lastSeen: number): Uint8Array[] {
     const out: Uint8Array[] = [];
     for (let i = this.head; i < this.entries.length; i++) {
-      const b = this.entries[i] as LoggedBroadcast<C>;
-      if (b.seq > lastSeen && !b.exclude.has(who) && b.topics.some((t) => wasSubscribed(who, t, b.seq))) out.push(b.frame);
+      const b = this.entries[i] as LoggedBroadcast;
+      if (b.seq > lastSeen && !b.exclude?.has(who.sessionId) && b.topics.some((t) => wasSubscribed(who, t, b.seq))) out.push(b.frame);
     }
     return out;
   }
 
-  /** Forgets subscription changes no kept broadcast can need: those made before the oldest one kept. */
+  /**
+   * Forgets subscription changes no kept broadcast can need: those made
+   * before the oldest one kept. A forgotten leave hides a topic the session
+   * was in, so from then on it resumes only from after that change.
+   */
   trim(who: C): void {
     const changes = who.changes;
     if (!changes) return;
-    const keepFrom = this.isEmpty ? Number.POSITIVE_INFINITY : (this.entries[this.head] as LoggedBroadcast<C>).seq;
+    const keepFrom = this.isEmpty ? Number.POSITIVE_INFINITY : (this.entries[this.head] as LoggedBroadcast).seq;
     let i = 0;
-    while (i < changes.length && (changes[i] as SubscriptionChange)[0] < keepFrom) i++;
+    for (; i < changes.length && (changes[i] as SubscriptionChange)[0] < keepFrom; i++) {
+      const [at, , joined] = changes[i] as SubscriptionChange;
+      if (!joined && at > who.changesFrom) who.changesFrom = at;
+    }
     if (i === changes.length) who.changes = null;
     else if (i) changes.splice(0, i);
   }

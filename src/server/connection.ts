@@ -31,8 +31,10 @@ export class ServerConnection<TData = unknown> {
   readonly sessionId: string;
   /** @internal the secret a client must show to resume this session. */
   readonly token: string;
-  /** @internal the topics this session is subscribed to (membership is looked up in the topic index). */
-  topics: string[] = [];
+  /** @internal the topics this session is subscribed to; null until the first. */
+  topics: Set<string> | null = null;
+  /** @internal the newest broadcast when the session began: it needs none older on resume. */
+  readonly since: number;
   /** @internal subscription changes, to judge which logged broadcasts it missed; null when none matter. */
   changes: SubscriptionChange[] | null = null;
   /** @internal */
@@ -54,6 +56,7 @@ export class ServerConnection<TData = unknown> {
     this.sessionId = sessionId;
     this.token = token;
     this.data = data;
+    this.since = core.topics.log.seq;
     this.peer = new Peer(core.peerOptions, this);
   }
 

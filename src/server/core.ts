@@ -42,14 +42,21 @@ export interface ServerOptions<TData = unknown> {
   resumeWindow?: number;
   /** Bounds on the log of recent broadcasts that resuming sessions catch up from (server-wide). */
   replay?: { maxMessages?: number; maxBytes?: number };
+  /** Topics one connection may be in at once; `subscribe` past it throws `LIMIT`. Defaults to 1000. */
+  maxTopicsPerConnection?: number;
+  /** Characters a topic name may have; `subscribe` to a longer one throws `LIMIT`. Defaults to 256. */
+  maxTopicLength?: number;
   /** Calls from one connection whose handlers may run at once; more are refused with `LIMIT`. Defaults to 1024. */
   maxConcurrentCalls?: number;
   /** Bytes that may wait to be written to one socket; past it the socket is closed with 4003. Defaults to 4 MiB. */
   maxBufferedBytes?: number;
   /** Upgrades per client address per window; past it, 429. Defaults to 100 per 10 s; `false` turns it off. */
   rateLimit?: RateLimitOptions | false;
-  /** Take client addresses from X-Forwarded-For. Only behind a proxy you run, which sets it. */
-  trustProxy?: boolean;
+  /**
+   * Take client addresses from X-Forwarded-For, as appended by your own proxies: `true` trusts one
+   * hop (the rightmost entry), a number trusts that many. Only behind proxies you run.
+   */
+  trustProxy?: boolean | number;
   /** Origins allowed to connect (the browser's Origin header); requests without one pass. */
   allowedOrigins?: string[];
   /** A cluster backend (e.g. `redisCluster` from chatter/redis) to act as one with other instances. */
@@ -100,7 +107,10 @@ export class ServerCore<TData> {
     this.maxMessageBytes = options.maxMessageBytes ?? 1024 * 1024;
     this.maxBufferedBytes = options.maxBufferedBytes ?? 4 * 1024 * 1024;
     this.limiter = options.rateLimit === false ? null : new RateLimiter(options.rateLimit ?? { max: 100, windowMs: 10_000 });
-    this.topics = new Topics({ maxMessages: options.replay?.maxMessages ?? 10_000, maxBytes: options.replay?.maxBytes ?? 8 * 1024 * 1024 });
+    this.topics = new Topics(
+      { maxMessages: options.replay?.maxMessages ?? 10_000, maxBytes: options.replay?.maxBytes ?? 8 * 1024 * 1024 },
+      { maxTopicsPerConnection: options.maxTopicsPerConnection ?? 1000, maxTopicLength: options.maxTopicLength ?? 256 },
+    );
     this.topics.onDropped = (topic) => {
       for (const c of this.topics.index.get(topic) ?? [])
         if ((c.socket?.getBufferedAmount() ?? 0) > this.maxBufferedBytes) this.slowConsumer(c);

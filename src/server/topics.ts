@@ -5,13 +5,15 @@
  * that one synchronous call. Without it (Node) the subscribers are looped
  * over, from an index that only holds the topic's members.
  */
+
+import { ChatterError } from "../errors.ts";
 import { BroadcastLog, type LogLimits, type Subscriber, type SubscriptionChange } from "./broadcast-log.ts";
 import type { Publisher, ServerSocket } from "./socket.ts";
 
 /** What topics need of a connection. */
 export interface Member extends Subscriber {
-  /** The topics it is in, in no particular order. Membership is looked up in the index, not here. */
-  topics: string[];
+  /** The topics it is in, made on the first subscribe (an idle session has none). */
+  topics: Set<string> | null;
   /** The live socket, or null while the session waits for a resume. */
   readonly socket: ServerSocket | null;
   /** Sends to this member's socket, minding backpressure. */
@@ -21,6 +23,14 @@ export interface Member extends Subscriber {
 /** Subscription changes a session remembers at most, to judge old broadcasts on resume. */
 const MAX_CHANGES = 1000;
 
+/** Bounds on subscriptions, so one connection cannot grow the topic index without end. */
+export interface TopicLimits {
+  /** Topics one connection may be in at once. */
+  maxTopicsPerConnection: number;
+  /** Characters a topic name may have. */
+  maxTopicLength: number;
+}
+
 export class Topics<C extends Member> {
   readonly index = new Map<string, Set<C>>();
   readonly log: BroadcastLog<C>;
@@ -28,8 +38,11 @@ export class Topics<C extends Member> {
   /** Called when native publish dropped a frame for some subscriber. */
   onDropped: (topic: string) => void = () => {};
 
-  constructor(limits: LogLimits) {
-    this.log = new BroadcastLog(limits);
+  private readonly limits: TopicLimits;
+
+  constructor(logLimits: LogLimits, limits: TopicLimits) {
+    this.log = new BroadcastLog(logLimits);
+    this.limits = limits;
   }
 
   /** @returns whether `conn` is subscribed to `topic` */
@@ -37,26 +50,38 @@ export class Topics<C extends Member> {
     return this.index.get(topic)?.has(conn) ?? false;
   }
 
+  /** Adds `conn` to a topic; throws `LIMIT` past the per-connection limits. */
   subscribe(conn: C, topic: string): void {
     let members = this.index.get(topic);
     if (members?.has(conn)) return;
+    this.checkLimits(conn, topic);
     if (!members) {
       members = new Set();
       this.index.set(topic, members);
     }
     members.add(conn);
-    conn.topics.push(topic);
+    conn.topics ??= new Set();
+    conn.topics.add(topic);
     this.remember(conn, topic, true);
     conn.socket?.subscribe(topic);
   }
 
   unsubscribe(conn: C, topic: string): void {
     if (!this.leave(conn, topic)) return;
-    const at = conn.topics.indexOf(topic);
-    conn.topics[at] = conn.topics[conn.topics.length - 1] as string;
-    conn.topics.pop();
+    conn.topics?.delete(topic);
     this.remember(conn, topic, false);
     conn.socket?.unsubscribe(topic);
+  }
+
+  private checkLimits(conn: C, topic: string): void {
+    if (typeof topic !== "string" || topic.length === 0 || topic.length > this.limits.maxTopicLength) {
+      const what = typeof topic === "string" ? `${topic.length} characters` : typeof topic;
+      throw new ChatterError("LIMIT", `topic name of ${what} refused: 1 to ${this.limits.maxTopicLength} characters (maxTopicLength)`);
+    }
+    const max = this.limits.maxTopicsPerConnection;
+    if ((conn.topics?.size ?? 0) >= max) {
+      throw new ChatterError("LIMIT", `subscribe to "${topic}" refused: the connection is in ${max} topics (maxTopicsPerConnection)`);
+    }
   }
 
   /** Takes `conn` out of the topic's index entry; @returns whether it was there */
@@ -82,17 +107,17 @@ export class Topics<C extends Member> {
 
   /** Drops a closed session from every topic. */
   remove(conn: C): void {
-    for (const topic of conn.topics) {
+    for (const topic of conn.topics ?? []) {
       this.leave(conn, topic);
       conn.socket?.unsubscribe(topic);
     }
-    conn.topics = [];
+    conn.topics = null;
     conn.changes = null;
   }
 
   /** Re-joins a resumed session's new socket to its topics natively. */
   rejoin(conn: C): void {
-    for (const topic of conn.topics) conn.socket?.subscribe(topic);
+    for (const topic of conn.topics ?? []) conn.socket?.subscribe(topic);
   }
 
   /**
