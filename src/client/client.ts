@@ -343,7 +343,9 @@ export class ChatterClient {
     const ws = this.socket;
     this.socket = null;
     if (ws) {
-      ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
+      ws.onopen = ws.onmessage = ws.onclose = null;
+      // Closed while connecting, `ws` (Node) emits 'error', and an 'error' nobody listens to crashes the process.
+      ws.onerror = () => {};
       try {
         ws.close(code, reason);
       } catch {

@@ -6,6 +6,7 @@
  */
 import type { ServerCore } from "./core.ts";
 import type { ServerSocket, SocketLink } from "./socket.ts";
+import { upgradeUrl } from "./upgrade.ts";
 
 /**
  * What Chatter keeps on each Bun socket (`ws.data`): the core's own state for
@@ -48,6 +49,9 @@ export function bunAdapter<TData>(core: ServerCore<TData>) {
     if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
       return new Response("This endpoint speaks Chatter over WebSocket", { status: 426, headers: { Upgrade: "websocket" } });
     }
+    // Bun built the Request already; it must still pass the checks Node's goes through (a bad Host leaves its URL unparseable).
+    const url = upgradeUrl({ target: request.url, host: request.headers.get("host"), secure: request.url.startsWith("https:") });
+    if (url instanceof Response) return url;
     const finish = (link: SocketLink | Response): Response | undefined => {
       if (link instanceof Response) return link;
       if (server.upgrade(request, { data: link })) return undefined;

@@ -10,6 +10,7 @@ import { type WebSocket, WebSocketServer } from "ws";
 import type { ServerCore } from "./core.ts";
 import type { ChatterServer } from "./index.ts";
 import type { ServerSocket, SocketLink } from "./socket.ts";
+import { upgradeRequest } from "./upgrade.ts";
 
 /** Options of `attach`. */
 export interface AttachOptions {
@@ -69,13 +70,25 @@ export function attach(chatter: ChatterServer<any>, server: Server, options: Att
   const core = chatter.core as ServerCore<unknown>;
   const wss = new WebSocketServer({ noServer: true, maxPayload: core.maxMessageBytes, perMessageDeflate: false });
 
+  // With a path, other listeners may serve other paths; a request too malformed to have one is ours only if nobody else listens.
+  const claims = (request: Request | Response): boolean => {
+    if (!options.path) return true;
+    if (request instanceof Response) return server.listenerCount("upgrade") === 1;
+    return new URL(request.url).pathname === options.path;
+  };
+
   const onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-    if (options.path && new URL(req.url ?? "/", "http://x").pathname !== options.path) {
+    const request = toRequest(req);
+    if (!claims(request)) {
       // Someone else's path; if nobody else listens, do not leave the socket hanging.
       if (server.listenerCount("upgrade") === 1) socket.destroy();
       return;
     }
-    Promise.resolve(core.admit(toRequest(req), req.socket.remoteAddress ?? null)).then(
+    // Node took its own 'error' listener off for the upgrade: until ws adds one, a reset must not crash the process.
+    socket.on("error", () => {});
+    if (request instanceof Response) return void refuse(socket, request);
+    // Whatever admission throws becomes a 500, never an exception in an event listener.
+    new Promise<SocketLink | Response>((resolve) => resolve(core.admit(request, req.socket.remoteAddress ?? null))).then(
       (link) => {
         if (link instanceof Response) return refuse(socket, link);
         if (socket.destroyed) return;
@@ -111,15 +124,17 @@ function asBytes(data: Buffer | ArrayBuffer | Buffer[]): Uint8Array {
   return data instanceof ArrayBuffer ? new Uint8Array(data) : data;
 }
 
-/** The upgrade request as a Fetch `Request`, so `getConnectionData` sees the same thing on every runtime. */
-function toRequest(req: IncomingMessage): Request {
-  const headers = new Headers();
+/** The upgrade request as a Fetch `Request`, checked as on every runtime; or the 400 that refuses it. */
+function toRequest(req: IncomingMessage): Request | Response {
+  const secure = (req.socket as { encrypted?: boolean }).encrypted === true;
+  // Every Host header: Node keeps only the first in `req.headers`, where Bun sees them all and so refuses two.
+  const host = req.headersDistinct.host?.join(", ");
+  const headers: [string, string][] = [];
   for (const [name, value] of Object.entries(req.headers)) {
-    if (Array.isArray(value)) for (const v of value) headers.append(name, v);
-    else if (value !== undefined) headers.set(name, value);
+    if (Array.isArray(value)) for (const v of value) headers.push([name, v]);
+    else if (value !== undefined) headers.push([name, value]);
   }
-  const proto = (req.socket as { encrypted?: boolean }).encrypted ? "https" : "http";
-  return new Request(`${proto}://${req.headers.host ?? "localhost"}${req.url ?? "/"}`, { headers });
+  return upgradeRequest({ target: req.url ?? "", host, secure }, headers);
 }
 
 /** Answers a refused upgrade with the Response's status and body, then closes the socket. */

@@ -1,4 +1,4 @@
-/** Admission at upgrade time: who is connecting, and may they. */
+/** Admission at upgrade time: is the request well formed, who is connecting, and may they. */
 import type { RateLimiter } from "./rate-limit.ts";
 import { SocketLink } from "./socket.ts";
 
@@ -23,8 +23,13 @@ export interface AdmissionRules<TData> {
   getConnectionData?: ((info: ConnectionInfo) => TData | Promise<TData>) | undefined;
   /** Origins allowed to connect; requests without an Origin header (not browsers) pass. */
   allowedOrigins?: string[] | undefined;
-  /** Take the client address from X-Forwarded-For (only behind a proxy you run). */
-  trustProxy?: boolean | undefined;
+  /**
+   * Take the client address from X-Forwarded-For, only behind proxies you run. Each proxy appends the address
+   * it got the request from, so entries further left are only as honest as the client. `true` trusts one
+   * proxy: the rightmost entry is the client. `n` trusts a chain of `n`: the entry `n` from the right (the
+   * leftmost if there are fewer). An entry that is not an IP address falls back to the socket's address.
+   */
+  trustProxy?: boolean | number | undefined;
   limiter: RateLimiter | null;
 }
 
@@ -45,11 +50,11 @@ export function admit<TData>(
   if (origin && rules.allowedOrigins && !rules.allowedOrigins.includes(origin) && !rules.allowedOrigins.includes("*")) {
     return new Response(`Origin ${origin} is not allowed`, { status: 403 });
   }
-  const ip = (rules.trustProxy && forwardedFor(request)) || socketIp;
-  if (rules.limiter && ip && !rules.limiter.take(ip)) {
-    return new Response("Too many connection attempts from this address", { status: 429, headers: { "Retry-After": "10" } });
-  }
+  const ip = clientIp(request, socketIp, rules.trustProxy);
+  const wait = ip && rules.limiter ? rules.limiter.take(ip) : 0;
+  if (wait > 0) return tooManyAttempts(wait);
   const getConnectionData = rules.getConnectionData;
+  // The adapters refused a request whose URL does not parse (see upgradeUrl), before anything here ran.
   const url = new URL(request.url);
   const cid = url.searchParams.get("cid");
   const clientId = cid && ID_PATTERN.test(cid) ? cid : crypto.randomUUID();
@@ -71,9 +76,97 @@ export function admit<TData>(
   }
 }
 
-/** The first address of X-Forwarded-For: the client as the outermost proxy saw it. */
-function forwardedFor(request: Request): string | null {
-  return request.headers.get("x-forwarded-for")?.split(",")[0]?.trim() || null;
+/** The client's address: the socket's, or the one the outermost trusted proxy appended to X-Forwarded-For. */
+function clientIp(request: Request, socketIp: string | null, trustProxy: boolean | number | undefined): string | null {
+  const hops = trustProxy === true ? 1 : Math.floor(Number(trustProxy) || 0);
+  const header = hops > 0 ? request.headers.get("x-forwarded-for") : null;
+  if (!header) return socketIp;
+  const entries = header.split(",");
+  return ipLiteral(entries[Math.max(0, entries.length - hops)] ?? "") ?? socketIp;
+}
+
+const IPV4 = /^(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
+
+/** @returns the IPv4 or IPv6 address in an X-Forwarded-For entry (some proxies add a port, and brackets around IPv6), or null */
+function ipLiteral(entry: string): string | null {
+  const text = entry.trim();
+  // Longer than any address with a port: not one, and not worth parsing.
+  if (text.length > 64) return null;
+  const ip = /^\[(.+)\](?::\d{1,5})?$/.exec(text)?.[1] ?? /^([\d.]+):\d{1,5}$/.exec(text)?.[1] ?? text;
+  if (IPV4.test(ip)) return ip;
+  return /^[\dA-Fa-f:.]{2,45}$/.test(ip) && ip.includes(":") && URL.canParse(`http://[${ip}]/`) ? ip : null;
+}
+
+/** A 429 whose Retry-After says, in whole seconds rounded up, when the address has a token again. */
+function tooManyAttempts(waitMs: number): Response {
+  const headers = { "Retry-After": String(Math.ceil(waitMs / 1000)) };
+  return new Response("Too many connection attempts from this address", { status: 429, headers });
+}
+
+/** An upgrade request as the runtime parsed it, before anything in it is trusted. */
+export interface RawUpgrade {
+  /** The request target: origin-form (`/path?query`) or absolute-form (`http://host/path?query`). */
+  target: string;
+  /** The Host header; its values joined by ", " when there were several. */
+  host: string | null | undefined;
+  /** Whether it came over TLS. */
+  secure: boolean;
+}
+
+/** A host name, or an IPv4 or [IPv6] literal, and an optional port: nothing that could end the authority early (`@ / ? #`). */
+const HOST = /^(?:[\w.-]{1,253}|\[[\dA-Fa-f:.]{2,45}\])(?::\d{1,5})?$/;
+const ABSOLUTE_FORM = /^(?:https?|wss?):\/\//i;
+
+/**
+ * The URL of an upgrade request: the scheme from the transport, the authority from the Host header, the path
+ * and query from the target (an absolute-form target's own authority is dropped, as Bun does).
+ * @param raw - the request as the runtime parsed it
+ * @returns the URL, or a 400 naming what was wrong
+ */
+export function upgradeUrl(raw: RawUpgrade): URL | Response {
+  if (!raw.host) return badRequest("Missing Host header");
+  // The pattern keeps the host to itself; the parser then refuses a port over 65535 or a bad IP literal.
+  if (!HOST.test(raw.host) || !URL.canParse(`http://${raw.host}/`)) return badRequest("Malformed Host header");
+  const path = targetPath(raw.target);
+  if (path === null) return badRequest("Malformed request target");
+  try {
+    return new URL(`${raw.secure ? "https" : "http"}://${raw.host}${path}`);
+  } catch {
+    return badRequest("Malformed request target");
+  }
+}
+
+/**
+ * Builds the Fetch `Request` of an upgrade, for runtimes that do not hand one over (Node), so that
+ * `getConnectionData` sees the same thing on every runtime.
+ * @param raw - the request as the runtime parsed it
+ * @param headers - its headers, as name and value pairs
+ * @returns the request, or a 400 naming what was wrong
+ */
+export function upgradeRequest(raw: RawUpgrade, headers: [string, string][]): Request | Response {
+  const url = upgradeUrl(raw);
+  if (url instanceof Response) return url;
+  try {
+    return new Request(url, { headers });
+  } catch {
+    return badRequest("Malformed header");
+  }
+}
+
+/** @returns the path and query of an origin-form or absolute-form target, or null for any other form */
+function targetPath(target: string): string | null {
+  if (target.startsWith("/")) return target;
+  if (!ABSOLUTE_FORM.test(target)) return null;
+  try {
+    const url = new URL(target);
+    return `${url.pathname}${url.search}`;
+  } catch {
+    return null;
+  }
+}
+
+function badRequest(what: string): Response {
+  return new Response(what, { status: 400 });
 }
 
 function accept(clientId: string, data: unknown): SocketLink | Response {
