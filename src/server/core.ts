@@ -50,7 +50,11 @@ export interface ServerOptions<TData = unknown> {
   maxConcurrentCalls?: number;
   /** Bytes that may wait to be written to one socket; past it the socket is closed with 4003. Defaults to 4 MiB. */
   maxBufferedBytes?: number;
-  /** Upgrades per client address per window; past it, 429. Defaults to 100 per 10 s; `false` turns it off. */
+  /**
+   * Upgrades per client address (per /64 for IPv6): a burst of `max`, earned back at `max` per `windowMs`;
+   * past it, 429 with Retry-After. Defaults to 200 per 10 s; `false` turns it off.
+   */
+  rateLimit?: RateLimitOptions | false;
   rateLimit?: RateLimitOptions | false;
   /**
    * Take client addresses from X-Forwarded-For, as appended by your own proxies: `true` trusts one
@@ -106,7 +110,7 @@ export class ServerCore<TData> {
     }
     this.maxMessageBytes = options.maxMessageBytes ?? 1024 * 1024;
     this.maxBufferedBytes = options.maxBufferedBytes ?? 4 * 1024 * 1024;
-    this.limiter = options.rateLimit === false ? null : new RateLimiter(options.rateLimit ?? { max: 100, windowMs: 10_000 });
+    this.limiter = options.rateLimit === false ? null : new RateLimiter(options.rateLimit ?? { max: 200, windowMs: 10_000 });
     this.topics = new Topics(
       { maxMessages: options.replay?.maxMessages ?? 10_000, maxBytes: options.replay?.maxBytes ?? 8 * 1024 * 1024 },
       { maxTopicsPerConnection: options.maxTopicsPerConnection ?? 1000, maxTopicLength: options.maxTopicLength ?? 256 },

@@ -5,21 +5,25 @@
  * client keeps the signature beside the id and shows it in HELLO. An id
  * without a valid signature is replaced by a fresh one.
  */
-import { createHmac } from "node:crypto";
+// Pure JS, so the server core stays free of node: imports (Deno, bundlers) and HMAC stays synchronous.
+import { hmac } from "@noble/hashes/hmac.js";
+import { sha256 } from "@noble/hashes/sha2.js";
+
+const encoder = new TextEncoder();
 
 const ID_PATTERN = /^[\w-]{1,64}$/;
 
 export class ClientIdentity {
-  readonly #key: Uint8Array | string;
+  readonly #key: Uint8Array;
 
   /** @param secret - the signing key; every instance of a cluster needs the same one. Random when omitted. */
   constructor(secret?: string) {
-    this.#key = secret ?? crypto.getRandomValues(new Uint8Array(32));
+    this.#key = secret === undefined ? crypto.getRandomValues(new Uint8Array(32)) : encoder.encode(secret);
   }
 
   /** @returns the key that proves `clientId`, base64url */
   sign(clientId: string): string {
-    return createHmac("sha256", this.#key).update(`chatter client id\0${clientId}`).digest("base64url");
+    return base64url(hmac(sha256, this.#key, encoder.encode(`chatter client id\0${clientId}`)));
   }
 
   /** @returns whether `key` proves `clientId` */
@@ -30,7 +34,10 @@ export class ClientIdentity {
 
 /** 32 random bytes, base64url: a resume token. */
 export function randomSecret(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(32));
+  return base64url(crypto.getRandomValues(new Uint8Array(32)));
+}
+
+function base64url(bytes: Uint8Array): string {
   return btoa(String.fromCharCode(...bytes))
     .replace(/\+/g, "-")
     .replace(/\//g, "_")
