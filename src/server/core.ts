@@ -55,7 +55,6 @@ export interface ServerOptions<TData = unknown> {
    * past it, 429 with Retry-After. Defaults to 200 per 10 s; `false` turns it off.
    */
   rateLimit?: RateLimitOptions | false;
-  rateLimit?: RateLimitOptions | false;
   /**
    * Take client addresses from X-Forwarded-For, as appended by your own proxies: `true` trusts one
    * hop (the rightmost entry), a number trusts that many. Only behind proxies you run.
