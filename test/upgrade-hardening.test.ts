@@ -289,8 +289,7 @@ describe("trustProxy", () => {
   /** The address getConnectionData sees for each X-Forwarded-For value, on a server with these options. */
   async function addressesSeen(trustProxy: boolean | number, forwarded: string[]): Promise<(string | null)[]> {
     const seen: (string | null)[] = [];
-    // The cast goes once ServerOptions (core.ts) types trustProxy as `boolean | number`, as admission already reads it.
-    const srv = startServer({ rateLimit: false, trustProxy: trustProxy as boolean, getConnectionData: (info) => void seen.push(info.ip) });
+    const srv = startServer({ rateLimit: false, trustProxy, getConnectionData: (info) => void seen.push(info.ip) });
     try {
       for (const value of forwarded) await rawUpgrade(srv.bun.port!, `GET / HTTP/1.1\r\nHost: {host}\r\nX-Forwarded-For: ${value}`);
       return seen;

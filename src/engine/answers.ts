@@ -22,6 +22,14 @@ export interface AnswererHost {
   send(frame: Uint8Array): void;
 }
 
+/** Handler limits shared by many peers: checked before a handler runs, counted while an async one is running. */
+export interface CallBudget {
+  /** @returns the error that refuses a call from `owner` now, or null */
+  refuse(owner: unknown, proc: string): ChatterError | null;
+  started(owner: unknown): void;
+  done(owner: unknown): void;
+}
+
 export class Answerer {
   /** Incoming calls whose handler has not finished, for CANCEL and repeats. */
   private readonly running = new Map<number, CallContext>();
@@ -72,6 +80,7 @@ export class Answerer {
   reset(reason: string): void {
     for (const ctx of this.running.values()) ctx.abort(new ChatterError("DISCONNECTED", `caller went away (${reason})`));
     this.running.clear();
+    this.replies?.clear(); // Gives its bytes back to a shared budget.
     this.replies = null;
     this.lastCallId = 0;
     this.lastEvent = 0;
@@ -90,6 +99,9 @@ export class Answerer {
     if (max !== undefined && this.running.size >= max) {
       return this.replyError(id, new ChatterError("LIMIT", `too many concurrent calls: "${name}" refused, limit is ${max}`), name);
     }
+    const budget = this.opts.budget;
+    const refused = budget?.refuse(this.host.owner, name);
+    if (refused) return this.replyError(id, refused, name);
     const ctx = new CallContext(name, timeout);
     let out: unknown;
     try {
@@ -100,11 +112,15 @@ export class Answerer {
     if (!(out instanceof Promise)) return this.reply(id, entry.proc, out);
     // It stays "running" until its answer is kept (see answer()), so a repeat arriving meanwhile waits for it.
     this.running.set(id, ctx);
+    // Shared limits count the handler until it settles, even if its session ended meanwhile.
+    budget?.started(this.host.owner);
     out.then(
       (value) => {
+        budget?.done(this.host.owner);
         if (this.running.has(id)) this.reply(id, entry.proc, value);
       },
       (err) => {
+        budget?.done(this.host.owner);
         if (this.running.has(id)) this.replyError(id, err, name);
       },
     );

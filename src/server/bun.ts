@@ -66,8 +66,8 @@ export function bunAdapter<TData>(core: ServerCore<TData>) {
     // Past this, send() drops the frame and returns 0; the core then closes the socket as a slow consumer.
     backpressureLimit: core.maxBufferedBytes,
     closeOnBackpressureLimit: false,
-    // Clients ping every 30 s by default; a silent socket is dead after 2 minutes.
-    idleTimeout: 120,
+    // Clients ping every 30 s by default; the core closes a socket silent for idleTimeout, and Bun does too.
+    idleTimeout: Math.min(960, Math.max(0, core.limits.idleTimeout)),
     perMessageDeflate: false,
     open(ws) {
       core.open(ws.data, ws);

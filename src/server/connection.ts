@@ -47,6 +47,8 @@ export class ServerConnection<TData = unknown> {
   expiry: ReturnType<typeof setTimeout> | undefined;
   /** @internal */
   ended = false;
+  /** @internal set while the session waits for a resume and counts against the connection limits. */
+  parkedAt: { address: string | null } | null = null;
   private readonly core: ServerCore<TData>;
 
   /** @internal made by the server core when a HELLO starts a new session. */

@@ -3,81 +3,31 @@
  * and shutdown. Runtime adapters (Bun, Node) feed it sockets and frames;
  * topics and fan-out live in topics.ts.
  */
-import type { CallContext } from "../engine/context.ts";
 import type { HandlerEntry, PeerOptions } from "../engine/peer.ts";
-import { ChatterError } from "../errors.ts";
+import { SharedReplyBudget } from "../engine/replies.ts";
+import { ChatterError, describeThrown } from "../errors.ts";
 import { check, type Proc } from "../proc.ts";
-import { CloseCode, decodeFrames, encodeFrame, FrameType, type HelloFrame, PROTOCOL_VERSION, type WelcomeFrame } from "../wire/frames.ts";
-import type { ClusterBackend, ClusterBroadcast } from "./cluster.ts";
+import {
+  CloseCode,
+  decodeFrames,
+  encodeFrame,
+  type Frame,
+  FrameType,
+  type HelloFrame,
+  PROTOCOL_VERSION,
+  type WelcomeFrame,
+} from "../wire/frames.ts";
+import type { ClusterBroadcast } from "./cluster.ts";
 import { ServerConnection } from "./connection.ts";
 import { ClientIdentity, randomSecret, sameSecret } from "./identity.ts";
-import { RateLimiter, type RateLimitOptions } from "./rate-limit.ts";
+import { Occupancy, RunningCalls } from "./limits.ts";
+import { limitsOf, type ServerHandler, type ServerOptions } from "./options.ts";
+import { RateLimiter } from "./rate-limit.ts";
 import type { ServerSocket, SocketLink } from "./socket.ts";
 import { Topics } from "./topics.ts";
-import { admit, type ConnectionInfo } from "./upgrade.ts";
+import { admit } from "./upgrade.ts";
 
-/** Options of `createServer`. */
-export interface ServerOptions<TData = unknown> {
-  /**
-   * Runs during the upgrade, before the socket opens. Its result becomes
-   * `connection.data`. Throw to refuse with 401, or return or throw a
-   * `Response` to refuse with that response.
-   */
-  getConnectionData?: (info: ConnectionInfo) => TData | Promise<TData>;
-  /** Runs once a new session's handshake is done, before its calls are handled. Not run again on resume. */
-  onOpen?: (connection: ServerConnection<NoInfer<TData>>) => unknown;
-  /** Runs when a session ends: closed for good, or not resumed within the window. */
-  onClose?: (connection: ServerConnection<NoInfer<TData>>, code: number, reason: string) => unknown;
-  /** Gets errors nobody awaits: failing hooks and broadcast handlers. Defaults to `console.error`. */
-  onError?: (error: unknown, connection?: ServerConnection<NoInfer<TData>>) => void;
-  /** Log what happens and why. */
-  verbose?: boolean;
-  /** Send handler stacks to callers with `HANDLER_ERROR`. Off by default: stacks leak internals. */
-  exposeStack?: boolean;
-  /** Largest frame accepted, in bytes, checked before decoding. Defaults to 1 MiB. */
-  maxMessageBytes?: number;
-  /** Milliseconds a new socket has to send its HELLO. Defaults to 10 000. */
-  handshakeTimeout?: number;
-  /** Milliseconds a session is kept after its socket drops, for the client to resume. Defaults to 30 000; 0 turns resume off. */
-  resumeWindow?: number;
-  /** Bounds on the log of recent broadcasts that resuming sessions catch up from (server-wide). */
-  replay?: { maxMessages?: number; maxBytes?: number };
-  /** Topics one connection may be in at once; `subscribe` past it throws `LIMIT`. Defaults to 1000. */
-  maxTopicsPerConnection?: number;
-  /** Characters a topic name may have; `subscribe` to a longer one throws `LIMIT`. Defaults to 256. */
-  maxTopicLength?: number;
-  /** Calls from one connection whose handlers may run at once; more are refused with `LIMIT`. Defaults to 1024. */
-  maxConcurrentCalls?: number;
-  /** Bytes that may wait to be written to one socket; past it the socket is closed with 4003. Defaults to 4 MiB. */
-  maxBufferedBytes?: number;
-  /**
-   * Upgrades per client address (per /64 for IPv6): a burst of `max`, earned back at `max` per `windowMs`;
-   * past it, 429 with Retry-After. Defaults to 200 per 10 s; `false` turns it off.
-   */
-  rateLimit?: RateLimitOptions | false;
-  /**
-   * Take client addresses from X-Forwarded-For, as appended by your own proxies: `true` trusts one
-   * hop (the rightmost entry), a number trusts that many. Only behind proxies you run.
-   */
-  trustProxy?: boolean | number;
-  /** Origins allowed to connect (the browser's Origin header); requests without one pass. */
-  allowedOrigins?: string[];
-  /** A cluster backend (e.g. `redisCluster` from chatter/redis) to act as one with other instances. */
-  cluster?: ClusterBackend;
-  /**
-   * The key that signs client ids, so a client proves its id instead of
-   * claiming it. Defaults to a random key per process; give every instance of
-   * a cluster (and every restart, to keep ids across restarts) the same one.
-   */
-  secret?: string;
-}
-
-/** A handler on the server: gets the parsed input, the calling connection and the call's context. */
-export type ServerHandler<TData, TIn, TOut> = (
-  input: TIn,
-  connection: ServerConnection<TData>,
-  ctx: CallContext,
-) => TOut | undefined | Promise<TOut | undefined> | void | Promise<void>;
+export type { ServerHandler, ServerOptions };
 
 export class ServerCore<TData> {
   readonly handlers = new Map<string, HandlerEntry>();
@@ -86,9 +36,16 @@ export class ServerCore<TData> {
   readonly sessions = new Map<string, ServerConnection<TData>>();
   readonly topics: Topics<ServerConnection<TData>>;
   readonly log: ((msg: string) => void) | undefined;
+  /** Every limit, with its default filled in. */
+  readonly limits: ReturnType<typeof limitsOf>;
   readonly maxMessageBytes: number;
   readonly maxBufferedBytes: number;
   readonly limiter: RateLimiter | null;
+  /** Sockets and parked sessions, in all and per address. */
+  private readonly occupancy: Occupancy;
+  /** Seconds since the server started, counted by one coarse timer: frame rates and idle sockets are judged on it. */
+  private tick = 0;
+  private readonly clock: ReturnType<typeof setInterval>;
   closing = false;
   /** This instance's id in a cluster. */
   readonly instanceId = crypto.randomUUID();
@@ -107,13 +64,13 @@ export class ServerCore<TData> {
     if (options.cluster && !options.secret) {
       console.warn("[chatter] server: give every instance of a cluster the same `secret`, or client ids will not carry across instances");
     }
-    this.maxMessageBytes = options.maxMessageBytes ?? 1024 * 1024;
-    this.maxBufferedBytes = options.maxBufferedBytes ?? 4 * 1024 * 1024;
+    const limits = limitsOf(options);
+    this.limits = limits;
+    this.maxMessageBytes = limits.maxMessageBytes;
+    this.maxBufferedBytes = limits.maxBufferedBytes;
     this.limiter = options.rateLimit === false ? null : new RateLimiter(options.rateLimit ?? { max: 200, windowMs: 10_000 });
-    this.topics = new Topics(
-      { maxMessages: options.replay?.maxMessages ?? 10_000, maxBytes: options.replay?.maxBytes ?? 8 * 1024 * 1024 },
-      { maxTopicsPerConnection: options.maxTopicsPerConnection ?? 1000, maxTopicLength: options.maxTopicLength ?? 256 },
-    );
+    this.occupancy = new Occupancy(limits.maxConnections, limits.maxConnectionsPerAddress);
+    this.topics = new Topics(limits.replay, limits);
     this.topics.onDropped = (topic) => {
       for (const c of this.topics.index.get(topic) ?? [])
         if ((c.socket?.getBufferedAmount() ?? 0) > this.maxBufferedBytes) this.slowConsumer(c);
@@ -123,21 +80,46 @@ export class ServerCore<TData> {
       side: "server",
       log: this.log,
       exposeStack: options.exposeStack ?? false,
-      maxConcurrent: options.maxConcurrentCalls ?? 1024,
+      maxConcurrent: limits.maxConcurrentCalls,
+      replies: { shared: new SharedReplyBudget(limits.maxKeptBytes) },
+      budget: runningBudget(new RunningCalls(limits.maxConcurrentCallsPerClient, limits.maxRunningCalls)),
       onControl: (frame, conn: ServerConnection<TData>) =>
         this.protocolError(conn.link, `unexpected frame type ${frame[0]} after the handshake`),
     };
+    this.clock = setInterval(() => this.onTick(), 1000);
+    (this.clock as { unref?: () => void }).unref?.();
+  }
+
+  /** Once a second: advance the clock, and now and then close sockets that have gone silent. */
+  private onTick(): void {
+    this.tick++;
+    const idle = this.limits.idleTimeout;
+    if (idle <= 0 || this.tick % Math.max(1, Math.floor(idle / 4)) !== 0) return;
+    for (const conn of this.connections) {
+      const link = conn.link;
+      if (link && this.tick - link.seen > idle) {
+        this.log?.(`client ${conn.clientId} sent nothing for ${idle} s; closing its socket`);
+        this.closeLink(link, CloseCode.PingTimeout, `nothing received for ${idle} s (idleTimeout)`);
+      }
+    }
   }
 
   /** Decides, during the upgrade, whether a client may connect. */
   admit(request: Request, ip: string | null): SocketLink | Response | Promise<SocketLink | Response> {
     if (this.closing) return new Response("Server is shutting down", { status: 503 });
-    return admit(request, ip, { ...this.options, limiter: this.limiter });
+    return admit(request, ip, { ...this.options, limiter: this.limiter, capacity: (address) => this.occupancy.refusal(address) });
   }
 
   /** An admitted socket opened; it must send HELLO in time. */
   open(link: SocketLink, socket: ServerSocket): void {
     link.socket = socket;
+    link.seen = link.window = this.tick;
+    // Admission checked for room; several upgrades admitted at once may still overfill it.
+    if (!this.occupancy.add(link.address)) {
+      link.closing = true;
+      return socket.close(CloseCode.TryAgainLater, "server is full (maxConnections); try again later");
+    }
+    link.counted = true;
     this.handshaking.add(link);
     link.helloTimer = setTimeout(() => {
       this.log?.(`client ${link.clientId} sent no HELLO in time; closing`);
@@ -154,22 +136,52 @@ export class ServerCore<TData> {
         `message of ${message.byteLength} bytes exceeds maxMessageBytes (${this.maxMessageBytes})`,
       );
     }
+    link.seen = this.tick;
+    let frames: Frame[];
     try {
-      for (const frame of decodeFrames(message)) {
-        // Looked up per frame: a HELLO at the head of a batch binds the session for the frames after it.
-        const conn = link.conn as ServerConnection<TData> | null;
-        if (conn) conn.peer.receive(frame);
-        else if (frame[0] === FrameType.Hello && link.helloTimer !== undefined) this.handshake(link, frame);
-        else return this.protocolError(link, "the first frame must be HELLO");
-        if (link.closing) return; // That frame got the socket closed: ignore the rest of the batch.
-      }
-      // Answers made while handling this message go out now, inside the runtime's corked handler: one write,
-      // and no wait for the end of the tick.
-      (link.conn as ServerConnection<TData> | null)?.flush();
+      frames = decodeFrames(message, this.limits.maxFramesPerMessage);
     } catch (err) {
-      if (err instanceof ChatterError && err.code === "PROTOCOL") this.protocolError(link, err.message);
-      else this.report(err, (link.conn as ServerConnection<TData> | null) ?? undefined);
+      const limit = err instanceof ChatterError && err.code === "LIMIT";
+      return this.refuse(link, limit ? CloseCode.TooBig : CloseCode.ProtocolError, describeThrown(err).replace(/^\[chatter\] /, ""));
     }
+    if (this.overRate(link, frames.length)) {
+      return this.refuse(
+        link,
+        CloseCode.TooManyFrames,
+        `more than ${this.limits.maxFramesPerSecond} frames per second (maxFramesPerSecond)`,
+      );
+    }
+    try {
+      this.handle(link, frames);
+    } catch (err) {
+      // A bug of ours or of a hook, not the client's: report it once and drop the socket, rather than once per message.
+      this.report(err, (link.conn as ServerConnection<TData> | null) ?? undefined);
+      this.closeLink(link, CloseCode.InternalError, "internal error");
+    }
+  }
+
+  private handle(link: SocketLink, frames: Frame[]): void {
+    for (const frame of frames) {
+      // Looked up per frame: a HELLO at the head of a batch binds the session for the frames after it.
+      const conn = link.conn as ServerConnection<TData> | null;
+      if (conn) conn.peer.receive(frame);
+      else if (frame[0] === FrameType.Hello && link.helloTimer !== undefined) this.handshake(link, frame);
+      else return this.protocolError(link, "the first frame must be HELLO");
+      if (link.closing) return; // That frame got the socket closed: ignore the rest of the batch.
+    }
+    // Answers made while handling this message go out now, inside the runtime's corked handler: one write,
+    // and no wait for the end of the tick.
+    (link.conn as ServerConnection<TData> | null)?.flush();
+  }
+
+  /** Counts a message's frames (at least one) against the socket's budget for this second. */
+  private overRate(link: SocketLink, frames: number): boolean {
+    if (link.window !== this.tick) {
+      link.window = this.tick;
+      link.frames = 0;
+    }
+    link.frames += frames || 1;
+    return link.frames > this.limits.maxFramesPerSecond;
   }
 
   /** Closes a socket that broke the protocol, with a reason naming what; its session ends. */
@@ -232,6 +244,7 @@ export class ServerCore<TData> {
   /** Moves a session to a new socket: catch it up on broadcasts, rejoin its topics, resend unanswered calls. */
   private resume(conn: ServerConnection<TData>, link: SocketLink, lastEvent: number, settledBelow: number): void {
     clearTimeout(conn.expiry);
+    this.unpark(conn);
     const stale = conn.link;
     this.bind(conn, link);
     if (stale) this.closeLink(stale, CloseCode.Replaced, "session resumed on a newer socket");
@@ -262,6 +275,10 @@ export class ServerCore<TData> {
   closed(link: SocketLink, code: number, reason: string): void {
     clearTimeout(link.helloTimer);
     this.handshaking.delete(link);
+    if (link.counted) {
+      link.counted = false;
+      this.occupancy.remove(link.address);
+    }
     const conn = link.conn as ServerConnection<TData> | null;
     if (!conn || conn.link !== link) return; // No handshake, or a stale socket of a resumed session.
     conn.link = null;
@@ -271,6 +288,9 @@ export class ServerCore<TData> {
     // the runtime refusing an oversized frame: resuming would only send it again.
     const gone = code === CloseCode.ClientClosed || code === CloseCode.GoingAway || code === CloseCode.TooBig;
     if (this.closing || window <= 0 || gone) return this.endSession(conn, code, reason);
+    // A parked session holds memory as a socket does: it counts against the same limits.
+    if (!this.occupancy.add(link.address)) return this.endSession(conn, code, `${reason}; no room to keep the session (maxConnections)`);
+    conn.parkedAt = { address: link.address };
     this.log?.(`client ${conn.clientId} dropped (${code} ${reason}); keeping session ${conn.sessionId} for ${window} ms`);
     conn.expiry = setTimeout(() => this.endSession(conn, code, `${reason || "dropped"}; not resumed within ${window} ms`), window);
   }
@@ -280,6 +300,7 @@ export class ServerCore<TData> {
     if (conn.ended) return;
     conn.ended = true;
     clearTimeout(conn.expiry);
+    this.unpark(conn);
     this.sessions.delete(conn.sessionId);
     this.connections.delete(conn);
     this.topics.remove(conn);
@@ -294,9 +315,17 @@ export class ServerCore<TData> {
     this.hook(() => this.options.onClose?.(conn, code, reason), conn);
   }
 
+  /** A parked session is back on a socket, or ended: it no longer counts apart. */
+  private unpark(conn: ServerConnection<TData>): void {
+    if (!conn.parkedAt) return;
+    this.occupancy.remove(conn.parkedAt.address);
+    conn.parkedAt = null;
+  }
+
   /** Refuses new clients, waits for running handlers (up to `timeout` ms), then closes every socket with 1001. */
   async shutdown(timeout: number): Promise<void> {
     this.closing = true;
+    clearInterval(this.clock);
     const deadline = Date.now() + timeout;
     const busy = () => [...this.connections].some((c) => c.peer.runningCount > 0);
     while (busy() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
@@ -353,4 +382,13 @@ export class ServerCore<TData> {
     }
     this.topics.broadcast(b.topics, (seq) => encodeFrame([FrameType.Event, seq, b.name, b.input]), exclude);
   }
+}
+
+/** The server's shared handler limits, as the engine asks for them (the owner is a session). */
+function runningBudget(running: RunningCalls): PeerOptions["budget"] {
+  return {
+    refuse: (owner, proc) => running.refuse((owner as ServerConnection).clientId, proc),
+    started: (owner) => running.started((owner as ServerConnection).clientId),
+    done: (owner) => running.done((owner as ServerConnection).clientId),
+  };
 }

@@ -72,7 +72,7 @@ export class RateLimiter {
  * subscriber is usually given a whole /64 and could otherwise take a fresh address for every upgrade.
  * @returns the key, or the address as it is when it is not an IP address
  */
-function limitKey(ip: string): string {
+export function limitKey(ip: string): string {
   const groups = ip.includes(":") ? ipv6Groups(ip) : null;
   if (!groups) return ip;
   if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {

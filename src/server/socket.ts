@@ -45,9 +45,19 @@ export class SocketLink {
   helloTimer: ReturnType<typeof setTimeout> | undefined = undefined;
   /** Set once the core closes the socket: frames still in a batch after that are ignored. */
   closing = false;
+  /** The client's address as admission judged it (per /64 for IPv6), for the per-address limit. */
+  readonly address: string | null;
+  /** Whether the socket counts against the connection limits (from open until closed). */
+  counted = false;
+  /** The core's clock when the socket last sent something, and the second its frame count is for. */
+  seen = 0;
+  window = 0;
+  /** Frames received in that second. */
+  frames = 0;
 
-  constructor(clientId: string, data: unknown) {
+  constructor(clientId: string, data: unknown, address: string | null = null) {
     this.clientId = clientId;
     this.data = data;
+    this.address = address;
   }
 }

@@ -1,5 +1,5 @@
 /** Admission at upgrade time: is the request well formed, who is connecting, and may they. */
-import type { RateLimiter } from "./rate-limit.ts";
+import { limitKey, type RateLimiter } from "./rate-limit.ts";
 import { SocketLink } from "./socket.ts";
 
 /** What `getConnectionData` learns about a connecting client. */
@@ -31,6 +31,8 @@ export interface AdmissionRules<TData> {
    */
   trustProxy?: boolean | number | undefined;
   limiter: RateLimiter | null;
+  /** @returns the refusal when the server has no room for another connection from this address, or null */
+  capacity?: (address: string | null) => Response | null;
 }
 
 const ID_PATTERN = /^[\w-]{1,64}$/;
@@ -53,12 +55,15 @@ export function admit<TData>(
   const ip = clientIp(request, socketIp, rules.trustProxy);
   const wait = ip && rules.limiter ? rules.limiter.take(ip) : 0;
   if (wait > 0) return tooManyAttempts(wait);
+  const address = ip === null ? null : limitKey(ip);
+  const full = rules.capacity?.(address);
+  if (full) return full;
   const getConnectionData = rules.getConnectionData;
   // The adapters refused a request whose URL does not parse (see upgradeUrl), before anything here ran.
   const url = new URL(request.url);
   const cid = url.searchParams.get("cid");
   const clientId = cid && ID_PATTERN.test(cid) ? cid : crypto.randomUUID();
-  if (!getConnectionData) return new SocketLink(clientId, undefined);
+  if (!getConnectionData) return new SocketLink(clientId, undefined, address);
   const info: ConnectionInfo = {
     request,
     url,
@@ -69,8 +74,8 @@ export function admit<TData>(
   };
   try {
     const data = getConnectionData(info);
-    if (data instanceof Promise) return data.then((d) => accept(clientId, d), refuse);
-    return accept(clientId, data);
+    if (data instanceof Promise) return data.then((d) => accept(clientId, d, address), refuse);
+    return accept(clientId, data, address);
   } catch (err) {
     return refuse(err);
   }
@@ -169,8 +174,8 @@ function badRequest(what: string): Response {
   return new Response(what, { status: 400 });
 }
 
-function accept(clientId: string, data: unknown): SocketLink | Response {
-  return data instanceof Response ? data : new SocketLink(clientId, data);
+function accept(clientId: string, data: unknown, address: string | null): SocketLink | Response {
+  return data instanceof Response ? data : new SocketLink(clientId, data, address);
 }
 
 function refuse(err: unknown): Response {

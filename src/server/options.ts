@@ -1,0 +1,109 @@
+/** The options of `createServer`, with their defaults: one place to read every limit. */
+import type { CallContext } from "../engine/context.ts";
+import type { ClusterBackend } from "./cluster.ts";
+import type { ServerConnection } from "./connection.ts";
+import type { RateLimitOptions } from "./rate-limit.ts";
+import type { ConnectionInfo } from "./upgrade.ts";
+
+/** Options of `createServer`. */
+export interface ServerOptions<TData = unknown> {
+  /**
+   * Runs during the upgrade, before the socket opens. Its result becomes
+   * `connection.data`. Throw to refuse with 401, or return or throw a
+   * `Response` to refuse with that response.
+   */
+  getConnectionData?: (info: ConnectionInfo) => TData | Promise<TData>;
+  /** Runs once a new session's handshake is done, before its calls are handled. Not run again on resume. */
+  onOpen?: (connection: ServerConnection<NoInfer<TData>>) => unknown;
+  /** Runs when a session ends: closed for good, or not resumed within the window. */
+  onClose?: (connection: ServerConnection<NoInfer<TData>>, code: number, reason: string) => unknown;
+  /** Gets errors nobody awaits: failing hooks and broadcast handlers. Defaults to `console.error`. */
+  onError?: (error: unknown, connection?: ServerConnection<NoInfer<TData>>) => void;
+  /** Log what happens and why. */
+  verbose?: boolean;
+  /** Send handler stacks to callers with `HANDLER_ERROR`. Off by default: stacks leak internals. */
+  exposeStack?: boolean;
+  /** Largest frame accepted, in bytes, checked before decoding. Defaults to 1 MiB. */
+  maxMessageBytes?: number;
+  /** Milliseconds a new socket has to send its HELLO. Defaults to 10 000. */
+  handshakeTimeout?: number;
+  /** Milliseconds a session is kept after its socket drops, for the client to resume. Defaults to 30 000; 0 turns resume off. */
+  resumeWindow?: number;
+  /** Bounds on the log of recent broadcasts that resuming sessions catch up from (server-wide). */
+  replay?: { maxMessages?: number; maxBytes?: number };
+  /** Topics one connection may be in at once; `subscribe` past it throws `LIMIT`. Defaults to 1000. */
+  maxTopicsPerConnection?: number;
+  /** Characters a topic name may have; `subscribe` to a longer one throws `LIMIT`. Defaults to 256. */
+  maxTopicLength?: number;
+  /** Calls from one connection whose handlers may run at once; more are refused with `LIMIT`. Defaults to 1024. */
+  maxConcurrentCalls?: number;
+  /** The same across every session of one client id (a client that reconnected fresh). Defaults to `maxConcurrentCalls`. */
+  maxConcurrentCallsPerClient?: number;
+  /** Handlers running at once on the whole server; more calls are refused with `LIMIT`. Defaults to 65 536. */
+  maxRunningCalls?: number;
+  /** Open sockets plus sessions waiting for a resume, server-wide; past it upgrades get 503. Defaults to 50 000. */
+  maxConnections?: number;
+  /** The same per client address (per /64 for IPv6); past it upgrades get 429. Defaults to 1000. */
+  maxConnectionsPerAddress?: number;
+  /** Frames one socket may send per second; past it the socket is closed with 4008. Defaults to 50 000; 0 turns it off. */
+  maxFramesPerSecond?: number;
+  /** Frames one message may hold (a batch); past it the socket is closed with 1009 before the rest is decoded. Defaults to 1000. */
+  maxFramesPerMessage?: number;
+  /**
+   * Bytes of answers kept for repeats across all sessions (parked ones too). Past it the oldest kept answers
+   * anywhere are dropped; a repeat of one is answered `LIMIT`. Defaults to 64 MiB.
+   */
+  maxKeptBytes?: number;
+  /** Seconds a socket may stay silent (clients ping every 30 s) before it is closed with 4002. Defaults to 120. */
+  idleTimeout?: number;
+  /** Bytes that may wait to be written to one socket; past it the socket is closed with 4003. Defaults to 4 MiB. */
+  maxBufferedBytes?: number;
+  /**
+   * Upgrades per client address (per /64 for IPv6): a burst of `max`, earned back at `max` per `windowMs`;
+   * past it, 429 with Retry-After. Defaults to 200 per 10 s; `false` turns it off.
+   */
+  rateLimit?: RateLimitOptions | false;
+  /**
+   * Take client addresses from X-Forwarded-For, as appended by your own proxies: `true` trusts one
+   * hop (the rightmost entry), a number trusts that many. Only behind proxies you run.
+   */
+  trustProxy?: boolean | number;
+  /** Origins allowed to connect (the browser's Origin header); requests without one pass. */
+  allowedOrigins?: string[];
+  /** A cluster backend (e.g. `redisCluster` from chatter/redis) to act as one with other instances. */
+  cluster?: ClusterBackend;
+  /**
+   * The key that signs client ids, so a client proves its id instead of
+   * claiming it. Defaults to a random key per process; give every instance of
+   * a cluster (and every restart, to keep ids across restarts) the same one.
+   */
+  secret?: string;
+}
+
+/** A handler on the server: gets the parsed input, the calling connection and the call's context. */
+export type ServerHandler<TData, TIn, TOut> = (
+  input: TIn,
+  connection: ServerConnection<TData>,
+  ctx: CallContext,
+) => TOut | undefined | Promise<TOut | undefined> | void | Promise<void>;
+
+/** Every limit, resolved against its default. */
+export function limitsOf<TData>(options: ServerOptions<TData>) {
+  const maxConcurrentCalls = options.maxConcurrentCalls ?? 1024;
+  return {
+    maxMessageBytes: options.maxMessageBytes ?? 1024 * 1024,
+    maxBufferedBytes: options.maxBufferedBytes ?? 4 * 1024 * 1024,
+    maxConcurrentCalls,
+    maxConcurrentCallsPerClient: options.maxConcurrentCallsPerClient ?? maxConcurrentCalls,
+    maxRunningCalls: options.maxRunningCalls ?? 65_536,
+    maxConnections: options.maxConnections ?? 50_000,
+    maxConnectionsPerAddress: options.maxConnectionsPerAddress ?? 1000,
+    maxFramesPerSecond: options.maxFramesPerSecond === 0 ? Number.POSITIVE_INFINITY : (options.maxFramesPerSecond ?? 50_000),
+    maxFramesPerMessage: options.maxFramesPerMessage ?? 1000,
+    maxKeptBytes: options.maxKeptBytes ?? 64 * 1024 * 1024,
+    idleTimeout: options.idleTimeout ?? 120,
+    maxTopicsPerConnection: options.maxTopicsPerConnection ?? 1000,
+    maxTopicLength: options.maxTopicLength ?? 256,
+    replay: { maxMessages: options.replay?.maxMessages ?? 10_000, maxBytes: options.replay?.maxBytes ?? 8 * 1024 * 1024 },
+  };
+}
