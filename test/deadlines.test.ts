@@ -118,6 +118,23 @@ test("items overdue together expire earliest first, whatever their timeout lengt
   expect(expired).toEqual(["sooner", "later"]);
 });
 
+test("a later deadline does not push back a timer the late event loop left overdue", async () => {
+  const heldAtFirstExpiry: number[] = [];
+  const { promise: firstExpiry, resolve } = Promise.withResolvers<void>();
+  const deadlines: Deadlines<Item> = new Deadlines<Item>(() => {
+    heldAtFirstExpiry.push(deadlines.held);
+    resolve();
+  });
+  deadlines.add(item("overdue"), 20);
+  const until = performance.now() + 60;
+  while (performance.now() < until); // the event loop is busy past the first deadline
+  deadlines.add(item("later"), 2000);
+  await firstExpiry;
+  // Ordering, not duration: the first expired on its own, while the later one was still held.
+  expect(heldAtFirstExpiry).toEqual([1]);
+  deadlines.clear();
+});
+
 test("a timeout beyond setTimeout's range waits instead of spinning", async () => {
   const { deadlines, expired } = clock();
   const realSetTimeout = globalThis.setTimeout;

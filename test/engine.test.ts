@@ -61,6 +61,12 @@ function pair() {
 
 const tick = () => new Promise((r) => setTimeout(r, 1));
 
+/** Keeps the event loop busy for `ms`, as a slow handler or a long GC pause does. */
+function busy(ms: number): void {
+  const until = performance.now() + ms;
+  while (performance.now() < until);
+}
+
 describe("engine", () => {
   test("calls go both ways and handlers get the owner", async () => {
     const { a, b, connect, on } = pair();
@@ -293,6 +299,42 @@ describe("engine", () => {
   });
 });
 
+describe("deadlines on a late event loop", () => {
+  test("an overdue call times out first, even when a later call is made before its timer could fire", async () => {
+    const { a, connect, hang } = pair();
+    connect();
+    hang();
+    const first = a.call(WAIT, 1, { timeout: 20 });
+    busy(60); // the first call's deadline passes while its timer cannot fire
+    const second = a.call(WAIT, 2, { timeout: 2000 });
+    second.catch(() => {});
+    // Ordering, not duration: when the first rejects, the second must still be waiting.
+    const seen = await first.then(
+      () => ({ code: "OK", pending: a.pendingCount }),
+      (err) => ({ code: err.code, pending: a.pendingCount }),
+    );
+    expect(seen).toEqual({ code: "TIMEOUT", pending: 1 });
+    a.close("done");
+  });
+
+  test.each(["returns", "throws"])(
+    "an answer that comes after the deadline, before the timer fired, is a TIMEOUT (handler %s)",
+    async (how) => {
+      const { a, connect, on } = pair();
+      connect();
+      on("b", DOUBLE, ((n: number) => {
+        busy(60);
+        if (how === "throws") throw new Error("too late anyway");
+        return n * 2;
+      }) as never);
+      await expect(a.call(DOUBLE, 1, { timeout: 20 })).rejects.toMatchObject({
+        code: "TIMEOUT",
+        message: '[chatter] call to "double" timed out after 20 ms',
+      });
+    },
+  );
+});
+
 describe("kept frames", () => {
   test("answers and logged broadcasts are kept as right-sized copies, not views pinning the encoder's 8 KB buffer", async () => {
     const { ReplyCache } = await import("../src/engine/replies.ts");
@@ -303,11 +345,11 @@ describe("kept frames", () => {
     const cache = new ReplyCache({ maxEntries: 10, maxBytes: 1000 });
     cache.set(1, frame);
     expect(cache.get(1)?.buffer.byteLength).toBe(frame.byteLength);
-    type Who = { isSubscribed(t: string): boolean; changes: null; changesFrom: number };
+    type Who = { sessionId: string; since: number; topics: null; isSubscribed(t: string): boolean; changes: null; changesFrom: number };
     const log = new BroadcastLog<Who>({ maxMessages: 10, maxBytes: 1000 });
     log.next();
     log.append(["t"], new Set(), frame);
-    const who: Who = { isSubscribed: (t) => t === "t", changes: null, changesFrom: 0 };
+    const who: Who = { sessionId: "s", since: 0, topics: null, isSubscribed: (t) => t === "t", changes: null, changesFrom: 0 };
     expect(log.missed(who, 0)[0]?.buffer.byteLength).toBe(frame.byteLength);
   });
 });

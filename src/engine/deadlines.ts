@@ -22,6 +22,9 @@ interface Queue<T> {
 /** setTimeout's longest delay; a longer one fires at once. */
 const MAX_DELAY = 2 ** 31 - 1;
 
+/** An overdue timer is re-armed at most this often (ms, setTimeout's resolution), not on every add of a late tick. */
+const HURRY_AGAIN = 1;
+
 const waiting = (item: Timed) => item.deadline !== 0;
 
 export class Deadlines<T extends Timed> {
@@ -58,8 +61,9 @@ export class Deadlines<T extends Timed> {
     this.live++;
     this.count++;
     if (this.count > 2 * this.live + 64) this.sweep();
-    // A timer armed for the past never fired: it belonged to fake timers since removed, or the clock jumped.
-    if (deadline < this.armedFor || this.armedFor < now) this.arm(deadline, now);
+    if (deadline < this.armedFor) this.arm(deadline, now);
+    // Overdue (a late event loop, or a fake timer since removed): fire at once, never wait for this later deadline.
+    else if (this.armedFor + HURRY_AGAIN < now) this.arm(now, now);
   }
 
   /** An item settled (answered, aborted or expired): its deadline no longer counts. */

@@ -7,7 +7,7 @@
 import { ChatterError, fromWireError } from "../errors.ts";
 import { check, type Proc } from "../proc.ts";
 import { encodeFrame, type Frame, FrameType } from "../wire/frames.ts";
-import { Answerer, tooBig } from "./answers.ts";
+import { Answerer, type CallBudget, tooBig } from "./answers.ts";
 import type { CallContext } from "./context.ts";
 import { Deadlines } from "./deadlines.ts";
 import type { ReplyLimits } from "./replies.ts";
@@ -49,6 +49,8 @@ export interface PeerOptions {
   maxConcurrent?: number;
   /** Bounds on the answers kept for repeats. */
   replies?: Partial<ReplyLimits>;
+  /** Limits shared by many peers (the server's per-client and server-wide handler counts). */
+  budget?: CallBudget;
 }
 
 export const DEFAULT_TIMEOUT = 30_000;
@@ -175,27 +177,35 @@ export class Peer {
     }
     if (frame.byteLength > this.maxFrameBytes) return Promise.reject(tooBig(proc.name, frame, this.maxFrameBytes));
     this.nextId++;
-    return new Promise((resolve, reject) => {
-      const p: Pending = { id, proc, resolve, reject, wait, deadline: 0, frame, sent: false, signal, onAbort: undefined };
-      this.pending.set(id, p);
-      if (wait) {
-        this.deadlines ??= new Deadlines((q) =>
-          this.giveUp(q, new ChatterError("TIMEOUT", `call to "${q.proc.name}" timed out after ${q.wait} ms`)),
-        );
-        this.deadlines.add(p, wait);
-      }
-      if (signal) {
-        p.onAbort = () => this.giveUp(p, aborted(proc.name, signal));
-        signal.addEventListener("abort", p.onAbort, { once: true });
-      }
-      if (this.link && !this.held) {
-        p.sent = true;
-        this.link.send(frame);
-      } else {
-        this.queued++;
-        this.opts.log?.(`no connection: queued call to "${proc.name}" (#${id})`);
-      }
-    });
+    return new Promise((resolve, reject) =>
+      this.track({ id, proc, resolve, reject, wait, deadline: 0, frame, sent: false, signal, onAbort: undefined }),
+    );
+  }
+
+  /** Registers a new call and sends or queues it. Closures made from here on do not capture `start`'s scope, which holds the frame. */
+  private track(p: Pending): void {
+    this.pending.set(p.id, p);
+    if (p.wait) this.clock().add(p, p.wait);
+    if (p.signal) this.watch(p, p.signal);
+    if (this.link && !this.held) {
+      p.sent = true;
+      this.link.send(p.frame);
+    } else {
+      this.queued++;
+      this.opts.log?.(`no connection: queued call to "${p.proc.name}" (#${p.id})`);
+    }
+  }
+
+  /** The deadline clock, made on first use. Its callback lives as long as the peer, so it is made here, where it captures only `this`. */
+  private clock(): Deadlines<Pending> {
+    this.deadlines ??= new Deadlines((p) => this.giveUp(p, timedOut(p)));
+    return this.deadlines;
+  }
+
+  /** Aborting `signal` gives up on the call. */
+  private watch(p: Pending, signal: AbortSignal): void {
+    p.onAbort = () => this.giveUp(p, aborted(p.proc.name, signal));
+    signal.addEventListener("abort", p.onAbort, { once: true });
   }
 
   /** A timeout or abort: settle now and make sure the call never runs later. */
@@ -339,7 +349,10 @@ export class Peer {
   private onAnswer(id: number, payload: unknown, failed: boolean): void {
     const p = this.pending.get(id);
     if (!p) return; // Late answer to a call we gave up on.
+    // Past its deadline the caller is owed a TIMEOUT: only a late event loop kept the timer from firing.
+    const late = p.deadline !== 0 && performance.now() >= p.deadline;
     this.settle(p);
+    if (late) return p.reject(timedOut(p));
     if (failed) return p.reject(fromWireError(payload));
     try {
       const parsed = check(p.proc.returns, payload, p.proc.name, "output");
@@ -349,6 +362,10 @@ export class Peer {
       p.reject(err);
     }
   }
+}
+
+function timedOut(p: Pending): ChatterError {
+  return new ChatterError("TIMEOUT", `call to "${p.proc.name}" timed out after ${p.wait} ms`);
 }
 
 function aborted(proc: string, signal: AbortSignal): ChatterError {
