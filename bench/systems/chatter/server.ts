@@ -14,6 +14,8 @@ const chatter = createServer({
   cluster,
   rateLimit: false,
   maxConcurrentCalls: 100_000,
+  // One load connection pipelines far more than the default 50,000 frames per second.
+  maxFramesPerSecond: 0,
   onOpen: (conn) => conn.subscribe("fanout"),
 });
 chatter.on(ECHO, (payload) => payload);
