@@ -12,7 +12,8 @@ import { readUntil } from "./processes.ts";
 import { ECHO } from "./procs.ts";
 
 const CONNS = 1000;
-const chatter = createServer({ rateLimit: false, onOpen: (conn) => conn.subscribe("fanout") });
+// Every connection comes from 127.0.0.1: lift the per-address cap.
+const chatter = createServer({ rateLimit: false, maxConnectionsPerAddress: 100_000, onOpen: (conn) => conn.subscribe("fanout") });
 chatter.on(ECHO, (payload) => payload);
 const server = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: (req, srv) => chatter.upgrade(req, srv), websocket: chatter.websocket });
 

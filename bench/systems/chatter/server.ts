@@ -16,6 +16,8 @@ const chatter = createServer({
   maxConcurrentCalls: 100_000,
   // One load connection pipelines far more than the default 50,000 frames per second.
   maxFramesPerSecond: 0,
+  // Every load connection comes from 127.0.0.1, and the idle rows open thousands.
+  maxConnectionsPerAddress: 100_000,
   onOpen: (conn) => conn.subscribe("fanout"),
 });
 chatter.on(ECHO, (payload) => payload);
