@@ -5,16 +5,27 @@
  */
 import { afterAll, expect, test } from "bun:test";
 import fc from "fast-check";
+import { Packr } from "msgpackr";
+import { z } from "zod";
+import { createProc } from "../src/index.ts";
 import { type ServerSocket, SocketLink } from "../src/server/socket.ts";
 import { encode } from "../src/wire/codec.ts";
 import { encodeFrame, FrameType, PROTOCOL_VERSION } from "../src/wire/frames.ts";
 import { rawSocket, startServer, waitFor } from "./helpers.ts";
 import { ADD, ECHO, GREET, SLOW } from "./procs.ts";
 
+const NUMBERS = createProc({ name: "numbers", takes: z.array(z.number()), returns: z.number() });
+const THROWS = createProc({ name: "throws", takes: z.string() });
 const srv = startServer({ rateLimit: false, maxMessageBytes: 4096, resumeWindow: 1000, onError: () => {} });
 srv.chatter.on(ADD, ({ a, b }) => a + b);
 srv.chatter.on(ECHO, (x) => x);
 srv.chatter.on(GREET, ({ name }) => `hi ${name}`);
+srv.chatter.on(NUMBERS, (xs) => xs.length);
+srv.chatter.on(THROWS, async (how) => {
+  if (how === "sync") throw Object.create(null);
+  await Bun.sleep(1);
+  throw Object.create(null);
+});
 srv.chatter.on(SLOW, async (ms) => {
   await Bun.sleep(Math.min(ms, 5));
   return "slow";
@@ -29,6 +40,19 @@ afterAll(() => {
 
 /** Close codes a bad frame may earn: protocol error, too big, wrong version. */
 const PROTOCOL_CLOSES = [1002, 1009, 4000];
+
+/** msgpackr's record definitions (extension 0x72): not part of the wire format, and a path into `new Function`. */
+const withRecords = new Packr({ useRecords: true, structures: [] });
+/** The shapes the attack run found: map frame types, records, huge issue counts, throws String() cannot convert. */
+const attacks: Uint8Array[] = [
+  encode([{ toString: 1 }, 1]),
+  encode([{ valueOf: 1, toString: null }, "x"]),
+  Uint8Array.from(withRecords.pack([FrameType.Call, 9, "echo", { a: 1, b: [{ c: 2 }] }, 0, 1])),
+  Uint8Array.from(withRecords.pack([{ a: 1 }, { a: 2 }])),
+  encodeFrame([FrameType.Call, 10, "numbers", new Array(3000).fill(null), 0, 1]),
+  encodeFrame([FrameType.Call, 11, "throws", "sync", 0, 1]),
+  encodeFrame([FrameType.Call, 12, "throws", "async", 0, 1]),
+];
 
 const hello = encodeFrame([FrameType.Hello, PROTOCOL_VERSION, "fuzz", "fuzz-session", null, 0, 1]);
 const seeds: Uint8Array[] = [
@@ -47,6 +71,7 @@ const seeds: Uint8Array[] = [
 /** Random frames: raw bytes, mutated real frames, and well-formed arrays of random values. */
 const frames = fc.oneof(
   fc.uint8Array({ maxLength: 300 }),
+  fc.constantFrom(...attacks),
   fc
     .tuple(fc.constantFrom(...seeds), fc.array(fc.tuple(fc.nat(), fc.integer({ min: 0, max: 255 })), { maxLength: 4 }), fc.nat())
     .map(([seed, flips, cut]) => {
@@ -62,11 +87,17 @@ const frames = fc.oneof(
     .map(([id, name, input, timeout, below]) => encodeFrame([FrameType.Call, id, name, input, timeout, below])),
 );
 
+/** The largest message the server sent back in the in-process run: answers it builds itself stay small. */
+let largestAnswer = 0;
+
 /** A socket that records what the server does to it, for the in-process run. */
 function recordingSocket() {
   const closes: number[] = [];
   const socket: ServerSocket = {
-    send: () => 1,
+    send: (frame) => {
+      largestAnswer = Math.max(largestAnswer, frame.byteLength);
+      return 1;
+    },
     close: (code) => void closes.push(code ?? 0),
     subscribe() {},
     unsubscribe() {},
@@ -97,6 +128,7 @@ test("100,000 random and mutated frames through the server's message path", asyn
   // Let any async handlers and answers finish, then look for leaks.
   await Bun.sleep(50);
   expect(unhandled).toEqual([]);
+  expect(largestAnswer).toBeLessThan(64 * 1024);
   expect(closed).toBeGreaterThan(10_000);
   expect(answered).toBeGreaterThan(5_000);
   console.log(`fuzz: 100000 frames in-process; ${closed} connections closed with a protocol code, ${answered} stayed open`);
