@@ -11,6 +11,7 @@ import { type Options as MsgpackrOptions, isNativeAccelerationEnabled as mpNativ
 // before cbor-x loads (hence the dynamic import). Under Node it works and is left alone.
 if (typeof Bun !== "undefined") process.env.CBOR_NATIVE_ACCELERATION_DISABLED ??= "true";
 const { Decoder, Encoder, isNativeAccelerationEnabled: cborNative } = await import("cbor-x");
+const chatter = await import("../src/wire/codec.ts");
 
 // ------------------------------------------------------------------ codecs
 // Plain msgpack maps (interoperable). useRecords:false implies mapsAsObjects:true: objects decode as objects,
@@ -47,6 +48,8 @@ const CODECS: Codec[] = [
   { name: "cbor-x", encode: (v) => cborEnc.encode(v), decode: (b) => cborDec.decode(b) },
   // JSON cannot represent Map/Set/Date/bigint/bytes/undefined: see the correctness table
   { name: "JSON", encode: (v) => te.encode(JSON.stringify(v)), decode: (b) => JSON.parse(td.decode(b)) },
+  // What Chatter ships: msgpackr as above, plus the type checks on encode, the Map extension and the decoder's guard
+  { name: "chatter", encode: chatter.encode, decode: chatter.decode },
 ];
 
 /** Bytes from numbers and raw UTF-8 strings, for hand-crafted hostile inputs. */
@@ -58,12 +61,18 @@ const MP_HUGE = cat(0xdd, 0xff, 0xff, 0xff, 0xff, 0xc0); // array32 claiming 2^3
 const MP_PROTO = cat(0x81, 0xa9, "__proto__", 0x81, 0xa8, "polluted", 0xc3);
 const REC_PROTO = cat(0xd4, 0x72, 0x40, 0x91, 0xa9, "__proto__", 0xd4, 0x72, 0x41, 0x91, 0xa8, "polluted", 0xc3);
 // One input per codec, in CODECS order; null = not expressible in that format.
-const ATTACKS: Record<string, [Uint8Array, Uint8Array, Uint8Array, Uint8Array | null]> = {
-  proto: [MP_PROTO, REC_PROTO, cat(0xa1, 0x69, "__proto__", 0xa1, 0x68, "polluted", 0xf5), cat('{"__proto__":{"polluted":true}}')],
+const ATTACKS: Record<string, [Uint8Array, Uint8Array, Uint8Array, Uint8Array | null, Uint8Array]> = {
+  proto: [
+    MP_PROTO,
+    REC_PROTO,
+    cat(0xa1, 0x69, "__proto__", 0xa1, 0x68, "polluted", 0xf5),
+    cat('{"__proto__":{"polluted":true}}'),
+    REC_PROTO,
+  ],
   // CBOR: tag 28 "shareable" {a: tag 29 "sharedref" 0}
-  cycle: [MP_CYCLE, MP_CYCLE, cat(0xd8, 28, 0xa1, 0x61, "a", 0xd8, 29, 0x00), null],
-  deep: [nest(0x91, 0xc0), nest(0x91, 0xc0), nest(0x81, 0xf6), cat("[".repeat(200_000), "]".repeat(200_000))],
-  hugeLen: [MP_HUGE, MP_HUGE, cat(0x9a, 0xff, 0xff, 0xff, 0xff, 0xf6), null],
+  cycle: [MP_CYCLE, MP_CYCLE, cat(0xd8, 28, 0xa1, 0x61, "a", 0xd8, 29, 0x00), null, MP_CYCLE],
+  deep: [nest(0x91, 0xc0), nest(0x91, 0xc0), nest(0x81, 0xf6), cat("[".repeat(200_000), "]".repeat(200_000)), nest(0x91, 0xc0)],
+  hugeLen: [MP_HUGE, MP_HUGE, cat(0x9a, 0xff, 0xff, 0xff, 0xff, 0xf6), null, MP_HUGE],
 };
 
 // ------------------------------------------------------------------ payloads (deterministic)

@@ -1,14 +1,15 @@
 /** The client's batching link (src/client/batch.ts) over a socket that records what it is given. */
 import { expect, test } from "bun:test";
-import { batchingLink } from "../src/client/batch.ts";
-import { decodeFrames, encodeFrame, FrameType } from "../src/wire/frames.ts";
+import { batchingLink, MAX_BATCH_FRAMES } from "../src/client/batch.ts";
+import { decodeFrames, encodeFrame, FrameType, MAX_FRAMES_PER_MESSAGE } from "../src/wire/frames.ts";
 
 function recordingSocket() {
   const messages: number[][] = [];
   const ws = {
     readyState: 1,
     send(data: Uint8Array) {
-      messages.push(decodeFrames(data).map((frame) => frame[1] as number));
+      // Decoded as the server does, with its cap on frames per message.
+      messages.push(decodeFrames(data, MAX_FRAMES_PER_MESSAGE).map((frame) => frame[1] as number));
     },
   };
   return { ws: ws as unknown as WebSocket, messages };
@@ -40,6 +41,17 @@ test("a batch never grows past maxBytes, and frames keep their order", async () 
   for (let id = 1; id <= 8; id++) link.send(cancel(id));
   await tick();
   expect(messages).toEqual([[1], [2, 3, 4], [5, 6, 7], [8]]);
+});
+
+test("a burst of tiny frames is split at 256 frames a message, well under the server's cap", async () => {
+  expect(MAX_BATCH_FRAMES).toBe(256);
+  expect(MAX_BATCH_FRAMES).toBeLessThan(MAX_FRAMES_PER_MESSAGE);
+  const { ws, messages } = recordingSocket();
+  const link = batchingLink(ws, 1 << 20); // 3000 CANCELs are 9 KB: bytes alone would never split them
+  for (let id = 1; id <= 3000; id++) link.send(cancel(id));
+  await tick();
+  expect(messages.map((m) => m.length)).toEqual([1, ...new Array(11).fill(256), 183]);
+  expect(messages.flat()).toEqual(Array.from({ length: 3000 }, (_, i) => i + 1));
 });
 
 test("frames for a socket that closed meanwhile are dropped, not thrown", async () => {

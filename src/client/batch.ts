@@ -8,9 +8,16 @@ import type { Link } from "../engine/peer.ts";
 import { joinFrames } from "../wire/frames.ts";
 
 /**
+ * The most frames the client puts in one message: well under the server's
+ * `MAX_FRAMES_PER_MESSAGE` (1000), so a burst of tiny frames (CANCELs are
+ * 3 bytes) never has its message refused.
+ */
+export const MAX_BATCH_FRAMES = 256;
+
+/**
  * @param ws - the open socket
  * @param maxBytes - the server's maxMessageBytes; a batch never grows past it
- * @returns a link that sends the first frame of a tick and batches the rest
+ * @returns a link that sends the first frame of a tick and batches the rest, {@link MAX_BATCH_FRAMES} to a message at most
  */
 export function batchingLink(ws: WebSocket, maxBytes: number): Link {
   /** Frames waiting for the end of the tick; null until this tick has sent a frame. */
@@ -33,7 +40,7 @@ export function batchingLink(ws: WebSocket, maxBytes: number): Link {
         write(frame);
         return;
       }
-      if (queue.length > 0 && bytes + frame.byteLength > maxBytes) {
+      if (queue.length === MAX_BATCH_FRAMES || (queue.length > 0 && bytes + frame.byteLength > maxBytes)) {
         write(joinFrames(queue, bytes));
         queue = [];
         bytes = 0;

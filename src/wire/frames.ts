@@ -4,10 +4,18 @@
  * a heading per frame; the cases below mirror it.
  */
 import { ChatterError, type WireError } from "../errors.ts";
-import { decodeAll, encode } from "./codec.ts";
+import { decodeAll, encode, TooManyValues, WireFormatError } from "./codec.ts";
 
 /** The protocol version sent in HELLO; bump it on any incompatible change. */
 export const PROTOCOL_VERSION = 1;
+
+/**
+ * The most frames one message may hold, by default, on the server: past it
+ * the message is refused before any frame is decoded, so a 1 MiB message of
+ * tiny frames cannot hold the event loop. The client puts 256 at most in a
+ * message (src/client/batch.ts).
+ */
+export const MAX_FRAMES_PER_MESSAGE = 1000;
 
 export const FrameType = {
   Hello: 1,
@@ -59,8 +67,12 @@ export const CloseCode = {
   GoingAway: 1001,
   /** Standard: a frame broke the protocol. */
   ProtocolError: 1002,
-  /** Standard: a frame was larger than `maxMessageBytes`. */
+  /** Standard: a message was larger than `maxMessageBytes`, or held more than `maxFramesPerMessage` frames. */
   TooBig: 1009,
+  /** Standard: the server met an error of its own while handling a message. */
+  InternalError: 1011,
+  /** Standard: the server is full (`maxConnections`); try again later. */
+  TryAgainLater: 1013,
   /** The client speaks another protocol version; reconnecting will not help. */
   VersionMismatch: 4000,
   /** The client sent no HELLO in time. */
@@ -75,6 +87,8 @@ export const CloseCode = {
   Replaced: 4005,
   /** The session could not resume: broadcasts it missed were no longer kept. */
   Unresumable: 4007,
+  /** The client sent more than `maxFramesPerSecond` frames in a second. */
+  TooManyFrames: 4008,
 } as const;
 
 /** @returns the bytes of one frame */
@@ -86,22 +100,38 @@ function bad(what: string): never {
   throw new ChatterError("PROTOCOL", `malformed frame: ${what}`);
 }
 
+/** Names a value from the peer without converting it (a map may decode to an object whose toString is not a function). */
+function describe(v: unknown): string {
+  if (typeof v === "number") return String(v);
+  if (v === null || v === undefined) return String(v);
+  if (Array.isArray(v)) return "(an array)";
+  return typeof v === "object" ? "(an object)" : `(a ${typeof v})`;
+}
+
 const isId = (v: unknown): v is number => typeof v === "number" && Number.isInteger(v) && v >= 0;
 
 /**
  * Decodes and shape-checks the frames of one message: one frame, or several
- * back to back (a sender may batch the frames it makes in one tick). Anything
- * that is not well-formed throws a `PROTOCOL` error; the caller closes the socket.
+ * back to back (a sender may batch the frames it makes in one tick).
+ * @param maxFrames - the most frames the message may hold ({@link MAX_FRAMES_PER_MESSAGE} on the server); past it nothing is decoded
  * @returns the frames, as the arrays that came off the wire
+ * @throws ChatterError `LIMIT` for more than `maxFrames` frames, `PROTOCOL` for anything else that is not well-formed; the caller closes the socket
  */
-export function decodeFrames(bytes: Uint8Array): Frame[] {
+export function decodeFrames(bytes: Uint8Array, maxFrames = Infinity): Frame[] {
   let values: unknown[];
   try {
-    values = decodeAll(bytes);
+    values = decodeAll(bytes, maxFrames);
   } catch (err) {
-    bad(`undecodable payload (${(err as Error).message})`);
+    if (err instanceof TooManyValues) throw new ChatterError("LIMIT", `message holds more than ${maxFrames} frames (maxFramesPerMessage)`);
+    // msgpackr's own messages quote the bytes and its internals: the peer gets a fixed phrase instead.
+    bad(err instanceof WireFormatError ? err.message : "undecodable payload");
   }
-  return values.map(checkFrame);
+  try {
+    return values.map(checkFrame);
+  } catch (err) {
+    if (err instanceof ChatterError) throw err;
+    return bad("frame fields could not be checked"); // A check that threw: still the peer's fault, never ours.
+  }
 }
 
 /**
@@ -156,6 +186,6 @@ function checkFrame(f: unknown): Frame {
       if (!isId(f[1])) bad("PING/PONG fields");
       return f as PingFrame | PongFrame;
     default:
-      return bad(`unknown frame type ${String(f[0])}`);
+      return bad(`unknown frame type ${describe(f[0])}`);
   }
 }
