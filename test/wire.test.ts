@@ -386,3 +386,10 @@ describe("frames per message", () => {
     expect(thrownBy(flood, MAX_FRAMES_PER_MESSAGE)).toMatchObject({ code: "LIMIT" });
   });
 });
+
+test("a bigint wider than the wire format's 8000 bits is refused on both ends; one just inside travels", () => {
+  const wide = new Packr({ useBigIntExtension: true, useRecords: false }).pack([FrameType.Call, 1, "echo", 2n ** 100_000n, 0, 1]);
+  expect(() => decodeFrames(Uint8Array.from(wide))).toThrow(/bigint of \d+ bytes is over the wire format's 1024/);
+  expect(() => encode(-(2n ** 8001n))).toThrow(/wider than 8000 bits/);
+  expect(decodeFrames(encodeFrame([FrameType.Result, 1, 2n ** 7999n]))[0]).toEqual([FrameType.Result, 1, 2n ** 7999n]);
+});

@@ -1,5 +1,6 @@
 /** The options of `createServer`, with their defaults: one place to read every limit. */
 import type { CallContext } from "../engine/context.ts";
+import { MAX_FRAMES_PER_MESSAGE } from "../wire/frames.ts";
 import type { ClusterBackend } from "./cluster.ts";
 import type { ServerConnection } from "./connection.ts";
 import type { RateLimitOptions } from "./rate-limit.ts";
@@ -99,7 +100,7 @@ export function limitsOf<TData>(options: ServerOptions<TData>) {
     maxConnections: options.maxConnections ?? 50_000,
     maxConnectionsPerAddress: options.maxConnectionsPerAddress ?? 1000,
     maxFramesPerSecond: options.maxFramesPerSecond === 0 ? Number.POSITIVE_INFINITY : (options.maxFramesPerSecond ?? 50_000),
-    maxFramesPerMessage: options.maxFramesPerMessage ?? 1000,
+    maxFramesPerMessage: options.maxFramesPerMessage ?? MAX_FRAMES_PER_MESSAGE,
     maxKeptBytes: options.maxKeptBytes ?? 64 * 1024 * 1024,
     idleTimeout: options.idleTimeout ?? 120,
     maxTopicsPerConnection: options.maxTopicsPerConnection ?? 1000,

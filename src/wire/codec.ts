@@ -98,7 +98,7 @@ const OPAQUE = 2;
  * @returns HAS_MAP and OPAQUE, or-ed
  */
 function survey(value: unknown): number {
-  if (typeof value !== "object" || value === null) return 0;
+  if (typeof value !== "object" || value === null) return typeof value === "bigint" ? checkBigint(value) : 0;
   let found = 0;
   if (Array.isArray(value)) {
     for (const item of value) found |= survey(item);
@@ -121,6 +121,14 @@ function survey(value: unknown): number {
   const refused = refusedType(value);
   if (refused) throw new TypeError(refused);
   return OPAQUE;
+}
+
+/** The widest bigint the wire format carries (guard.ts refuses wider ones on arrival). */
+const BIGINT_LIMIT = 2n ** 8000n;
+
+function checkBigint(value: bigint): number {
+  if (value >= BIGINT_LIMIT || value <= -BIGINT_LIMIT) throw new TypeError("a bigint wider than 8000 bits is not part of the wire format");
+  return 0;
 }
 
 /** @returns why msgpackr would pack the value but the wire format does not carry it, or null */

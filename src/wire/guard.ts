@@ -50,6 +50,9 @@ function extName(type: number, view?: number): string {
   return `extension type ${hex(type)}${name ? ` (${name})` : ""}`;
 }
 
+/** The widest bigint the wire format carries, in bytes of its extension (8192 bits). */
+export const MAX_BIGINT_BYTES = 1024;
+
 function refuse(type: number, view?: number): never {
   throw new WireFormatError(`${extName(type, view)} is not part of the wire format`);
 }
@@ -69,6 +72,9 @@ function fixext1(type: number, data: number): number {
 function ext(bytes: Uint8Array, at: number, length: number): void {
   if (!(at + 1 + length <= bytes.length)) throw truncated(); // NaN too: a length read past the end
   const type = bytes[at]!;
+  // msgpackr decodes a wide bigint in time that grows with the square of its width: keep them bounded.
+  if (type === 0x42 && length > MAX_BIGINT_BYTES)
+    throw new WireFormatError(`a bigint of ${length} bytes is over the wire format's ${MAX_BIGINT_BYTES}`);
   if (type === 0x00 || type === 0x42 || type === 0xff) return;
   const view = length > 0 ? bytes[at + 1] : undefined;
   if (type === 0x74 && (view === UINT8ARRAY || view === ARRAYBUFFER)) return;
