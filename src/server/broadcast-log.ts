@@ -33,7 +33,7 @@ export interface Subscriber {
   /** The newest broadcast sequence number when the session began: it needs nothing older. */
   readonly since: number;
   /** The topics it is in now, or null when none. */
-  topics: ReadonlySet<string> | null;
+  topics: Iterable<string> | null;
   isSubscribed(topic: string): boolean;
   /** Changes some kept broadcast may need, oldest first; null when there are none (most sessions). */
   changes: SubscriptionChange[] | null;

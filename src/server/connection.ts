@@ -4,6 +4,7 @@ import { joinFrames } from "../wire/frames.ts";
 import type { SubscriptionChange } from "./broadcast-log.ts";
 import type { ServerCore } from "./core.ts";
 import type { ServerSocket, SocketLink } from "./socket.ts";
+import type { TopicList } from "./topics.ts";
 
 /** A batch stops growing here: big enough to carry bursts, small enough to keep other work flowing. */
 const BATCH_BYTES = 64 * 1024;
@@ -32,7 +33,7 @@ export class ServerConnection<TData = unknown> {
   /** @internal the secret a client must show to resume this session. */
   readonly token: string;
   /** @internal the topics this session is subscribed to; null until the first. */
-  topics: Set<string> | null = null;
+  topics: TopicList | null = null;
   /** @internal the newest broadcast when the session began: it needs none older on resume. */
   readonly since: number;
   /** @internal subscription changes, to judge which logged broadcasts it missed; null when none matter. */

@@ -97,7 +97,7 @@ export class ServerCore<TData> {
     if (idle <= 0 || this.tick % Math.max(1, Math.floor(idle / 4)) !== 0) return;
     for (const conn of this.connections) {
       const link = conn.link;
-      if (link && this.tick - link.seen > idle) {
+      if (link && this.tick - link.window > idle) {
         this.log?.(`client ${conn.clientId} sent nothing for ${idle} s; closing its socket`);
         this.closeLink(link, CloseCode.PingTimeout, `nothing received for ${idle} s (idleTimeout)`);
       }
@@ -113,7 +113,7 @@ export class ServerCore<TData> {
   /** An admitted socket opened; it must send HELLO in time. */
   open(link: SocketLink, socket: ServerSocket): void {
     link.socket = socket;
-    link.seen = link.window = this.tick;
+    link.window = this.tick;
     // Admission checked for room; several upgrades admitted at once may still overfill it.
     if (!this.occupancy.add(link.address)) {
       link.closing = true;
@@ -136,7 +136,6 @@ export class ServerCore<TData> {
         `message of ${message.byteLength} bytes exceeds maxMessageBytes (${this.maxMessageBytes})`,
       );
     }
-    link.seen = this.tick;
     let frames: Frame[];
     try {
       frames = decodeFrames(message, this.limits.maxFramesPerMessage);
@@ -234,6 +233,7 @@ export class ServerCore<TData> {
     this.sessions.set(id, conn);
     this.connections.add(conn);
     this.bind(conn, link);
+    link.clientId = clientId;
     const key = proven ? (hello[7] as string) : this.identity.sign(clientId);
     link.socket.send(encodeFrame([FrameType.Welcome, id, conn.token, false, conn.peer.settledBelow, this.maxMessageBytes, clientId, key]));
     conn.peer.attach(conn, false);

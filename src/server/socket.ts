@@ -34,8 +34,8 @@ export interface Publisher {
  * `ws.data`) and hands it back with each event.
  */
 export class SocketLink {
-  /** The client's id from the upgrade URL (`cid`); not a secret. */
-  readonly clientId: string;
+  /** The client's id from the upgrade URL (`cid`), as claimed; the proven one once the handshake is done. */
+  clientId: string;
   /** What `getConnectionData` returned. */
   readonly data: unknown;
   /** The socket, set when it opens. */
@@ -49,8 +49,7 @@ export class SocketLink {
   readonly address: string | null;
   /** Whether the socket counts against the connection limits (from open until closed). */
   counted = false;
-  /** The core's clock when the socket last sent something, and the second its frame count is for. */
-  seen = 0;
+  /** The core's clock when the socket last sent something: the second its frame count is for. */
   window = 0;
   /** Frames received in that second. */
   frames = 0;

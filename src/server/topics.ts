@@ -12,13 +12,20 @@ import type { Publisher, ServerSocket } from "./socket.ts";
 
 /** What topics need of a connection. */
 export interface Member extends Subscriber {
-  /** The topics it is in, made on the first subscribe (an idle session has none). */
-  topics: Set<string> | null;
+  /** The topics it is in, made on the first subscribe (an idle session has none); see TopicList. */
+  topics: TopicList | null;
   /** The live socket, or null while the session waits for a resume. */
   readonly socket: ServerSocket | null;
   /** Sends to this member's socket, minding backpressure. */
   send(frame: Uint8Array): void;
 }
+
+/**
+ * A session's topics: a small array while there are few (most sessions are in a handful, and an array is
+ * far smaller than a Set), a Set past that, so leaving stays cheap however many there are.
+ */
+export type TopicList = string[] | Set<string>;
+const SMALL_LIST = 16;
 
 /** Subscription changes a session remembers at most, to judge old broadcasts on resume. */
 const MAX_CHANGES = 1000;
@@ -60,15 +67,23 @@ export class Topics<C extends Member> {
       this.index.set(topic, members);
     }
     members.add(conn);
-    conn.topics ??= new Set();
-    conn.topics.add(topic);
+    const list = conn.topics;
+    if (!list) conn.topics = [topic];
+    else if (list instanceof Set) list.add(topic);
+    else if (list.length < SMALL_LIST) list.push(topic);
+    else conn.topics = new Set(list).add(topic);
     this.remember(conn, topic, true);
     conn.socket?.subscribe(topic);
   }
 
   unsubscribe(conn: C, topic: string): void {
     if (!this.leave(conn, topic)) return;
-    conn.topics?.delete(topic);
+    const list = conn.topics;
+    if (list instanceof Set) list.delete(topic);
+    else if (list) {
+      list[list.indexOf(topic)] = list[list.length - 1] as string;
+      list.pop();
+    }
     this.remember(conn, topic, false);
     conn.socket?.unsubscribe(topic);
   }
@@ -79,7 +94,8 @@ export class Topics<C extends Member> {
       throw new ChatterError("LIMIT", `topic name of ${what} refused: 1 to ${this.limits.maxTopicLength} characters (maxTopicLength)`);
     }
     const max = this.limits.maxTopicsPerConnection;
-    if ((conn.topics?.size ?? 0) >= max) {
+    const list = conn.topics;
+    if ((list instanceof Set ? list.size : (list?.length ?? 0)) >= max) {
       throw new ChatterError("LIMIT", `subscribe to "${topic}" refused: the connection is in ${max} topics (maxTopicsPerConnection)`);
     }
   }
