@@ -2,6 +2,7 @@
 import { expect, test } from "bun:test";
 import { batchingLink, MAX_BATCH_FRAMES } from "../src/client/batch.ts";
 import { decodeFrames, encodeFrame, FrameType, MAX_FRAMES_PER_MESSAGE } from "../src/wire/frames.ts";
+import { MAX_VALUES } from "../src/wire/guard.ts";
 
 function recordingSocket() {
   const messages: number[][] = [];
@@ -62,4 +63,16 @@ test("frames for a socket that closed meanwhile are dropped, not thrown", async 
   (ws as unknown as { readyState: number }).readyState = 3;
   await tick();
   expect(messages).toEqual([[1]]);
+});
+
+test("a batch stays within the values a message may hold: many mid-sized frames go out in several messages", async () => {
+  const sent: Uint8Array[] = [];
+  const ws = { readyState: 1, send: (data: Uint8Array) => void sent.push(data) } as unknown as WebSocket;
+  const link = batchingLink(ws, 1024 * 1024);
+  const frame = new Uint8Array(40_000);
+  for (let i = 0; i < 10; i++) link.send(frame);
+  await Bun.sleep(0);
+  expect(sent.reduce((n, m) => n + m.byteLength, 0)).toBe(400_000);
+  expect(sent.length).toBeGreaterThan(3);
+  for (const m of sent) expect(m.byteLength).toBeLessThanOrEqual(MAX_VALUES);
 });

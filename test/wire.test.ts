@@ -4,7 +4,7 @@ import { C1, Packr, Unpackr } from "msgpackr";
 import { ChatterError } from "../src/errors.ts";
 import { decode, encode } from "../src/wire/codec.ts";
 import { decodeFrames, encodeFrame, FrameType, MAX_FRAMES_PER_MESSAGE } from "../src/wire/frames.ts";
-import { countValues, WireFormatError } from "../src/wire/guard.ts";
+import { countValues, MAX_VALUES, WireFormatError } from "../src/wire/guard.ts";
 
 const roundTrip = (v: unknown) => decode(encode(v));
 
@@ -392,4 +392,11 @@ test("a bigint wider than the wire format's 8000 bits is refused on both ends; o
   expect(() => decodeFrames(Uint8Array.from(wide))).toThrow(/bigint of \d+ bytes is over the wire format's 1024/);
   expect(() => encode(-(2n ** 8001n))).toThrow(/wider than 8000 bits/);
   expect(decodeFrames(encodeFrame([FrameType.Result, 1, 2n ** 7999n]))[0]).toEqual([FrameType.Result, 1, 2n ** 7999n]);
+});
+
+test("a message holds at most MAX_VALUES values, nested ones included; the encoder refuses more up front", () => {
+  const maps = new Packr({ useRecords: false }).pack([FrameType.Call, 1, "echo", Array.from({ length: 1_000_000 }, () => ({})), 0, 1]);
+  expect(() => decodeFrames(Uint8Array.from(maps))).toThrow(`message holds more than ${MAX_VALUES} values`);
+  expect(() => encode(new Array(MAX_VALUES + 1).fill(1))).toThrow(`more than ${MAX_VALUES} values`);
+  expect(decodeFrames(encodeFrame([FrameType.Result, 1, new Array(100_000).fill(1)]))).toHaveLength(1);
 });

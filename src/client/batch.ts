@@ -6,6 +6,7 @@
  */
 import type { Link } from "../engine/peer.ts";
 import { joinFrames } from "../wire/frames.ts";
+import { MAX_VALUES } from "../wire/guard.ts";
 
 /**
  * The most frames the client puts in one message: well under the server's
@@ -16,10 +17,12 @@ export const MAX_BATCH_FRAMES = 256;
 
 /**
  * @param ws - the open socket
- * @param maxBytes - the server's maxMessageBytes; a batch never grows past it
+ * @param maxMessageBytes - the server's maxMessageBytes; a batch never grows past it (a lone frame may be that big)
  * @returns a link that sends the first frame of a tick and batches the rest, {@link MAX_BATCH_FRAMES} to a message at most
  */
-export function batchingLink(ws: WebSocket, maxBytes: number): Link {
+export function batchingLink(ws: WebSocket, maxMessageBytes: number): Link {
+  // A value takes a byte at least, so a batch of at most MAX_VALUES bytes never holds more values than a message may.
+  const maxBytes = Math.min(maxMessageBytes, MAX_VALUES);
   /** Frames waiting for the end of the tick; null until this tick has sent a frame. */
   let queue: Uint8Array[] | null = null;
   let bytes = 0;

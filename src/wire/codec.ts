@@ -6,7 +6,7 @@
  * front, and the guard (guard.ts) refuses their bytes before msgpackr reads them.
  */
 import { addExtension, C1, Packr } from "msgpackr";
-import { countValues, WireFormatError } from "./guard.ts";
+import { countValues, MAX_VALUES, WireFormatError } from "./guard.ts";
 
 export { WireFormatError } from "./guard.ts";
 
@@ -41,8 +41,9 @@ addExtension({
 export function encode(value: unknown): Uint8Array {
   const found = survey(value);
   const bytes = packr.pack(found & HAS_MAP ? swapMaps(value) : value);
-  // An object of a class we do not know packs as its fields or its toJSON(): check what came out, as the peer will.
-  if (found & OPAQUE) countValues(bytes, 1);
+  // An object of a class we do not know packs as its fields or its toJSON(), and a long message may hold more
+  // values than the wire format allows: check what came out, as the peer will.
+  if (found & OPAQUE || bytes.byteLength > MAX_VALUES) countValues(bytes, 1);
   return bytes;
 }
 

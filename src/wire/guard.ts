@@ -50,6 +50,12 @@ function extName(type: number, view?: number): string {
   return `extension type ${hex(type)}${name ? ` (${name})` : ""}`;
 }
 
+/**
+ * Values one message may hold, nested ones included: decoding time grows with the count (a million empty maps
+ * fit in 1 MiB and take a fifth of a second), so it is bounded whatever `maxMessageBytes` allows.
+ */
+export const MAX_VALUES = 131_072;
+
 /** The widest bigint the wire format carries, in bytes of its extension (8192 bits). */
 export const MAX_BIGINT_BYTES = 1024;
 
@@ -111,11 +117,14 @@ export function countValues(bytes: Uint8Array, max: number): number {
   let at = 0;
   let pending = 0; // values still to walk in the current top-level value
   let count = 0;
+  // Every value takes a byte at least, so only a long message can hold too many.
+  let budget = Math.min(end, MAX_VALUES);
   while (at < end) {
     if (pending === 0) {
       if (++count > max) return count;
       pending = 1;
     }
+    if (--budget < 0) throw new WireFormatError(`message holds more than ${MAX_VALUES} values`);
     const t = bytes[at++]!;
     pending--;
     const fixed = FIXED[t]!; // 0x40-0x7f are records only after a record definition, which is refused
