@@ -4,6 +4,7 @@
  * and stays healthy.
  */
 import { afterEach, expect, test } from "bun:test";
+import { Packr } from "msgpackr";
 import { z } from "zod";
 import { createProc, type ServerConnection } from "../src/index.ts";
 import { encodeFrame, type Frame, FrameType, joinFrames } from "../src/wire/frames.ts";
@@ -27,26 +28,37 @@ const NUMBERS = createProc({ name: "numbers", takes: z.array(z.number()), return
 const ADD_EVENT = createProc({ name: "event" });
 const THROWS = createProc({ name: "throws", takes: z.enum(["sync", "async"]) });
 
-test("262,080 invalid elements get a bounded VALIDATION answer: 100 issues and a count of the rest", async () => {
+test("an input with 130,000 invalid elements gets a bounded VALIDATION answer: 100 issues and a count of the rest", async () => {
   srv = startServer();
   srv.chatter.on(NUMBERS, (xs) => xs.length);
   const raw = await rawSocket(srv.url);
   const sizes: number[] = [];
   raw.ws.addEventListener("message", (ev) => sizes.push((ev.data as ArrayBuffer).byteLength));
-  // 262,080 nils: one byte each, a 256 KiB message.
-  raw.send([FrameType.Call, 1, "numbers", new Array(262_080).fill(null), 0, 1]);
+  raw.send([FrameType.Call, 1, "numbers", new Array(130_000).fill(null), 0, 1]);
   const [, id, error] = (await raw.next(FrameType.Error)) as [number, number, Record<string, unknown>];
   expect(id).toBe(1);
   expect(error.code).toBe("VALIDATION");
   expect((error.issues as unknown[]).length).toBe(100);
-  expect(error.omittedIssues).toBe(261_980);
-  expect(error.message).toContain("and 262075 more issues");
+  expect(error.omittedIssues).toBe(129_900);
+  expect(error.message).toContain("and 129995 more issues");
   expect(Math.max(...sizes)).toBeLessThan(64 * 1024);
   // The client rebuilds the count too.
   const client = await srv.client();
   const err = await client.call(NUMBERS, new Array(500).fill("x") as unknown as number[]).catch((e) => e);
   expect(err).toMatchObject({ code: "VALIDATION", omittedIssues: 400 });
   expect(err.issues).toHaveLength(100);
+});
+
+test("the attack's 262,080 nils in one 256 KiB CALL are refused before decoding: more values than a message may hold", async () => {
+  srv = startServer();
+  let ran = 0;
+  srv.chatter.on(NUMBERS, () => ran++);
+  const raw = await rawSocket(srv.url);
+  raw.send(Uint8Array.from(new Packr({ useRecords: false }).pack([FrameType.Call, 1, "numbers", new Array(262_080).fill(null), 0, 1])));
+  const { code, reason } = await raw.closed;
+  expect(code).toBe(1002);
+  expect(reason).toContain("more than 131072 values");
+  expect(ran).toBe(0);
 });
 
 test("a handler that throws a value String() cannot convert is answered HANDLER_ERROR, sync and async", async () => {

@@ -5,7 +5,7 @@
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { z } from "zod";
-import { createProc } from "../src/index.ts";
+import { createProc, createServer } from "../src/index.ts";
 import { FrameType } from "../src/wire/frames.ts";
 import { rawSocket, startServer, type TestServer, waitFor } from "./helpers.ts";
 import { tcpProxy } from "./proxy.ts";
@@ -98,4 +98,10 @@ describe("session ids", () => {
     expect(welcome[1]).not.toBe("my-own-session");
     expect(srv.chatter.find((c) => c.sessionId === "my-own-session")).toBeUndefined();
   });
+});
+
+test("a secret shorter than 32 bytes is refused: an empty or guessable key would let anyone sign ids", () => {
+  expect(() => createServer({ secret: "" })).toThrow(/at least 32 bytes/);
+  expect(() => createServer({ secret: "short" })).toThrow(/at least 32 bytes/);
+  expect(() => createServer({ secret: "x".repeat(32) })).not.toThrow();
 });

@@ -6,7 +6,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { createServer as createHttpServer } from "node:http";
 import WebSocket from "ws";
 import { z } from "zod";
-import { createProc, createServer } from "../src/index.ts";
+import { createProc, createServer, type ServerConnection } from "../src/index.ts";
 import { attach } from "../src/node.ts";
 import { encodeFrame, type Frame, FrameType, joinFrames, PROTOCOL_VERSION } from "../src/wire/frames.ts";
 import { rawSocket, startServer, type TestServer, upgradeStatus, waitFor } from "./helpers.ts";
@@ -90,13 +90,46 @@ describe("frames", () => {
     expect(await healthy.call(ADD, { a: 2, b: 2 })).toBe(4);
   });
 
-  test("more than maxFramesPerSecond frames from one socket closes it with 4008", async () => {
+  test("more than maxFramesPerSecond frames from one socket closes it with 4008; the session parks and resumes", async () => {
     srv = startServer({ maxFramesPerSecond: 100 });
-    const raw = await rawSocket(srv.url);
+    const raw = await rawSocket(srv.url, false);
+    raw.send([FrameType.Hello, PROTOCOL_VERSION, "raw-client", "s", null, 0, 1]);
+    const [, sessionId, token] = (await raw.next(FrameType.Welcome)) as unknown as [number, string, string];
     for (let i = 0; i < 3; i++) raw.send(repeated([FrameType.Ping, 1], 50));
     const { code, reason } = await raw.closed;
     expect(code).toBe(4008);
     expect(reason).toContain("maxFramesPerSecond");
+    await waitFor(() => [...srv.chatter.connections].every((c) => !c.isConnected), 3000, "the session to park");
+    expect(srv.chatter.connections.size).toBe(1);
+    const back = await rawSocket(srv.url, false);
+    back.send([FrameType.Hello, PROTOCOL_VERSION, "raw-client", sessionId, token, 0, 1]);
+    expect((await back.next(FrameType.Welcome))[3]).toBe(true);
+  });
+
+  test("maxConcurrentCallsPerAddress holds across client ids, which cost nothing to make", async () => {
+    srv = startServer({ maxConcurrentCallsPerAddress: 2 });
+    const release: (() => void)[] = [];
+    srv.chatter.on(HOLD, () => new Promise<string>((resolve) => release.push(() => resolve("done"))));
+    const [a, b] = [await srv.client(), await srv.client()];
+    expect(a.clientId).not.toBe(b.clientId);
+    const held = [a.call(HOLD, 1), b.call(HOLD, 2)];
+    await waitFor(() => release.length === 2);
+    await expect(b.call(HOLD, 3)).rejects.toMatchObject({
+      code: "LIMIT",
+      message: expect.stringContaining("maxConcurrentCallsPerAddress 2"),
+    });
+    for (const r of release) r();
+    expect(await Promise.all(held)).toEqual(["done", "done"]);
+  });
+
+  test("maxTopics bounds the topic index server-wide", async () => {
+    srv = startServer({ maxTopics: 3 });
+    const a = await rawSocket(srv.url);
+    const conn = srv.chatter.find((c) => c.clientId === a.clientId) as ServerConnection<unknown>;
+    for (const t of ["a", "b", "c"]) conn.subscribe(t);
+    expect(() => conn.subscribe("d")).toThrow(/maxTopics/);
+    conn.unsubscribe("a");
+    conn.subscribe("d");
   });
 });
 

@@ -304,6 +304,17 @@ describe("missed broadcasts", () => {
     other.ws.close();
   });
 
+  test("a session that left a topic while its broadcasts were dropped at once (an empty log) cannot resume past them", async () => {
+    srv = startServer({ replay: { maxMessages: 0 }, onOpen: (c) => c.subscribe("t") });
+    const client = await viaProxy();
+    const up = await outage(client);
+    srv.chatter.broadcast("t", NOTE, "missed, and dropped from the log at once");
+    only().unsubscribe("t");
+    up();
+    await waitForState(client, ConnectionState.Connected);
+    expect(client.resumed).toBe(false);
+  });
+
   test("the replay log is bounded in bytes too", async () => {
     srv = startServer({ replay: { maxBytes: 200 }, onOpen: (c) => c.subscribe("room") });
     const client = await viaProxy();

@@ -48,13 +48,16 @@ export class ServerConnection<TData = unknown> {
   expiry: ReturnType<typeof setTimeout> | undefined;
   /** @internal */
   ended = false;
+  /** @internal the client's address when the session began (per /64 for IPv6), for the per-address limits. */
+  readonly address: string | null;
   /** @internal set while the session waits for a resume and counts against the connection limits. */
   parkedAt: { address: string | null } | null = null;
   private readonly core: ServerCore<TData>;
 
   /** @internal made by the server core when a HELLO starts a new session. */
-  constructor(core: ServerCore<TData>, clientId: string, sessionId: string, token: string, data: TData) {
+  constructor(core: ServerCore<TData>, clientId: string, sessionId: string, token: string, data: TData, address: string | null) {
     this.core = core;
+    this.address = address;
     this.clientId = clientId;
     this.sessionId = sessionId;
     this.token = token;

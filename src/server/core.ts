@@ -82,7 +82,7 @@ export class ServerCore<TData> {
       exposeStack: options.exposeStack ?? false,
       maxConcurrent: limits.maxConcurrentCalls,
       replies: { shared: new SharedReplyBudget(limits.maxKeptBytes) },
-      budget: runningBudget(new RunningCalls(limits.maxConcurrentCallsPerClient, limits.maxRunningCalls)),
+      budget: runningBudget(new RunningCalls(limits)),
       onControl: (frame, conn: ServerConnection<TData>) =>
         this.protocolError(conn.link, `unexpected frame type ${frame[0]} after the handshake`),
     };
@@ -144,7 +144,9 @@ export class ServerCore<TData> {
       return this.refuse(link, limit ? CloseCode.TooBig : CloseCode.ProtocolError, describeThrown(err).replace(/^\[chatter\] /, ""));
     }
     if (this.overRate(link, frames.length)) {
-      return this.refuse(
+      // Only this socket goes: the session parks and may resume, its calls in flight intact.
+      this.log?.(`client ${link.clientId} sent more than ${this.limits.maxFramesPerSecond} frames in a second; closing its socket`);
+      return this.closeLink(
         link,
         CloseCode.TooManyFrames,
         `more than ${this.limits.maxFramesPerSecond} frames per second (maxFramesPerSecond)`,
@@ -229,7 +231,7 @@ export class ServerCore<TData> {
     // The client id is kept only when the client proves it with the key this server signed it with.
     const proven = this.identity.verify(claimedId, hello[7]);
     const clientId = proven ? claimedId : crypto.randomUUID();
-    const conn = new ServerConnection<TData>(this, clientId, id, randomSecret(), link.data as TData);
+    const conn = new ServerConnection<TData>(this, clientId, id, randomSecret(), link.data as TData, link.address);
     this.sessions.set(id, conn);
     this.connections.add(conn);
     this.bind(conn, link);
@@ -387,8 +389,8 @@ export class ServerCore<TData> {
 /** The server's shared handler limits, as the engine asks for them (the owner is a session). */
 function runningBudget(running: RunningCalls): PeerOptions["budget"] {
   return {
-    refuse: (owner, proc) => running.refuse((owner as ServerConnection).clientId, proc),
-    started: (owner) => running.started((owner as ServerConnection).clientId),
-    done: (owner) => running.done((owner as ServerConnection).clientId),
+    refuse: (owner, proc) => running.refuse(owner as ServerConnection, proc),
+    started: (owner) => running.started(owner as ServerConnection),
+    done: (owner) => running.done(owner as ServerConnection),
   };
 }

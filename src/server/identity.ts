@@ -18,7 +18,15 @@ export class ClientIdentity {
 
   /** @param secret - the signing key; every instance of a cluster needs the same one. Random when omitted. */
   constructor(secret?: string) {
-    this.#key = secret === undefined ? crypto.getRandomValues(new Uint8Array(32)) : encoder.encode(secret);
+    if (secret === undefined) {
+      this.#key = crypto.getRandomValues(new Uint8Array(32));
+      return;
+    }
+    // Every client is handed a valid id and key, so a short secret could be found by guessing offline.
+    this.#key = encoder.encode(secret);
+    if (this.#key.byteLength < 32) {
+      throw new TypeError("[chatter] createServer: `secret` must be at least 32 bytes, and random (e.g. 32 random bytes in base64)");
+    }
   }
 
   /** @returns the key that proves `clientId`, base64url */

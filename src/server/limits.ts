@@ -35,58 +35,72 @@ export class Occupancy {
   add(address: string | null): boolean {
     if (this.refusal(address)) return false;
     this.total++;
-    if (address !== null) this.perAddress.set(address, (this.perAddress.get(address) ?? 0) + 1);
+    if (address !== null) bump(this.perAddress, address, 1);
     return true;
   }
 
   remove(address: string | null): void {
     this.total--;
-    if (address === null) return;
-    const n = (this.perAddress.get(address) ?? 1) - 1;
-    if (n > 0) this.perAddress.set(address, n);
-    else this.perAddress.delete(address);
+    if (address !== null) bump(this.perAddress, address, -1);
   }
 }
 
+/** What RunningCalls needs to know of a session. */
+interface Caller {
+  readonly clientId: string;
+  readonly address: string | null;
+}
+
 /**
- * Handlers running now, per client id and in all. A client that reconnects
- * with a fresh session while its old one still runs handlers shares one
- * budget across both.
+ * Handlers running now: in all, per client id (a client that reconnected
+ * fresh while its old session still runs handlers shares one budget across
+ * both) and per address (client ids cost nothing to make; addresses do).
  */
 export class RunningCalls {
   private total = 0;
   private readonly perClient = new Map<string, number>();
-  private readonly maxPerClient: number;
-  private readonly max: number;
+  private readonly perAddress = new Map<string, number>();
+  private readonly limits: { maxConcurrentCallsPerClient: number; maxConcurrentCallsPerAddress: number; maxRunningCalls: number };
 
-  constructor(maxPerClient: number, max: number) {
-    this.maxPerClient = maxPerClient;
-    this.max = max;
+  constructor(limits: RunningCalls["limits"]) {
+    this.limits = limits;
   }
 
   /** @returns the `LIMIT` error that refuses another call now, or null when there is room */
-  refuse(clientId: string, proc: string): ChatterError | null {
-    if (this.total >= this.max) {
-      return new ChatterError("LIMIT", `too many calls running on the server: "${proc}" refused (maxRunningCalls ${this.max})`);
+  refuse(caller: Caller, proc: string): ChatterError | null {
+    const { maxConcurrentCallsPerClient, maxConcurrentCallsPerAddress, maxRunningCalls } = this.limits;
+    if (this.total >= maxRunningCalls) return refusal(proc, "running on the server", `maxRunningCalls ${maxRunningCalls}`);
+    if ((this.perClient.get(caller.clientId) ?? 0) >= maxConcurrentCallsPerClient) {
+      return refusal(proc, "from this client", `maxConcurrentCallsPerClient ${maxConcurrentCallsPerClient}`);
     }
-    if ((this.perClient.get(clientId) ?? 0) >= this.maxPerClient) {
-      const limit = `maxConcurrentCallsPerClient ${this.maxPerClient}`;
-      return new ChatterError("LIMIT", `too many concurrent calls from this client: "${proc}" refused (${limit})`);
+    if (caller.address !== null && (this.perAddress.get(caller.address) ?? 0) >= maxConcurrentCallsPerAddress) {
+      return refusal(proc, "from this address", `maxConcurrentCallsPerAddress ${maxConcurrentCallsPerAddress}`);
     }
     return null;
   }
 
   /** A handler went async: it counts until it settles. */
-  started(clientId: string): void {
+  started(caller: Caller): void {
     this.total++;
-    this.perClient.set(clientId, (this.perClient.get(clientId) ?? 0) + 1);
+    bump(this.perClient, caller.clientId, 1);
+    if (caller.address !== null) bump(this.perAddress, caller.address, 1);
   }
 
   /** A counted handler finished (or was abandoned and then finished). */
-  done(clientId: string): void {
+  done(caller: Caller): void {
     this.total--;
-    const n = (this.perClient.get(clientId) ?? 1) - 1;
-    if (n > 0) this.perClient.set(clientId, n);
-    else this.perClient.delete(clientId);
+    bump(this.perClient, caller.clientId, -1);
+    if (caller.address !== null) bump(this.perAddress, caller.address, -1);
   }
+}
+
+function refusal(proc: string, where: string, limit: string): ChatterError {
+  return new ChatterError("LIMIT", `too many calls ${where}: "${proc}" refused (${limit})`);
+}
+
+/** Adds to a count, and forgets it at zero so the map holds only what runs now. */
+function bump(counts: Map<string, number>, key: string, by: number): void {
+  const n = (counts.get(key) ?? 0) + by;
+  if (n > 0) counts.set(key, n);
+  else counts.delete(key);
 }

@@ -36,10 +36,17 @@ export interface ServerOptions<TData = unknown> {
   maxTopicsPerConnection?: number;
   /** Characters a topic name may have; `subscribe` to a longer one throws `LIMIT`. Defaults to 256. */
   maxTopicLength?: number;
+  /** Topics with subscribers at once, server-wide; `subscribe` to one more throws `LIMIT`. Defaults to 100 000. */
+  maxTopics?: number;
   /** Calls from one connection whose handlers may run at once; more are refused with `LIMIT`. Defaults to 1024. */
   maxConcurrentCalls?: number;
   /** The same across every session of one client id (a client that reconnected fresh). Defaults to `maxConcurrentCalls`. */
   maxConcurrentCallsPerClient?: number;
+  /**
+   * The same across every session from one address (per /64 for IPv6): client ids are free to make, addresses
+   * are not. Defaults to 4 × `maxConcurrentCalls`.
+   */
+  maxConcurrentCallsPerAddress?: number;
   /** Handlers running at once on the whole server; more calls are refused with `LIMIT`. Defaults to 65 536. */
   maxRunningCalls?: number;
   /** Open sockets plus sessions waiting for a resume, server-wide; past it upgrades get 503. Defaults to 50 000. */
@@ -105,6 +112,8 @@ export function limitsOf<TData>(options: ServerOptions<TData>) {
     idleTimeout: options.idleTimeout ?? 120,
     maxTopicsPerConnection: options.maxTopicsPerConnection ?? 1000,
     maxTopicLength: options.maxTopicLength ?? 256,
+    maxTopics: options.maxTopics ?? 100_000,
+    maxConcurrentCallsPerAddress: options.maxConcurrentCallsPerAddress ?? 4 * maxConcurrentCalls,
     replay: { maxMessages: options.replay?.maxMessages ?? 10_000, maxBytes: options.replay?.maxBytes ?? 8 * 1024 * 1024 },
   };
 }

@@ -36,6 +36,8 @@ export interface TopicLimits {
   maxTopicsPerConnection: number;
   /** Characters a topic name may have. */
   maxTopicLength: number;
+  /** Topics with members at once, server-wide. */
+  maxTopics: number;
 }
 
 export class Topics<C extends Member> {
@@ -94,6 +96,9 @@ export class Topics<C extends Member> {
       throw new ChatterError("LIMIT", `topic name of ${what} refused: 1 to ${this.limits.maxTopicLength} characters (maxTopicLength)`);
     }
     const max = this.limits.maxTopicsPerConnection;
+    if (this.index.size >= this.limits.maxTopics && !this.index.has(topic)) {
+      throw new ChatterError("LIMIT", `subscribe to a new topic refused: the server has ${this.limits.maxTopics} topics (maxTopics)`);
+    }
     const list = conn.topics;
     if ((list instanceof Set ? list.size : (list?.length ?? 0)) >= max) {
       throw new ChatterError("LIMIT", `subscribe to "${topic}" refused: the connection is in ${max} topics (maxTopicsPerConnection)`);
@@ -115,7 +120,11 @@ export class Topics<C extends Member> {
    */
   private remember(conn: C, topic: string, joined: boolean): void {
     this.log.trim(conn);
-    if (this.log.isEmpty) return;
+    if (this.log.isEmpty) {
+      // Nothing logged to judge later: after leaving, the session can only resume from here on.
+      if (!joined) conn.changesFrom = Math.max(conn.changesFrom, this.log.seq);
+      return;
+    }
     conn.changes ??= [];
     conn.changes.push([this.log.seq, topic, joined]);
     if (conn.changes.length > MAX_CHANGES) conn.changesFrom = (conn.changes.shift() as SubscriptionChange)[0];
