@@ -23,7 +23,12 @@ async function startRedisHere() {
 
 async function startInstance(prefix: string) {
   const proc = Bun.spawn([process.execPath, `${import.meta.dir}/cluster/serve.ts`], {
-    env: { ...process.env, REDIS_URL: `redis://127.0.0.1:${redisPort}`, PREFIX: prefix, SECRET: `cluster-test-secret-of-32-bytes-${prefix}` },
+    env: {
+      ...process.env,
+      REDIS_URL: `redis://127.0.0.1:${redisPort}`,
+      PREFIX: prefix,
+      SECRET: `cluster-test-secret-of-32-bytes-${prefix}`,
+    },
     stdout: "pipe",
     stderr: "pipe",
   });
