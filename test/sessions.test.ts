@@ -58,6 +58,18 @@ describe("resume", () => {
     expect(hooks).toEqual(["open"]);
   });
 
+  test("with a tiny maxMessageBytes the resume HELLO (token and key) still fits: the session resumes", async () => {
+    srv = startServer({ maxMessageBytes: 100 });
+    srv.chatter.on(ECHO, (x) => x);
+    const client = await viaProxy();
+    const up = await outage(client);
+    up();
+    await waitForState(client, ConnectionState.Connected);
+    expect(client.resumed).toBe(true);
+    expect(await client.call(ECHO, "small")).toBe("small");
+    await expect(client.call(ECHO, "x".repeat(200))).rejects.toMatchObject({ code: "LIMIT" });
+  });
+
   test("a session id without its token gets a new session, not the old one", async () => {
     srv = startServer({ getConnectionData: (i) => ({ who: i.clientId }) });
     const victim = await srv.client({ clientId: "victim" });

@@ -62,7 +62,7 @@ export function bunAdapter<TData>(core: ServerCore<TData>) {
   };
 
   const websocket: BunWebSocketHandlers = {
-    maxPayloadLength: core.maxMessageBytes,
+    maxPayloadLength: core.maxRuntimeMessageBytes,
     // Past this, send() drops the frame and returns 0; the core then closes the socket as a slow consumer.
     backpressureLimit: core.maxBufferedBytes,
     closeOnBackpressureLimit: false,

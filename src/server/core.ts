@@ -29,6 +29,9 @@ import { admit } from "./upgrade.ts";
 
 export type { ServerHandler, ServerOptions };
 
+/** Room for the first message of a socket (its HELLO, maybe with a few calls batched after it), whatever `maxMessageBytes` is. */
+const HELLO_BYTES = 4096;
+
 export class ServerCore<TData> {
   readonly handlers = new Map<string, HandlerEntry>();
   /** Live sessions, connected or waiting for a resume. */
@@ -39,6 +42,8 @@ export class ServerCore<TData> {
   /** Every limit, with its default filled in. */
   readonly limits: ReturnType<typeof limitsOf>;
   readonly maxMessageBytes: number;
+  /** What the runtime must let through: `maxMessageBytes`, but never less than a HELLO may need. */
+  readonly maxRuntimeMessageBytes: number;
   readonly maxBufferedBytes: number;
   readonly limiter: RateLimiter | null;
   /** Sockets and parked sessions, in all and per address. */
@@ -67,6 +72,7 @@ export class ServerCore<TData> {
     const limits = limitsOf(options);
     this.limits = limits;
     this.maxMessageBytes = limits.maxMessageBytes;
+    this.maxRuntimeMessageBytes = Math.max(limits.maxMessageBytes, HELLO_BYTES);
     this.maxBufferedBytes = limits.maxBufferedBytes;
     this.limiter = options.rateLimit === false ? null : new RateLimiter(options.rateLimit ?? { max: 200, windowMs: 10_000 });
     this.occupancy = new Occupancy(limits.maxConnections, limits.maxConnectionsPerAddress);
@@ -129,7 +135,8 @@ export class ServerCore<TData> {
 
   message(link: SocketLink, message: string | Uint8Array): void {
     if (typeof message === "string") return this.protocolError(link, "text frames are not part of the protocol");
-    if (message.byteLength > this.maxMessageBytes) {
+    // A HELLO (with its resume token and client key) must always fit, however small the limit for calls is.
+    if (message.byteLength > (link.conn ? this.maxMessageBytes : this.maxRuntimeMessageBytes)) {
       return this.refuse(
         link,
         CloseCode.TooBig,

@@ -68,7 +68,7 @@ class NodeSocket implements ServerSocket {
 // biome-ignore lint/suspicious/noExplicitAny: any connection data type
 export function attach(chatter: ChatterServer<any>, server: Server, options: AttachOptions = {}): NodeAttachment {
   const core = chatter.core as ServerCore<unknown>;
-  const wss = new WebSocketServer({ noServer: true, maxPayload: core.maxMessageBytes, perMessageDeflate: false });
+  const wss = new WebSocketServer({ noServer: true, maxPayload: core.maxRuntimeMessageBytes, perMessageDeflate: false });
 
   // With a path, other listeners may serve other paths; a request too malformed to have one is ours only if nobody else listens.
   const claims = (request: Request | Response): boolean => {
