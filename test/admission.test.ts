@@ -42,7 +42,7 @@ describe("getConnectionData", () => {
       },
       onOpen: () => void opened++,
     });
-    expect(await upgradeStatus(srv.url)).toBe(401);
+    expect(await upgradeStatus(srv.url)).toBe("UNAUTHORIZED");
     expect(opened).toBe(0);
     expect(srv.chatter.connections.size).toBe(0);
   });
@@ -54,8 +54,8 @@ describe("getConnectionData", () => {
         return new Response("slow down", { status: 429 });
       },
     });
-    expect(await upgradeStatus(srv.url, { "X-Mode": "throw" })).toBe(403);
-    expect(await upgradeStatus(srv.url)).toBe(429);
+    expect(await upgradeStatus(srv.url, { "X-Mode": "throw" })).toBe("FORBIDDEN");
+    expect(await upgradeStatus(srv.url)).toBe("RATE_LIMITED");
   });
 
   test("a plain HTTP request gets 426", async () => {
@@ -118,7 +118,7 @@ describe("close()", () => {
     const call = client.call(SLOW, 80);
     await Bun.sleep(10);
     const closing = srv.chatter.close({ timeout: 2000 });
-    expect(await upgradeStatus(srv.url)).toBe(503);
+    expect(await upgradeStatus(srv.url)).toBe("UNAVAILABLE");
     expect(await call).toBe("finished");
     await closing;
     expect(codes).toEqual([1001]);

@@ -88,7 +88,7 @@ describe("node adapter specifics", () => {
   test("upgrades only on its path, and refuses with getConnectionData's status", async () => {
     const base = node().replace("/chatter", "");
     expect(await upgradeStatus(`${base}/chatter`)).toBe(101);
-    expect(await upgradeStatus(`${base}/chatter?tag=deny`)).toBe(401);
+    expect(await upgradeStatus(`${base}/chatter?tag=deny`)).toBe("UNAUTHORIZED");
     expect(await upgradeStatus(`${base}/elsewhere`).catch(() => "closed")).toBe("closed");
   });
 });

@@ -1,7 +1,7 @@
 /** Shared test helpers: real Bun servers on port 0, real clients, raw sockets. */
 import { jest } from "bun:test";
 import { type ChatterClient, type ClientOptions, ConnectionState, createClient, createServer, type ServerOptions } from "../src/index.ts";
-import { decodeFrames, encodeFrame, type Frame, FrameType, PROTOCOL_VERSION } from "../src/wire/frames.ts";
+import { decodeFrames, encodeFrame, type Frame, FrameType, PROTOCOL_VERSION, type Refusal } from "../src/wire/frames.ts";
 
 export type TestServer<TData> = Awaited<ReturnType<typeof startServer<TData>>>;
 
@@ -109,10 +109,26 @@ export function recorder<T>() {
   return { seen, handler: (input: T) => void seen.push(input) };
 }
 
-/** Sends a WebSocket upgrade request by hand and returns the HTTP status line's code. */
-export async function upgradeStatus(url: string, headers: Record<string, string> = {}): Promise<number> {
+/** What an upgrade got: its HTTP status, and the REFUSED frame the server sent after a 101, if it did. */
+export interface UpgradeOutcome {
+  status: number;
+  refusal: Refusal | null;
+}
+
+/**
+ * Sends a WebSocket upgrade request by hand. A refused connection is upgraded and then told why (a browser
+ * cannot read an upgrade's HTTP status), so after a 101 this waits briefly for a REFUSED frame.
+ * @returns the HTTP status, or the refusal's code when the server refused after the 101
+ */
+export async function upgradeStatus(url: string, headers: Record<string, string> = {}): Promise<number | string> {
+  const outcome = await upgradeOutcome(url, headers);
+  return outcome.refusal?.code ?? outcome.status;
+}
+
+/** Sends a WebSocket upgrade request by hand. @returns its status and any REFUSED frame that followed */
+export async function upgradeOutcome(url: string, headers: Record<string, string> = {}): Promise<UpgradeOutcome> {
   const { hostname, port, pathname, searchParams } = new URL(url);
-  searchParams.set("cid", "probe");
+  if (!searchParams.has("cid")) searchParams.set("cid", "probe");
   const lines = [
     `GET ${pathname}?${searchParams} HTTP/1.1`,
     `Host: ${hostname}:${port}`,
@@ -122,18 +138,45 @@ export async function upgradeStatus(url: string, headers: Record<string, string>
     "Sec-WebSocket-Version: 13",
     ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
   ];
-  const { promise, resolve, reject } = Promise.withResolvers<number>();
+  const { promise, resolve, reject } = Promise.withResolvers<UpgradeOutcome>();
+  let bytes = Buffer.alloc(0);
+  let timer: ReturnType<typeof setTimeout> | undefined;
   const sock = await Bun.connect({
     hostname,
     port: Number(port),
     socket: {
       data(s, chunk) {
-        resolve(Number(/^HTTP\/1\.1 (\d+)/.exec(chunk.toString())?.[1]));
-        s.end();
+        bytes = Buffer.concat([bytes, chunk]);
+        const end = bytes.indexOf("\r\n\r\n");
+        if (end < 0) return;
+        const status = Number(/^HTTP\/1\.1 (\d+)/.exec(bytes.toString("latin1"))?.[1]);
+        const done = (refusal: Refusal | null) => {
+          clearTimeout(timer);
+          resolve({ status, refusal });
+          s.end();
+        };
+        if (status !== 101) return done(null);
+        const refusal = refusalIn(bytes.subarray(end + 4));
+        if (refusal) return done(refusal);
+        timer ??= setTimeout(() => done(null), 100);
       },
       close: () => reject(new Error("closed without a response")),
     },
   });
   sock.write(`${lines.join("\r\n")}\r\n\r\n`);
   return promise;
+}
+
+/** @returns the REFUSED frame in the first server WebSocket frame of `data`, once it is complete, or null */
+function refusalIn(data: Buffer): Refusal | null {
+  if (data.length < 2 || (data[0] as number) !== 0x82) return null;
+  let length = (data[1] as number) & 0x7f;
+  let at = 2;
+  if (length === 126) {
+    length = data.readUInt16BE(2);
+    at = 4;
+  }
+  if (data.length < at + length) return null;
+  const [frame] = decodeFrames(data.subarray(at, at + length));
+  return frame?.[0] === FrameType.Refused ? frame[1] : null;
 }

@@ -44,11 +44,11 @@ describe("connections", () => {
     srv = startServer({ maxConnections: 2, rateLimit: false });
     const a = await rawSocket(srv.url);
     const b = await rawSocket(srv.url);
-    expect(await upgradeStatus(srv.url)).toBe(503);
+    expect(await upgradeStatus(srv.url)).toBe("UNAVAILABLE");
     // b drops without a goodbye: its session is parked, and still counts.
     b.ws.close(4100, "gone for now");
     await waitFor(() => [...srv.chatter.connections].some((c) => !c.isConnected), 3000, "b to be parked");
-    expect(await upgradeStatus(srv.url)).toBe(503);
+    expect(await upgradeStatus(srv.url)).toBe("UNAVAILABLE");
     a.ws.close(4004, "bye"); // A client's close ends its session for good.
     await waitFor(() => srv.chatter.connections.size === 1, 3000, "a to end");
     expect(await upgradeStatus(srv.url)).toBe(101);
@@ -58,11 +58,11 @@ describe("connections", () => {
     srv = startServer({ maxConnectionsPerAddress: 2, rateLimit: false, trustProxy: true });
     const from = (ip: string) => upgradeStatus(srv.url, { "X-Forwarded-For": ip });
     const held = [await rawSocket(srv.url), await rawSocket(srv.url)];
-    expect(await upgradeStatus(srv.url)).toBe(429);
+    expect(await upgradeStatus(srv.url)).toBe("RATE_LIMITED");
     expect(await from("203.0.113.9")).toBe(101);
     // IPv6 counts per /64: two sockets held open from one /64 fill it.
     const v6 = [await openFrom(srv.url, "2001:db8::1"), await openFrom(srv.url, "2001:db8::2")];
-    expect(await from("2001:db8::3")).toBe(429);
+    expect(await from("2001:db8::3")).toBe("RATE_LIMITED");
     expect(await from("2001:db8:0:1::3")).toBe(101);
     for (const h of held) h.ws.close();
     for (const ws of v6) ws.close();

@@ -8,7 +8,7 @@ import { build } from "esbuild";
 import { readUntil } from "../bench/processes.ts";
 import { type ChatterClient, ConnectionState, createClient } from "../src/index.ts";
 import { RateLimiter } from "../src/server/rate-limit.ts";
-import { startServer, type TestServer, waitForState } from "./helpers.ts";
+import { startServer, type TestServer, upgradeOutcome, waitForState } from "./helpers.ts";
 import { ECHO } from "./procs.ts";
 
 const ARTIFACTS = `${import.meta.dir}/../test-artifacts/upgrade-hardening`;
@@ -223,12 +223,17 @@ describe("Bun", () => {
     await expectAbsoluteForm(target);
   });
 
-  test("a 429 carries the seconds until the next token in Retry-After", async () => {
+  test("a refusal over the rate limit carries the time until the next token, rounded up to whole seconds", async () => {
     const limited = startServer({ rateLimit: { max: 1, windowMs: 3000 } });
     try {
-      const first = await rawUpgrade(limited.bun.port!, "GET / HTTP/1.1\r\nHost: {host}");
-      const second = await rawUpgrade(limited.bun.port!, "GET / HTTP/1.1\r\nHost: {host}");
-      expect([first.status, second.status, second.headers["retry-after"]]).toEqual([101, 429, "3"]);
+      const first = await upgradeOutcome(limited.url);
+      const second = await upgradeOutcome(limited.url);
+      expect([first.status, first.refusal, second.status, second.refusal]).toEqual([
+        101,
+        null,
+        101,
+        { code: "RATE_LIMITED", message: expect.any(String), retryAfter: 3000 },
+      ]);
     } finally {
       limited.stop();
     }
@@ -275,13 +280,13 @@ describe("Node 20", () => {
     expect((await rawUpgrade(target.port, "GET /?cid=good HTTP/1.1\r\nHost: {host}")).status).toBe(101);
   });
 
-  test("a 429 carries the seconds until the next token in Retry-After", async () => {
-    const head = "GET /?cid=limited HTTP/1.1\r\nHost: {host}\r\nX-Forwarded-For: 198.51.100.7";
-    const statuses = [];
-    for (let i = 0; i < 3; i++) statuses.push(await rawUpgrade(servers.plain.port, head));
-    expect(statuses.map((r) => r.status)).toEqual([101, 101, 429]);
+  test("a refusal over the rate limit carries the time until the next token, rounded up to whole seconds", async () => {
+    const outcomes = [];
+    const url = `ws://127.0.0.1:${servers.plain.port}/?cid=limited`;
+    for (let i = 0; i < 3; i++) outcomes.push(await upgradeOutcome(url, { "X-Forwarded-For": "198.51.100.7" }));
+    expect(outcomes.map((o) => o.refusal?.code ?? o.status)).toEqual([101, 101, "RATE_LIMITED"]);
     // Two per 8 s: a token every 4 s, and the third attempt came a few ms after the first two.
-    expect(statuses[2]?.headers["retry-after"]).toBe("4");
+    expect(outcomes[2]?.refusal?.retryAfter).toBe(4000);
   });
 });
 

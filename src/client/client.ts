@@ -5,8 +5,18 @@
 import type { CallContext } from "../engine/context.ts";
 import { type CallOptions, type HandlerEntry, Peer } from "../engine/peer.ts";
 import { unref } from "../engine/timers.ts";
+import { ChatterError, describeThrown, fromWireError } from "../errors.ts";
 import type { InputArgs, ParsedInputOf, Proc, ResultOf, ReturnOf } from "../proc.ts";
-import { CloseCode, decodeFrames, encodeFrame, type Frame, FrameType, PROTOCOL_VERSION, type WelcomeFrame } from "../wire/frames.ts";
+import {
+  CloseCode,
+  decodeFrames,
+  encodeFrame,
+  type Frame,
+  FrameType,
+  PROTOCOL_VERSION,
+  type Refusal,
+  type WelcomeFrame,
+} from "../wire/frames.ts";
 import { batchingLink } from "./batch.ts";
 import { socketUrl, watchEnvironment } from "./environment.ts";
 import { type Identity, storedIdentity, storeIdentity, uuid } from "./identity.ts";
@@ -17,8 +27,12 @@ export type WebSocketConstructor = new (url: string) => WebSocket;
 
 /** Options of `createClient`. */
 export interface ClientOptions {
-  /** The server URL, `ws://` or `wss://` (`http(s)://` is turned into `ws(s)://`). */
-  url: string;
+  /**
+   * The server URL, `ws://` or `wss://` (`http(s)://` is turned into `ws(s)://`). Or a function that returns
+   * it, called before every connection attempt: for fresh credentials in the query string. With a function, a
+   * client whose connection is refused (UNAUTHORIZED, FORBIDDEN) keeps trying, since its credentials may change.
+   */
+  url: string | (() => string | Promise<string>);
   /** Log what happens and why. */
   verbose?: boolean;
   /** Seconds between keepalive pings. Defaults to 30. A ping unanswered by the next one drops the socket. */
@@ -63,6 +77,13 @@ export class ChatterClient {
   private token: string | null = null;
   private _resumed = false;
   private readonly resetListeners = new Set<() => unknown>();
+  private readonly errorListeners = new Set<(error: ChatterError) => unknown>();
+  /** Why the server refused the socket now closing (from its REFUSED frame), if it did. */
+  private refusal: ChatterError | null = null;
+  /** Set after a refusal that retrying cannot mend: the client stays disconnected. */
+  private stopped = false;
+  /** Counts connection attempts, so a slow `url()` from an abandoned attempt is ignored. */
+  private attemptToken = 0;
   private _state = ConnectionState.Disconnected;
   private socket: WebSocket | null = null;
   private closedForGood = false;
@@ -168,6 +189,17 @@ export class ChatterClient {
   }
 
   /**
+   * Registers a callback for connection-level failures, each a `ChatterError`: the server refused the
+   * connection (`UNAUTHORIZED`, `FORBIDDEN`, `RATE_LIMITED` with `retryAfter` in ms, `UNAVAILABLE`, or the code
+   * `getConnectionData` threw), speaks another protocol version (`PROTOCOL`), or `url()` failed.
+   * @returns a function that unregisters it
+   */
+  onError(callback: (error: ChatterError) => unknown): () => void {
+    this.errorListeners.add(callback);
+    return () => this.errorListeners.delete(callback);
+  }
+
+  /**
    * Implements a procedure the server can call on this client.
    * @param proc - the procedure, made with `createProc`
    * @param handler - gets the parsed input, the client and a context with an abort `signal`
@@ -226,9 +258,26 @@ export class ChatterClient {
 
   private connect(): void {
     if (this.closedForGood) return;
-    const url = socketUrl(this.opts.url, this.identity.clientId);
-    this.log?.(`connecting to ${url.replace(/\?.*$/, "")} (attempt ${this.attempt + 1})`);
     this.setState(ConnectionState.Connecting);
+    const target = this.opts.url;
+    if (typeof target === "string") return this.open(target);
+    const attempt = ++this.attemptToken;
+    new Promise<string>((resolve) => resolve(target())).then(
+      (url) => {
+        if (attempt === this.attemptToken && !this.closedForGood && this._state === ConnectionState.Connecting) this.open(url);
+      },
+      (err) => {
+        if (attempt !== this.attemptToken || this.closedForGood) return;
+        this.emitError(new ChatterError("DISCONNECTED", `url() failed: ${describeThrown(err)}`));
+        this.lost(1006, "url() failed");
+      },
+    );
+  }
+
+  private open(target: string): void {
+    const url = socketUrl(target, this.identity.clientId);
+    // Never the query string: it may carry a token.
+    this.log?.(`connecting to ${url.replace(/\?.*$/, "")} (attempt ${this.attempt + 1})`);
     let ws: WebSocket;
     try {
       ws = new this.WS(url);
@@ -288,6 +337,11 @@ export class ChatterClient {
   private onControl(frame: Frame): void {
     if (frame[0] === FrameType.Pong) {
       this.awaitingPong = false;
+      return;
+    }
+    if (frame[0] === FrameType.Refused && this._state === ConnectionState.Connecting) {
+      // The close that follows tells the rest; keep why.
+      this.refusal = refusalError(frame[1]);
       return;
     }
     if (frame[0] !== FrameType.Welcome || this._state !== ConnectionState.Connecting || !this.socket) {
@@ -362,25 +416,52 @@ export class ChatterClient {
     clearTimeout(this.connectTimer);
     this.peer.detach();
     const why = `closed with ${code}${reason ? `: ${reason}` : ""}`;
+    const refusal = this.refusal;
+    this.refusal = null;
     // Without a reconnect there will be no resume: calls in flight fail now rather than at their timeout.
-    if (this.opts.reconnect === false || code === CloseCode.VersionMismatch) this.peer.reset(why);
+    if (this.opts.reconnect === false && !refusal && code !== CloseCode.VersionMismatch) this.peer.reset(why);
     this.setState(ConnectionState.Disconnected);
     if (this.closedForGood) return;
     if (code === CloseCode.VersionMismatch) {
-      console.error(`[chatter] client: server refused our protocol version (${reason}); not reconnecting`);
-      return;
+      return this.giveUp(new ChatterError("PROTOCOL", `the server speaks another protocol version (${reason}); not reconnecting`));
     }
+    if (refusal && !TRANSIENT.has(String(refusal.code))) {
+      if (typeof this.opts.url !== "function") return this.giveUp(refusal);
+      // New credentials may come from url(): fail what waits on these, and try again.
+      this.emitError(refusal);
+      this.forgetSession(refusal);
+    } else if (refusal) this.emitError(refusal);
     if (this.opts.reconnect === false) return this.log?.(`disconnected (${code} ${reason}); reconnect is off`);
-    const delay = backoffDelay(this.attempt++, this.opts.reconnect?.minDelay ?? 250, this.opts.reconnect?.maxDelay ?? 30_000);
+    const backoff = backoffDelay(this.attempt++, this.opts.reconnect?.minDelay ?? 250, this.opts.reconnect?.maxDelay ?? 30_000);
+    const delay = Math.max(backoff, (refusal as { retryAfter?: number } | null)?.retryAfter ?? 0);
     this.log?.(`disconnected (${code}${reason ? ` ${reason}` : ""}); reconnecting in ${Math.round(delay)} ms`);
     clearTimeout(this.reconnectTimer);
     // Not unref'd: an open client that is reconnecting should keep its process alive, as its socket did.
     this.reconnectTimer = setTimeout(() => this.connect(), delay);
   }
 
+  /** A failure retrying cannot mend: every call fails with it, and the client stays disconnected. */
+  private giveUp(error: ChatterError): void {
+    this.stopped = true;
+    this.log?.(`${error.code}: ${error.message}; not reconnecting`);
+    this.emitError(error);
+    this.forgetSession(error);
+  }
+
+  /** Fails every call, sent or queued, with `error`, and starts the next connection with a fresh session. */
+  private forgetSession(error: ChatterError): void {
+    this.peer.failAll(error);
+    this.token = null;
+  }
+
+  private emitError(error: ChatterError): void {
+    if (this.errorListeners.size === 0) this.log?.(`${error.code}: ${error.message}`);
+    for (const listener of [...this.errorListeners]) this.notify("error listener", () => listener(error));
+  }
+
   /** The network came back or the page became visible: retry now rather than after the backoff. */
   private wake(): void {
-    if (this.closedForGood) return;
+    if (this.closedForGood || this.stopped) return;
     if (this._state === ConnectionState.Disconnected && this.opts.reconnect !== false) {
       this.log?.("network is back or page is visible; reconnecting now");
       clearTimeout(this.reconnectTimer);
@@ -390,6 +471,16 @@ export class ChatterClient {
       this.ping();
     }
   }
+}
+
+/** Refusals that pass with time: the client waits (at least `retryAfter`) and tries again. */
+const TRANSIENT = new Set(["RATE_LIMITED", "UNAVAILABLE"]);
+
+/** @returns the refusal from a REFUSED frame as an error, with `retryAfter` (ms) when the server gave one */
+function refusalError(refusal: Refusal): ChatterError {
+  const error = fromWireError(refusal);
+  if (typeof refusal.retryAfter === "number" && refusal.retryAfter > 0) Object.assign(error, { retryAfter: refusal.retryAfter });
+  return error;
 }
 
 /**

@@ -307,6 +307,20 @@ export class Peer {
     this.answers.reset(reason);
   }
 
+  /**
+   * The session is given up, but the peer carries on: every call, sent or queued, fails with `error`, and
+   * the next session starts from scratch.
+   */
+  failAll(error: ChatterError): void {
+    for (const p of [...this.pending.values()]) {
+      if (!p.sent) this.queued--;
+      this.settle(p);
+      p.reject(error);
+    }
+    this.cancels = null;
+    this.answers.reset(error.message);
+  }
+
   /** Ends the peer for good: every call fails, every running handler is aborted. */
   close(reason: string): void {
     if (this.closed) return;

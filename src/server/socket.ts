@@ -5,6 +5,8 @@
  * native pub/sub, offers a `Publisher`.
  */
 
+import type { Refusal } from "../wire/frames.ts";
+
 /** One accepted WebSocket, as the server core sees it. */
 export interface ServerSocket {
   /**
@@ -53,6 +55,8 @@ export class SocketLink {
   window = 0;
   /** Frames received in that second. */
   frames = 0;
+  /** Set when admission refused: the socket opens only to be told why, then closes. */
+  refusal: Refusal | null = null;
 
   constructor(clientId: string, data: unknown, address: string | null = null) {
     this.clientId = clientId;

@@ -1,5 +1,6 @@
 /** Admission at upgrade time: is the request well formed, who is connecting, and may they. */
 import { limitKey, type RateLimiter } from "./rate-limit.ts";
+import { Refused } from "./refusal.ts";
 import { SocketLink } from "./socket.ts";
 
 /** What `getConnectionData` learns about a connecting client. */
@@ -39,15 +40,15 @@ const ID_PATTERN = /^[\w-]{1,64}$/;
 
 /**
  * Checks the origin and the rate limit, then builds the connection info and
- * runs `getConnectionData`. A thrown error refuses the upgrade with 401; a
- * returned or thrown `Response` is sent as is.
+ * runs `getConnectionData`. A thrown error or a returned or thrown `Response`
+ * refuses the connection (the core tells the client why: refusal.ts).
  * @returns the socket's link, to keep with it, or the refusal
  */
 export function admit<TData>(
   request: Request,
   socketIp: string | null,
   rules: AdmissionRules<TData>,
-): SocketLink | Response | Promise<SocketLink | Response> {
+): SocketLink | Response | Refused | Promise<SocketLink | Response | Refused> {
   const origin = request.headers.get("origin");
   if (origin && rules.allowedOrigins && !rules.allowedOrigins.includes(origin) && !rules.allowedOrigins.includes("*")) {
     return new Response(`Origin ${origin} is not allowed`, { status: 403 });
@@ -178,8 +179,8 @@ function accept(clientId: string, data: unknown, address: string | null): Socket
   return data instanceof Response ? data : new SocketLink(clientId, data, address);
 }
 
-function refuse(err: unknown): Response {
-  return err instanceof Response ? err : new Response("Unauthorized", { status: 401 });
+function refuse(err: unknown): Response | Refused {
+  return err instanceof Response ? err : new Refused(err);
 }
 
 /** @returns the cookies of a `Cookie` header, by name */

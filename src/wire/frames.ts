@@ -27,6 +27,7 @@ export const FrameType = {
   Cancel: 7,
   Ping: 8,
   Pong: 9,
+  Refused: 10,
 } as const;
 
 export type HelloFrame = [
@@ -58,8 +59,25 @@ export type EventFrame = [type: 6, seq: number, name: string, input: unknown];
 export type CancelFrame = [type: 7, id: number];
 export type PingFrame = [type: 8, settledBelow: number];
 export type PongFrame = [type: 9, settledBelow: number];
+/** Why the server refused the connection; `retryAfter` in ms, for RATE_LIMITED and UNAVAILABLE. */
+export interface Refusal {
+  code: string;
+  message: string;
+  retryAfter?: number;
+}
+export type RefusedFrame = [type: 10, refusal: Refusal];
 
-export type Frame = HelloFrame | WelcomeFrame | CallFrame | ResultFrame | ErrorFrame | EventFrame | CancelFrame | PingFrame | PongFrame;
+export type Frame =
+  | HelloFrame
+  | WelcomeFrame
+  | CallFrame
+  | ResultFrame
+  | ErrorFrame
+  | EventFrame
+  | CancelFrame
+  | PingFrame
+  | PongFrame
+  | RefusedFrame;
 
 /** Close codes Chatter uses, in the range RFC 6455 leaves to applications. */
 export const CloseCode = {
@@ -89,6 +107,12 @@ export const CloseCode = {
   Unresumable: 4007,
   /** The client sent more than `maxFramesPerSecond` frames in a second. */
   TooManyFrames: 4008,
+  /** Refused at admission: `getConnectionData` threw (or threw a `ChatterError` of the app's own code). */
+  Unauthorized: 4401,
+  /** Refused at admission: an origin not allowed, or a 403 `Response`. */
+  Forbidden: 4403,
+  /** Refused at admission: over the rate limit; the REFUSED frame says when to come back. */
+  RateLimited: 4429,
 } as const;
 
 /** @returns the bytes of one frame */
@@ -185,6 +209,11 @@ function checkFrame(f: unknown): Frame {
     case FrameType.Pong: // [9, settledBelow]
       if (!isId(f[1])) bad("PING/PONG fields");
       return f as PingFrame | PongFrame;
+    case FrameType.Refused: // [10, { code, message, retryAfter? }]
+      if (typeof f[1] !== "object" || f[1] === null || typeof f[1].code !== "string" || typeof f[1].message !== "string") {
+        bad("REFUSED fields");
+      }
+      return f as RefusedFrame;
     default:
       return bad(`unknown frame type ${describe(f[0])}`);
   }
