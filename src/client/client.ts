@@ -84,6 +84,9 @@ export class ChatterClient {
   private stopped = false;
   /** Counts connection attempts, so a slow `url()` from an abandoned attempt is ignored. */
   private attemptToken = 0;
+  private readonly sessionListeners = new Set<(client: ChatterClient) => unknown>();
+  /** Counts session setups, so only the newest one releases the queue. */
+  private setupRun = 0;
   private _state = ConnectionState.Disconnected;
   private socket: WebSocket | null = null;
   private closedForGood = false;
@@ -186,6 +189,18 @@ export class ChatterClient {
   onReset(callback: () => unknown): () => void {
     this.resetListeners.add(callback);
     return () => this.resetListeners.delete(callback);
+  }
+
+  /**
+   * Registers a callback that sets up each fresh session: on the first connection and after every reset,
+   * before any call queued meanwhile is sent. It may be async; the calls it makes go out first, and the
+   * queued calls wait until every such callback has settled. A callback that throws goes to `onError`, and
+   * the queue still goes out. Use it to re-join rooms or re-authenticate.
+   * @returns a function that unregisters it
+   */
+  onSession(callback: (client: ChatterClient) => unknown): () => void {
+    this.sessionListeners.add(callback);
+    return () => this.sessionListeners.delete(callback);
   }
 
   /**
@@ -367,10 +382,26 @@ export class ChatterClient {
     this.attempt = 0;
     clearTimeout(this.connectTimer);
     this.peer.maxFrameBytes = maxMessageBytes;
-    this.peer.attach(batchingLink(ws, maxMessageBytes), resumed, settledBelow);
+    // A fresh session is set up (onSession) before the calls queued for it go out.
+    const setup = !resumed && this.sessionListeners.size > 0;
+    this.peer.attach(batchingLink(ws, maxMessageBytes), resumed, settledBelow, setup);
     this.startPings();
     this.setState(ConnectionState.Connected);
     if (reset) for (const listener of [...this.resetListeners]) this.notify("reset listener", listener);
+    if (setup) this.setUpSession();
+  }
+
+  /** Runs the onSession callbacks, then lets the queued calls go; a callback that fails goes to onError. */
+  private setUpSession(): void {
+    const run = ++this.setupRun;
+    const settled = [...this.sessionListeners].map((listener) => new Promise<unknown>((resolve) => resolve(listener(this))));
+    void Promise.allSettled(settled).then((results) => {
+      for (const r of results) {
+        if (r.status === "rejected") this.emitError(asChatterError(r.reason, "an onSession callback failed"));
+      }
+      // A newer fresh session runs its own setup and ends the hold itself.
+      if (run === this.setupRun) this.peer.sendQueue();
+    });
   }
 
   private startPings(): void {
@@ -471,6 +502,11 @@ export class ChatterClient {
       this.ping();
     }
   }
+}
+
+/** @returns `reason` as a ChatterError, for onError */
+function asChatterError(reason: unknown, what: string): ChatterError {
+  return reason instanceof ChatterError ? reason : new ChatterError("HANDLER_ERROR", `${what}: ${describeThrown(reason)}`);
 }
 
 /** Refusals that pass with time: the client waits (at least `retryAfter`) and tries again. */

@@ -6,7 +6,8 @@
  */
 import { ChatterError, fromWireError } from "../errors.ts";
 import { check, type Proc } from "../proc.ts";
-import { encodeFrame, type Frame, FrameType } from "../wire/frames.ts";
+import { decode } from "../wire/codec.ts";
+import { type CallFrame, encodeFrame, type Frame, FrameType } from "../wire/frames.ts";
 import { Answerer, type CallBudget, tooBig } from "./answers.ts";
 import type { CallContext } from "./context.ts";
 import { Deadlines } from "./deadlines.ts";
@@ -86,6 +87,8 @@ export class Peer {
   private lowest = 0;
   /** Set while the socket is backpressured: new calls wait in the queue (answers still go out). */
   private held = false;
+  /** Unsent calls with a lower id wait for `sendQueue`; 0 when nothing is held. */
+  private heldBelow = 0;
   /**
    * Calls given up since the last attach (made on first use). Sent again after a resume: a CANCEL
    * sent into a socket that was already dead (but not yet known to be) is lost.
@@ -242,9 +245,11 @@ export class Peer {
    * CANCELs; on a fresh one, only what was never sent.
    * @param peerSettledBelow - the other end's watermark, from HELLO or WELCOME
    */
-  attach(link: Link, resumed: boolean, peerSettledBelow = 0): void {
+  attach(link: Link, resumed: boolean, peerSettledBelow = 0, holdQueue = false): void {
     this.link = link;
     this.held = false;
+    // Calls queued so far wait for `sendQueue` (a fresh session's setup runs first); a hold still pending carries on.
+    if (holdQueue) this.heldBelow = this.nextId;
     if (resumed) {
       this.answers.settledBelow(peerSettledBelow);
       for (const id of this.cancels ?? []) link.send(encodeFrame([FrameType.Cancel, id]));
@@ -253,6 +258,7 @@ export class Peer {
     let resent = 0;
     for (const p of [...this.pending.values()]) {
       if (p.sent && !resumed) continue;
+      if (!p.sent && p.id < this.heldBelow) continue;
       if (!p.sent) this.queued--;
       if (p.frame.byteLength > this.maxFrameBytes) {
         // Queued before this end knew the limit: it would only get the socket closed.
@@ -273,19 +279,56 @@ export class Peer {
     this.held = true;
   }
 
-  /** The socket drained: send the calls held meanwhile, in order. */
-  release(): void {
-    if (!this.held) return;
+  /**
+   * The socket drained: send the calls held meanwhile, in order.
+   * @param force - send even if no backpressure was noted (the queue's hold ended)
+   */
+  release(force = false): void {
+    if (!this.held && !force) return;
     this.held = false;
     const link = this.link;
     if (!link) return;
-    for (const p of this.pending.values()) {
+    for (const p of [...this.pending.values()]) {
       if (this.held) break; // Pushed back again: wait for the next drain.
-      if (p.sent) continue;
+      if (p.sent || p.id < this.heldBelow) continue;
       this.queued--;
+      if (p.frame.byteLength > this.maxFrameBytes) {
+        // Queued before this end knew the limit: it would only get the socket closed.
+        this.settle(p);
+        p.reject(tooBig(p.proc.name, p.frame, this.maxFrameBytes));
+        continue;
+      }
       p.sent = true;
       link.send(p.frame);
     }
+  }
+
+  /**
+   * Ends the hold `attach` put on the queue: the calls queued before it go out now, in order. Calls made
+   * meanwhile went out first with higher ids, so the held ones (never sent, so never seen by the other end)
+   * take fresh ids above them: the other end takes an id at or below one it has seen for a repeat.
+   */
+  sendQueue(): void {
+    const below = this.heldBelow;
+    this.heldBelow = 0;
+    const renumber = this.nextId > below;
+    for (const p of [...this.pending.values()]) {
+      if (p.sent || p.id >= below) continue;
+      if (renumber) this.renumber(p);
+    }
+    // Backpressured or away: the drain or the next attach sends them.
+    if (this.link && !this.held) this.release(true);
+  }
+
+  private renumber(p: Pending): void {
+    const call = decode(p.frame) as CallFrame;
+    this.pending.delete(p.id);
+    p.id = this.nextId++;
+    call[1] = p.id;
+    call[5] = this.settledBelow;
+    p.frame = encodeFrame(call);
+    this.pending.set(p.id, p);
+    this.lowest = 0;
   }
 
   /** The socket is gone, for now: calls stay pending and handlers keep running until the session resumes or ends. */

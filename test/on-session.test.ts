@@ -1,0 +1,90 @@
+/**
+ * `client.onSession` (issue 12, item 2): a fresh session is set up before
+ * the calls queued for it go out, so they find the server-side state the
+ * app rebuilds there (rooms joined, logins redone).
+ */
+import { afterEach, expect, test } from "bun:test";
+import { z } from "zod";
+import { ChatterError, ConnectionState, createProc, type ServerConnection } from "../src/index.ts";
+import { startServer, type TestServer, waitFor, waitForState } from "./helpers.ts";
+import { tcpProxy } from "./proxy.ts";
+
+// biome-ignore lint/suspicious/noExplicitAny: each test picks its own connection data type
+let srv: TestServer<any>;
+let proxy: Awaited<ReturnType<typeof tcpProxy>> | undefined;
+afterEach(() => {
+  proxy?.stop();
+  proxy = undefined;
+  srv?.stop();
+});
+
+const JOIN = createProc({ name: "join", takes: z.object({ room: z.string(), ms: z.number() }) });
+const POST = createProc({ name: "post", takes: z.string(), returns: z.string() });
+
+/** A server where posting needs a joined room, and which records the order calls arrive in. */
+function chatServer(options: Parameters<typeof startServer>[0] = {}) {
+  srv = startServer(options);
+  const joined = new WeakSet<ServerConnection<unknown>>();
+  const order: string[] = [];
+  srv.chatter.on(JOIN, async ({ room, ms }, conn) => {
+    order.push(`join ${room}`);
+    await Bun.sleep(ms);
+    joined.add(conn);
+  });
+  srv.chatter.on(POST, (text, conn) => {
+    order.push(`post ${text}`);
+    if (!joined.has(conn)) throw new ChatterError("FORBIDDEN", "join general first");
+    return `posted ${text}`;
+  });
+  return order;
+}
+
+test("calls queued before the first connection wait for onSession, whose calls go first", async () => {
+  const order = chatServer();
+  const client = await srv.client();
+  client.close();
+  // A second client, set up before it connects: its queued call must wait for the slow join.
+  const { createClient } = await import("../src/index.ts");
+  const second = createClient({ url: srv.url });
+  second.onSession((c) => c.call(JOIN, { room: "general", ms: 50 }));
+  const posted = second.call(POST, "hello");
+  expect(await posted).toBe("posted hello");
+  expect(order).toEqual(["join general", "post hello"]);
+  second.close();
+});
+
+test("after a reset, calls queued during the outage go out only once onSession has rebuilt the state", async () => {
+  const order = chatServer({ resumeWindow: 0 });
+  proxy = await tcpProxy(srv.bun.port as number);
+  const client = await srv.client({ url: proxy.url });
+  let sessions = 0;
+  client.onSession(async (c) => {
+    sessions++;
+    await c.call(JOIN, { room: "general", ms: 30 });
+  });
+  proxy.refuse(true);
+  proxy.cutAll();
+  await waitForState(client, ConnectionState.Disconnected);
+  const queued = [client.call(POST, "one"), client.call(POST, "two")];
+  proxy.refuse(false);
+  expect(await Promise.all(queued)).toEqual(["posted one", "posted two"]);
+  expect(order.slice(-3)).toEqual(["join general", "post one", "post two"]);
+  expect(client.resumed).toBe(false);
+  expect(sessions).toBe(1);
+});
+
+test("an onSession callback that throws goes to onError, and the queue still goes out", async () => {
+  chatServer();
+  srv.chatter.on(JOIN, () => {});
+  const { createClient } = await import("../src/index.ts");
+  const client = createClient({ url: srv.url });
+  const errors: ChatterError[] = [];
+  client.onError((e) => void errors.push(e));
+  client.onSession(() => {
+    throw new Error("could not re-authenticate");
+  });
+  await expect(client.call(POST, "anyway")).rejects.toMatchObject({ code: "FORBIDDEN" });
+  expect(errors.map((e) => e.code)).toEqual(["HANDLER_ERROR"]);
+  expect(errors[0]?.message).toContain("could not re-authenticate");
+  client.close();
+});
