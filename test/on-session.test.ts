@@ -6,7 +6,7 @@
 import { afterEach, expect, test } from "bun:test";
 import { z } from "zod";
 import { ChatterError, ConnectionState, createProc, type ServerConnection } from "../src/index.ts";
-import { startServer, type TestServer, waitFor, waitForState } from "./helpers.ts";
+import { startServer, type TestServer, waitForState } from "./helpers.ts";
 import { tcpProxy } from "./proxy.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: each test picks its own connection data type
