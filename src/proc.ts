@@ -36,6 +36,13 @@ export type InputOf<P> = P extends Proc<infer T, Schema | null> ? (T extends Sch
 export type ParsedInputOf<P> = P extends Proc<infer T, Schema | null> ? (T extends Schema ? StandardSchemaV1.InferOutput<T> : null) : never;
 /** What a handler returns: the `returns` schema's input type. */
 export type ReturnOf<P> = P extends Proc<Schema | null, infer R> ? (R extends Schema ? StandardSchemaV1.InferInput<R> : unknown) : never;
+/** A value, or a promise of it: what a handler may return. */
+export type MaybePromise<T> = T | Promise<T>;
+/**
+ * What a handler of `P` returns: the `returns` schema's input type or a promise of it, so a handler that forgets
+ * to return fails to compile instead of failing `VALIDATION` at run time. Anything (nothing too) without `returns`.
+ */
+export type HandlerReturn<P> = MaybePromise<ReturnOf<P>>;
 /** What a caller's promise resolves to: the `returns` schema's output type, or `null`. */
 export type ResultOf<P> = P extends Proc<Schema | null, infer R> ? (R extends Schema ? StandardSchemaV1.InferOutput<R> : null) : never;
 
@@ -70,6 +77,27 @@ export function createProc<TTakes extends Schema | undefined = undefined, TRetur
     returns: (options.returns ?? null) as OrNull<TReturns>,
     timeout: options.timeout,
   });
+}
+
+/**
+ * Adds a handler to one end's table, by procedure name. The same procedure again replaces its handler; a
+ * different procedure of the same name throws, since both would share one handler whatever their schemas say.
+ * @param handlers - the end's handlers, by procedure name
+ * @param entry - the procedure and its handler
+ * @param side - "server" or "client", for the message
+ * @returns a function that removes this handler (and not one that replaced it)
+ */
+export function addHandler<E extends { proc: Proc }>(handlers: Map<string, E>, entry: E, side: string): () => void {
+  const name = entry.proc.name;
+  if ((handlers.get(name)?.proc ?? entry.proc) !== entry.proc) {
+    throw new TypeError(
+      `[chatter] ${side}.on("${name}"): a different procedure named "${name}" already has a handler; give each procedure its own name`,
+    );
+  }
+  handlers.set(name, entry);
+  return () => {
+    if (handlers.get(name) === entry) handlers.delete(name);
+  };
 }
 
 /** Which side of a call a check is for; it shapes the error message. */

@@ -1,5 +1,5 @@
 import { type CallOptions, Peer } from "../engine/peer.ts";
-import type { InputArgs, Proc, ResultOf } from "../proc.ts";
+import { check, type InputArgs, type Proc, type ResultOf, type Schema } from "../proc.ts";
 import { joinFrames } from "../wire/frames.ts";
 import type { SubscriptionChange } from "./broadcast-log.ts";
 import type { ServerCore } from "./core.ts";
@@ -130,16 +130,18 @@ export class ServerConnection<TData = unknown> {
    * @param topics - a topic or an iterable of topics
    * @param proc - the procedure to call
    * @param args - its input (checked against `takes` first), then `{ includeSelf, exclude }`
+   * @returns a promise that resolves once the broadcast is handed to the subscribers, or rejects with
+   *   `VALIDATION` (then nothing is sent); a rejection nobody takes at once goes to `onError`
    */
   broadcast<P extends Proc>(
     topics: string | Iterable<string>,
     proc: P,
     ...args: [...InputArgs<P>, options?: ConnectionBroadcastOptions<TData>]
-  ): void {
+  ): Promise<void> {
     const options = args[1] as ConnectionBroadcastOptions<TData> | undefined;
     const exclude = new Set(options?.exclude ?? []);
     if (!options?.includeSelf) exclude.add(this);
-    this.core.broadcast(topics, proc, args[0], exclude);
+    return broadcastFrom(this.core, topics, proc, args[0], exclude);
   }
 
   /** Subscribes this connection to a topic, so it gets the topic's broadcasts. */
@@ -160,5 +162,74 @@ export class ServerConnection<TData = unknown> {
   /** Ends the session and closes its socket. The client reconnects with a fresh session. */
   close(code = 1000, reason = "closed by the server"): void {
     this.core.endSession(this, code, reason);
+  }
+}
+
+/**
+ * A broadcast's promise. It notes whether the caller took the outcome (`then`, `catch`, `await`), so that a
+ * failure nobody takes goes to `onError` rather than becoming an unhandled rejection that ends the process.
+ */
+class Broadcast extends Promise<void> {
+  /** Promises made from this one (by then, catch, finally) are plain promises. */
+  static override get [Symbol.species]() {
+    return Promise;
+  }
+  #taken = false;
+
+  /** @returns a broadcast's promise that settles as `work` does; its failure goes to `report` unless taken */
+  static of(work: Promise<unknown>, report: (err: unknown) => void): Promise<void> {
+    const out = new Broadcast((resolve, reject) => work.then(() => resolve(), reject));
+    // Handled as far as the runtime knows; whether the caller took it is judged once the caller's tick is over.
+    Promise.prototype.then.call(out, undefined, (err: unknown) => setImmediate(() => out.#taken || report(err)));
+    return out;
+  }
+
+  // biome-ignore lint/suspicious/noThenProperty: a promise's own then, overridden only to note that it was called
+  override then<A = void, B = never>(...args: Parameters<Promise<void>["then"]>): Promise<A | B> {
+    this.#taken = true;
+    return super.then(...args) as Promise<A | B>;
+  }
+}
+
+/** The schema an input already checked is handed to the core under: it passes at once, so nothing runs twice. */
+const CHECKED: Schema = { "~standard": { version: 1, vendor: "chatter", validate: (value) => ({ value }) } };
+const checkedProcs = new WeakMap<Proc, Proc>();
+
+/** @returns the procedure with its `takes` swapped for {@link CHECKED} (kept per procedure) */
+function checkedProc(proc: Proc): Proc {
+  const kept = checkedProcs.get(proc);
+  if (kept) return kept;
+  const out = { ...proc, takes: proc.takes && CHECKED };
+  checkedProcs.set(proc, out);
+  return out;
+}
+
+/**
+ * @internal one broadcast for `server.broadcast`, `server.in(topics).broadcast` and `connection.broadcast`:
+ * checks the input (sync where the schema allows, keeping broadcasts in order), then fans it out.
+ * @returns a promise that resolves once the broadcast is handed to the subscribers, or rejects with the
+ *   `VALIDATION` error; never throws
+ */
+export function broadcastFrom<TData>(
+  core: ServerCore<TData>,
+  topics: string | Iterable<string>,
+  proc: Proc,
+  input: unknown,
+  exclude: ReadonlySet<ServerConnection<TData>>,
+): Promise<void> {
+  const report = (err: unknown) => core.report(err);
+  try {
+    const checked = check(proc.takes, input, proc.name, "input");
+    if (!(checked instanceof Promise)) {
+      core.broadcast(topics, checkedProc(proc), input, exclude);
+      return Promise.resolve();
+    }
+    const list = typeof topics === "string" ? topics : [...topics]; // Read now: the caller may change its set meanwhile.
+    return Broadcast.of(
+      checked.then(() => core.broadcast(list, checkedProc(proc), input, exclude)),
+      report,
+    );
+  } catch (err) {
+    return Broadcast.of(Promise.reject(err), report);
   }
 }

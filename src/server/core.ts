@@ -6,7 +6,7 @@
 import type { HandlerEntry, PeerOptions } from "../engine/peer.ts";
 import { SharedReplyBudget } from "../engine/replies.ts";
 import { ChatterError, describeThrown } from "../errors.ts";
-import { check, type Proc } from "../proc.ts";
+import { addHandler, check, type Proc } from "../proc.ts";
 import {
   CloseCode,
   decodeFrames,
@@ -21,7 +21,7 @@ import type { ClusterBroadcast } from "./cluster.ts";
 import { ServerConnection } from "./connection.ts";
 import { ClientIdentity, randomSecret, sameSecret } from "./identity.ts";
 import { Occupancy, RunningCalls } from "./limits.ts";
-import { limitsOf, type ServerHandler, type ServerOptions } from "./options.ts";
+import { limitsOf, type ServerHandler, type ServerOptions, withSeedSpellings } from "./options.ts";
 import { RateLimiter } from "./rate-limit.ts";
 import type { ServerSocket, SocketLink } from "./socket.ts";
 import { Topics } from "./topics.ts";
@@ -64,6 +64,7 @@ export class ServerCore<TData> {
 
   constructor(options: ServerOptions<TData>) {
     this.options = options;
+    options = withSeedSpellings(options);
     this.log = options.verbose ? (msg) => console.log(`[chatter] server: ${msg}`) : undefined;
     this.identity = new ClientIdentity(options.secret);
     if (options.cluster && !options.secret) {
@@ -74,7 +75,7 @@ export class ServerCore<TData> {
     this.maxMessageBytes = limits.maxMessageBytes;
     this.maxRuntimeMessageBytes = Math.max(limits.maxMessageBytes, HELLO_BYTES);
     this.maxBufferedBytes = limits.maxBufferedBytes;
-    this.limiter = options.rateLimit === false ? null : new RateLimiter(options.rateLimit ?? { max: 200, windowMs: 10_000 });
+    this.limiter = limits.rateLimit && new RateLimiter(limits.rateLimit);
     this.occupancy = new Occupancy(limits.maxConnections, limits.maxConnectionsPerAddress);
     this.topics = new Topics(limits.replay, limits);
     this.topics.onDropped = (topic) => {
@@ -358,11 +359,7 @@ export class ServerCore<TData> {
   }
 
   on(proc: Proc, handler: unknown): () => void {
-    const entry = { proc, handler } as HandlerEntry;
-    this.handlers.set(proc.name, entry);
-    return () => {
-      if (this.handlers.get(proc.name) === entry) this.handlers.delete(proc.name);
-    };
+    return addHandler(this.handlers, { proc, handler } as HandlerEntry, "server");
   }
 
   /** Checks the input (sync where the schema allows), then fans the frame out. */

@@ -4,13 +4,24 @@ import { ChatterError } from "../errors.ts";
 import { check, type InputArgs, type ParsedInputOf, type Proc, type ResultOf, type ReturnOf } from "../proc.ts";
 import { type BunServerLike, type BunWebSocketHandlers, bunAdapter, type UpgradeResult } from "./bun.ts";
 import { clusterNode, localClient } from "./cluster-node.ts";
-import type { ServerConnection } from "./connection.ts";
+import { broadcastFrom, type ServerConnection } from "./connection.ts";
 import { ServerCore, type ServerHandler, type ServerOptions } from "./core.ts";
 
 /** Options of `server.broadcast`. */
 export interface BroadcastOptions<TData> {
   /** Connections to leave out. */
   exclude?: Iterable<ServerConnection<TData>>;
+}
+
+/** Some topics of a server, from `server.in(topics)`. */
+export interface TopicScope<TData> {
+  /**
+   * Calls a procedure on every connection subscribed to any of the scope's topics, as `server.broadcast` does.
+   * @param proc - the procedure to call
+   * @param args - its input (checked against `takes` first), then `{ exclude }`
+   * @returns a promise that resolves once the broadcast is handed to the subscribers, or rejects with `VALIDATION`
+   */
+  broadcast<P extends Proc>(proc: P, ...args: [...InputArgs<P>, options?: BroadcastOptions<TData>]): Promise<void>;
 }
 
 /** Options of `server.close`. */
@@ -82,14 +93,29 @@ export class ChatterServer<TData = unknown> {
    * @param topics - a topic or an iterable of topics
    * @param proc - the procedure to call
    * @param args - its input (checked against `takes` first), then `{ exclude }`
+   * @returns a promise that resolves once the broadcast is handed to the subscribers, or rejects with
+   *   `VALIDATION` (then nothing is sent). It never throws; a rejection nobody takes at once goes to `onError`.
    */
   broadcast<P extends Proc>(
     topics: string | Iterable<string>,
     proc: P,
     ...args: [...InputArgs<P>, options?: BroadcastOptions<TData>]
-  ): void {
+  ): Promise<void> {
     const options = args[1] as BroadcastOptions<TData> | undefined;
-    this.core.broadcast(topics, proc, args[0], new Set(options?.exclude ?? []));
+    return broadcastFrom(this.core, topics, proc, args[0], new Set(options?.exclude ?? []));
+  }
+
+  /**
+   * Scopes broadcasts to some topics: `server.in("room").broadcast(proc, input)` is
+   * `server.broadcast("room", proc, input)`.
+   * @param topics - a topic or an iterable of topics (taken now, so the scope can be kept and reused)
+   * @returns the scope, with `broadcast(proc, input?, { exclude? })`
+   */
+  in(topics: string | Iterable<string>): TopicScope<TData> {
+    const list = typeof topics === "string" ? topics : [...topics];
+    return {
+      broadcast: (proc, ...args) => this.broadcast(list, proc, ...args),
+    };
   }
 
   /** @returns the first open connection for which `where` is truthy */

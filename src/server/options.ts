@@ -1,5 +1,6 @@
 /** The options of `createServer`, with their defaults: one place to read every limit. */
 import type { CallContext } from "../engine/context.ts";
+import type { MaybePromise } from "../proc.ts";
 import { MAX_FRAMES_PER_MESSAGE } from "../wire/frames.ts";
 import type { ClusterBackend } from "./cluster.ts";
 import type { ServerConnection } from "./connection.ts";
@@ -68,9 +69,10 @@ export interface ServerOptions<TData = unknown> {
   maxBufferedBytes?: number;
   /**
    * Upgrades per client address (per /64 for IPv6): a burst of `max`, earned back at `max` per `windowMs`;
-   * past it, 429 with Retry-After. Defaults to 200 per 10 s; `false` turns it off.
+   * past it, 429 with Retry-After. Defaults to 200 per 10 s; `false` turns it off. The seed's spelling,
+   * `{ maxConnectionsPerMinute, trustProxy }`, works too (see {@link SeedRateLimitOptions}).
    */
-  rateLimit?: RateLimitOptions | false;
+  rateLimit?: RateLimitOptions | SeedRateLimitOptions | false;
   /**
    * Take client addresses from X-Forwarded-For, as appended by your own proxies: `true` trusts one
    * hop (the rightmost entry), a number trusts that many. Only behind proxies you run.
@@ -88,12 +90,44 @@ export interface ServerOptions<TData = unknown> {
   secret?: string;
 }
 
-/** A handler on the server: gets the parsed input, the calling connection and the call's context. */
-export type ServerHandler<TData, TIn, TOut> = (
-  input: TIn,
-  connection: ServerConnection<TData>,
-  ctx: CallContext,
-) => TOut | undefined | Promise<TOut | undefined> | void | Promise<void>;
+/** The rate limit as `@manyducks.co/chatter` 2.x spells it, accepted beside Chatter's own `{ max, windowMs }`. */
+export interface SeedRateLimitOptions {
+  /** Upgrades per client address per minute: Chatter's token bucket `{ max: n, windowMs: 60_000 }`. */
+  maxConnectionsPerMinute?: number;
+  /** The same as the top-level `trustProxy`. */
+  trustProxy?: boolean | number;
+}
+
+/**
+ * A handler on the server: gets the parsed input, the calling connection and the call's context, and returns
+ * the procedure's result or a promise of it (anything, nothing included, when the procedure has no `returns`).
+ */
+export type ServerHandler<TData, TIn, TOut> = (input: TIn, connection: ServerConnection<TData>, ctx: CallContext) => MaybePromise<TOut>;
+
+/**
+ * Maps the seed's option spellings onto Chatter's, once, so the rest of the server reads one spelling:
+ * `rateLimit: { maxConnectionsPerMinute, trustProxy }` becomes `rateLimit: { max, windowMs: 60_000 }` and `trustProxy`.
+ * @returns the options with only Chatter's spellings; throws `TypeError` on a mix that cannot mean one thing
+ */
+export function withSeedSpellings<TData>(options: ServerOptions<TData>): ServerOptions<TData> {
+  const limit = options.rateLimit;
+  if (!limit || !("maxConnectionsPerMinute" in limit || "trustProxy" in limit)) return options;
+  const fail = (why: string) => new TypeError(`[chatter] createServer: rateLimit ${why}`);
+  if ("max" in limit || "windowMs" in limit) throw fail("takes { max, windowMs } or { maxConnectionsPerMinute }, not both");
+  const perMinute = limit.maxConnectionsPerMinute;
+  if (perMinute !== undefined && !(perMinute >= 1)) throw fail("maxConnectionsPerMinute must be a number >= 1");
+  const proxy = limit.trustProxy ?? options.trustProxy;
+  if (options.trustProxy !== undefined && proxy !== options.trustProxy) throw fail("trustProxy differs from the top-level trustProxy");
+  return { ...options, rateLimit: rateLimitOf(limit) ?? undefined, trustProxy: proxy };
+}
+
+/** @returns Chatter's token bucket for either spelling (the default when unset), or null when turned off */
+function rateLimitOf(limit: ServerOptions["rateLimit"]): RateLimitOptions | null {
+  if (limit === false) return null;
+  if (limit && "max" in limit) return limit;
+  const perMinute = limit?.maxConnectionsPerMinute;
+  return perMinute === undefined ? { max: 200, windowMs: 10_000 } : { max: perMinute, windowMs: 60_000 };
+}
 
 /** Every limit, resolved against its default. */
 export function limitsOf<TData>(options: ServerOptions<TData>) {
@@ -114,6 +148,7 @@ export function limitsOf<TData>(options: ServerOptions<TData>) {
     maxTopicLength: options.maxTopicLength ?? 256,
     maxTopics: options.maxTopics ?? 100_000,
     maxConcurrentCallsPerAddress: options.maxConcurrentCallsPerAddress ?? 4 * maxConcurrentCalls,
+    rateLimit: rateLimitOf(options.rateLimit),
     replay: { maxMessages: options.replay?.maxMessages ?? 10_000, maxBytes: options.replay?.maxBytes ?? 8 * 1024 * 1024 },
   };
 }
