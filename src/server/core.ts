@@ -23,7 +23,8 @@ import { ClientIdentity, randomSecret, sameSecret } from "./identity.ts";
 import { Occupancy, RunningCalls } from "./limits.ts";
 import { limitsOf, type ServerHandler, type ServerOptions, withSeedSpellings } from "./options.ts";
 import { RateLimiter } from "./rate-limit.ts";
-import type { ServerSocket, SocketLink } from "./socket.ts";
+import { closeCodeOf, refusalOf } from "./refusal.ts";
+import { type ServerSocket, SocketLink } from "./socket.ts";
 import { Topics } from "./topics.ts";
 import { admit } from "./upgrade.ts";
 
@@ -63,8 +64,8 @@ export class ServerCore<TData> {
   readonly identity: ClientIdentity;
 
   constructor(options: ServerOptions<TData>) {
-    this.options = options;
     options = withSeedSpellings(options);
+    this.options = options;
     this.log = options.verbose ? (msg) => console.log(`[chatter] server: ${msg}`) : undefined;
     this.identity = new ClientIdentity(options.secret);
     if (options.cluster && !options.secret) {
@@ -111,16 +112,26 @@ export class ServerCore<TData> {
     }
   }
 
-  /** Decides, during the upgrade, whether a client may connect. */
-  admit(request: Request, ip: string | null): SocketLink | Response | Promise<SocketLink | Response> {
-    if (this.closing) return new Response("Server is shutting down", { status: 503 });
-    return admit(request, ip, { ...this.options, limiter: this.limiter, capacity: (address) => this.occupancy.refusal(address) });
+  /**
+   * Decides, during the upgrade, whether a client may connect. A refusal is a link too: the socket is
+   * accepted only to tell the client why (see `open`), since a browser cannot read an upgrade's HTTP status.
+   */
+  admit(request: Request, ip: string | null): SocketLink | Promise<SocketLink> {
+    if (this.closing) return refusedLink(new Response("the server is shutting down", { status: 503, headers: { "Retry-After": "5" } }));
+    const out = admit(request, ip, { ...this.options, limiter: this.limiter, capacity: (address) => this.occupancy.refusal(address) });
+    if (out instanceof Promise) return out.then((link) => (link instanceof SocketLink ? link : refusedLink(link)));
+    return out instanceof SocketLink ? out : refusedLink(out);
   }
 
   /** An admitted socket opened; it must send HELLO in time. */
   open(link: SocketLink, socket: ServerSocket): void {
     link.socket = socket;
     link.window = this.tick;
+    if (link.refusal) {
+      this.log?.(`refused a connection: ${link.refusal.code} ${link.refusal.message}`);
+      socket.send(encodeFrame([FrameType.Refused, link.refusal]));
+      return this.closeLink(link, closeCodeOf(link.refusal), link.refusal.code);
+    }
     // Admission checked for room; several upgrades admitted at once may still overfill it.
     if (!this.occupancy.add(link.address)) {
       link.closing = true;
@@ -268,6 +279,7 @@ export class ServerCore<TData> {
     this.topics.rejoin(conn);
     conn.peer.attach(conn, true, settledBelow);
     this.log?.(`client ${conn.clientId} resumed session ${conn.sessionId} (${missed.length} broadcast(s) caught up)`);
+    if (stale === null) this.hook(() => this.options.onResume?.(conn), conn);
   }
 
   private bind(conn: ServerConnection<TData>, link: SocketLink): void {
@@ -302,6 +314,7 @@ export class ServerCore<TData> {
     if (!this.occupancy.add(link.address)) return this.endSession(conn, code, `${reason}; no room to keep the session (maxConnections)`);
     conn.parkedAt = { address: link.address };
     this.log?.(`client ${conn.clientId} dropped (${code} ${reason}); keeping session ${conn.sessionId} for ${window} ms`);
+    this.hook(() => this.options.onDisconnect?.(conn, code, reason), conn);
     conn.expiry = setTimeout(() => this.endSession(conn, code, `${reason || "dropped"}; not resumed within ${window} ms`), window);
   }
 
@@ -388,6 +401,13 @@ export class ServerCore<TData> {
     }
     this.topics.broadcast(b.topics, (seq) => encodeFrame([FrameType.Event, seq, b.name, b.input]), exclude);
   }
+}
+
+/** A link that only carries a refusal to the client. */
+async function refusedLink(reason: unknown): Promise<SocketLink> {
+  const link = new SocketLink("refused", undefined);
+  link.refusal = await refusalOf(reason);
+  return link;
 }
 
 /** The server's shared handler limits, as the engine asks for them (the owner is a session). */

@@ -17,6 +17,13 @@ export interface ServerOptions<TData = unknown> {
   getConnectionData?: (info: ConnectionInfo) => TData | Promise<TData>;
   /** Runs once a new session's handshake is done, before its calls are handled. Not run again on resume. */
   onOpen?: (connection: ServerConnection<NoInfer<TData>>) => unknown;
+  /**
+   * Runs when a session's socket drops and the session waits for the client to resume (not when it ends:
+   * see `onClose`). Presence can show "away" at once instead of after the resume window.
+   */
+  onDisconnect?: (connection: ServerConnection<NoInfer<TData>>, code: number, reason: string) => unknown;
+  /** Runs when a session that `onDisconnect` reported resumes on a new socket. */
+  onResume?: (connection: ServerConnection<NoInfer<TData>>) => unknown;
   /** Runs when a session ends: closed for good, or not resumed within the window. */
   onClose?: (connection: ServerConnection<NoInfer<TData>>, code: number, reason: string) => unknown;
   /** Gets errors nobody awaits: failing hooks and broadcast handlers. Defaults to `console.error`. */
