@@ -5,7 +5,9 @@ export type { CallOptions } from "./engine/peer.ts";
 export { ChatterError, type ErrorCode, type ErrorIssue, type WireError } from "./errors.ts";
 export {
   createProc,
+  type HandlerReturn,
   type InputOf,
+  type MaybePromise,
   type ParsedInputOf,
   type Proc,
   type ProcOptions,
@@ -16,6 +18,6 @@ export {
 export type { BunServerLike, BunSocketData, BunWebSocketHandlers } from "./server/bun.ts";
 export { ServerConnection } from "./server/connection.ts";
 export type { ServerHandler, ServerOptions } from "./server/core.ts";
-export { type BroadcastOptions, ChatterServer, type CloseOptions, createServer } from "./server/index.ts";
+export { type BroadcastOptions, ChatterServer, type CloseOptions, createServer, type TopicScope } from "./server/index.ts";
 export type { ConnectionInfo } from "./server/upgrade.ts";
 export { CloseCode, PROTOCOL_VERSION } from "./wire/frames.ts";

@@ -6,7 +6,7 @@ import type { CallContext } from "../engine/context.ts";
 import { type CallOptions, type HandlerEntry, Peer } from "../engine/peer.ts";
 import { unref } from "../engine/timers.ts";
 import { ChatterError, describeThrown, fromWireError } from "../errors.ts";
-import type { InputArgs, ParsedInputOf, Proc, ResultOf, ReturnOf } from "../proc.ts";
+import { addHandler, type InputArgs, type ParsedInputOf, type Proc, type ResultOf, type ReturnOf } from "../proc.ts";
 import {
   CloseCode,
   decodeFrames,
@@ -221,11 +221,7 @@ export class ChatterClient {
    * @returns a function that removes the handler
    */
   on<P extends Proc>(proc: P, handler: ClientHandler<ParsedInputOf<P>, ReturnOf<P>>): () => void {
-    const entry = { proc, handler } as HandlerEntry;
-    this.handlers.set(proc.name, entry);
-    return () => {
-      if (this.handlers.get(proc.name) === entry) this.handlers.delete(proc.name);
-    };
+    return addHandler(this.handlers, { proc, handler } as HandlerEntry, "client");
   }
 
   /**

@@ -31,7 +31,7 @@ function storage(): Storage | undefined {
 
 /**
  * The id and key stored in `localStorage` where there is one, so a browser
- * keeps them across reloads; elsewhere a fresh id per process. An id without
+ * keeps them across reloads; elsewhere a fresh id per `createClient`. An id without
  * its key is only a proposal: the server gives it a fresh one.
  * @returns the stored identity, or a new one
  */
