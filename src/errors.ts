@@ -49,7 +49,9 @@ function cut(text: string, max: number): string {
 
 /**
  * The error every failed call rejects with. `code` is stable and is the thing
- * to branch on; `message` is for people.
+ * to branch on; `message` is for people. The message is kept exactly as
+ * written, so an app's own error arrives as the app wrote it; the error's
+ * `name`, `ChatterError`, is what marks it as Chatter's in logs and stacks.
  */
 export class ChatterError extends Error {
   /** A stable code such as `VALIDATION` or `TIMEOUT` (or your own, if a handler threw one). */
@@ -68,7 +70,7 @@ export class ChatterError extends Error {
    * @param omittedIssues - how many further issues were left out
    */
   constructor(code: ErrorCode | (string & {}), message: string, issues?: ErrorIssue[], omittedIssues?: number) {
-    super(`[chatter] ${message}`);
+    super(message);
     this.name = "ChatterError";
     this.code = code;
     if (issues) this.issues = issues;
@@ -77,7 +79,7 @@ export class ChatterError extends Error {
 
   /** @returns the plain-data form sent over the wire, bounded in size whatever the error holds. */
   toWire(withStack = false): WireError {
-    const out: WireError = { code: cut(String(this.code), 64), message: cut(this.message.replace(/^\[chatter\] /, ""), MAX_MESSAGE) };
+    const out: WireError = { code: cut(String(this.code), 64), message: cut(this.message, MAX_MESSAGE) };
     if (this.issues) {
       const issues = this.issues.slice(0, MAX_ISSUES).map(boundIssue);
       out.issues = issues;

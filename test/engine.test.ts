@@ -114,7 +114,7 @@ describe("engine", () => {
       jest.advanceTimersByTime(999);
       expect(a.pendingCount).toBe(1);
       jest.advanceTimersByTime(1);
-      await expect(p).rejects.toMatchObject({ code: "TIMEOUT", message: '[chatter] call to "wait" timed out after 1000 ms' });
+      await expect(p).rejects.toMatchObject({ code: "TIMEOUT", message: 'call to "wait" timed out after 1000 ms' });
       await Promise.resolve();
       expect(sent.map((s) => s.type)).toEqual([FrameType.Call, FrameType.Cancel]);
       expect(signalOf()?.aborted).toBe(true);
@@ -329,7 +329,7 @@ describe("deadlines on a late event loop", () => {
       }) as never);
       await expect(a.call(DOUBLE, 1, { timeout: 20 })).rejects.toMatchObject({
         code: "TIMEOUT",
-        message: '[chatter] call to "double" timed out after 20 ms',
+        message: 'call to "double" timed out after 20 ms',
       });
     },
   );

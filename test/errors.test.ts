@@ -86,7 +86,7 @@ describe("NOT_IMPLEMENTED", () => {
     const client = await srv.client();
     await expect(client.call(ADD, { a: 1, b: 1 })).rejects.toMatchObject({
       code: "NOT_IMPLEMENTED",
-      message: '[chatter] "add" is not implemented on the server',
+      message: '"add" is not implemented on the server',
     });
   });
 
@@ -95,7 +95,7 @@ describe("NOT_IMPLEMENTED", () => {
     const client = await srv.client();
     await expect(connOf(client).call(ECHO, 1)).rejects.toMatchObject({
       code: "NOT_IMPLEMENTED",
-      message: '[chatter] "echo" is not implemented on the client',
+      message: '"echo" is not implemented on the client',
     });
   });
 });
@@ -110,7 +110,7 @@ describe("TIMEOUT", () => {
     const client = await srv.client();
     await expect(client.call(SLOW, 200, { timeout: 30 })).rejects.toMatchObject({
       code: "TIMEOUT",
-      message: '[chatter] call to "slow" timed out after 30 ms',
+      message: 'call to "slow" timed out after 30 ms',
     });
     // The connection is still healthy afterwards.
     expect(await client.call(SLOW, 1)).toBe("late");
@@ -160,7 +160,7 @@ describe("ABORTED", () => {
     const p = client.call(SLOW, 50, { signal: ac.signal });
     await Bun.sleep(5);
     ac.abort(new Error("user left"));
-    await expect(p).rejects.toMatchObject({ code: "ABORTED", message: '[chatter] call to "slow" was aborted: user left' });
+    await expect(p).rejects.toMatchObject({ code: "ABORTED", message: 'call to "slow" was aborted: user left' });
     await waitFor(() => handlerSaw, 1000, "handler to see the abort");
   });
 
@@ -183,7 +183,7 @@ describe("HANDLER_ERROR", () => {
     const client = await srv.client();
     const err = (await client.call(ADD, { a: 1, b: 1 }).catch((e) => e)) as ChatterError;
     expect(err.code).toBe("HANDLER_ERROR");
-    expect(err.message).toBe('[chatter] handler for "add" failed: division by zebra');
+    expect(err.message).toBe('handler for "add" failed: division by zebra');
     expect(err.remoteStack).toBeUndefined();
   });
 
@@ -203,7 +203,7 @@ describe("HANDLER_ERROR", () => {
     client.on(ECHO, () => {
       throw new ChatterError("FORBIDDEN", "not yours");
     });
-    await expect(connOf(client).call(ECHO, 1)).rejects.toMatchObject({ code: "FORBIDDEN", message: "[chatter] not yours" });
+    await expect(connOf(client).call(ECHO, 1)).rejects.toMatchObject({ code: "FORBIDDEN", message: "not yours" });
   });
 });
 

@@ -128,7 +128,7 @@ describe("server limits", () => {
     expect(b).toEqual({ status: "fulfilled", value: "ok" });
     expect((c as PromiseRejectedResult).reason).toMatchObject({
       code: "LIMIT",
-      message: '[chatter] too many concurrent calls: "slow" refused, limit is 2',
+      message: 'too many concurrent calls: "slow" refused, limit is 2',
     });
     expect(await client.call(SLOW, 1)).toBe("ok");
   });

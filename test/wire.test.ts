@@ -16,7 +16,7 @@ function thrownBy(bytes: Uint8Array, maxFrames?: number): unknown {
     return err;
   }
 }
-const protocolError = (message: string) => ({ code: "PROTOCOL", message: `[chatter] malformed frame: ${message}` });
+const protocolError = (message: string) => ({ code: "PROTOCOL", message: `malformed frame: ${message}` });
 
 describe("codec", () => {
   test("Uint8Array travels as bytes, not base64", () => {
@@ -155,7 +155,7 @@ describe("frames", () => {
   test("random bytes never crash the decoder: they decode or throw PROTOCOL with a fixed phrase", () => {
     // Every reason the decoder gives; msgpackr's own messages (which quote bytes and internals) never reach the peer.
     const phrase = new RegExp(
-      "^\\[chatter\\] malformed frame: (undecodable payload|truncated value|empty message|not a frame array" +
+      "^malformed frame: (undecodable payload|truncated value|empty message|not a frame array" +
         "|byte 0xc1 is not part of the wire format" +
         "|extension type 0x[0-9a-f]{2}( \\([A-Za-z0-9 -]+\\))? (is not part of the wire format|in a form the wire format does not use)" +
         "|unknown frame type (-?[0-9.]+(e[-+][0-9]+)?|NaN|-?Infinity|null|undefined|\\((an array|an object|a string|a boolean|a bigint)\\))" +
@@ -365,11 +365,11 @@ describe("frames per message", () => {
   test("one frame more is a LIMIT error naming the count and the limit", () => {
     expect(thrownBy(cancels(1001), MAX_FRAMES_PER_MESSAGE)).toMatchObject({
       code: "LIMIT",
-      message: "[chatter] message holds more than 1000 frames (maxFramesPerMessage)",
+      message: "message holds more than 1000 frames (maxFramesPerMessage)",
     });
     expect(thrownBy(cancels(3), 2)).toMatchObject({
       code: "LIMIT",
-      message: "[chatter] message holds more than 2 frames (maxFramesPerMessage)",
+      message: "message holds more than 2 frames (maxFramesPerMessage)",
     });
   });
 

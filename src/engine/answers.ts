@@ -1,15 +1,30 @@
 /**
  * The answering half of the engine: runs incoming calls (dispatch,
- * validation, errors, the concurrency limit), keeps answers so a repeat after
- * a resume is answered without running the handler again, and delivers
- * broadcasts once each.
+ * validation, middleware, errors, the concurrency limit), keeps answers so a
+ * repeat after a resume is answered without running the handler again, and
+ * delivers broadcasts once each.
  */
-import { ChatterError, describeThrown, toWireError } from "../errors.ts";
+import { ChatterError, describeThrown, toWireError, type WireError } from "../errors.ts";
 import { check, type Proc } from "../proc.ts";
 import { type CallFrame, type EventFrame, encodeFrame, type Frame, FrameType } from "../wire/frames.ts";
 import { CallContext } from "./context.ts";
+import { type Middleware, runMiddleware } from "./middleware.ts";
 import type { HandlerEntry, PeerOptions } from "./peer.ts";
 import { ReplyCache } from "./replies.ts";
+
+/** How an end wraps and reshapes its answers; part of PeerOptions. */
+export interface AnswerHooks {
+  /** Wrap every incoming call and broadcast, outermost first (`server.use`, `client.use`). */
+  middleware?: Middleware<never>[];
+  /**
+   * Reshapes every error before it is sent as an answer: handler and
+   * middleware errors, validation on arrival, refusals. One that throws or
+   * returns something else is reported, and a generic `HANDLER_ERROR` is sent.
+   */
+  formatError?: (error: unknown, ctx: CallContext) => ChatterError;
+  /** Gets this end's own failures nobody awaits (a failing `formatError`), with the peer's owner. */
+  onError?: (error: unknown, owner: never) => void;
+}
 
 /** What the answering half needs of its peer. */
 export interface AnswererHost {
@@ -40,11 +55,11 @@ export class Answerer {
   /** The highest EVENT sequence number so far; broadcasts at or below it are repeats. */
   lastEvent = 0;
   private readonly host: AnswererHost;
-  private readonly opts: PeerOptions;
+  private readonly opts: PeerOptions & AnswerHooks;
 
   constructor(host: AnswererHost) {
     this.host = host;
-    this.opts = host.opts;
+    this.opts = host.opts as PeerOptions & AnswerHooks;
   }
 
   private send(frame: Uint8Array): void {
@@ -93,23 +108,25 @@ export class Answerer {
     this.lastCallId = id;
     const entry = this.opts.handlers.get(name);
     if (!entry) {
-      return this.replyError(id, new ChatterError("NOT_IMPLEMENTED", `"${name}" is not implemented on the ${this.opts.side}`), name);
+      const err = new ChatterError("NOT_IMPLEMENTED", `"${name}" is not implemented on the ${this.opts.side}`);
+      return this.replyError(id, err, new CallContext(name, timeout));
     }
     const max = this.opts.maxConcurrent;
     if (max !== undefined && this.running.size >= max) {
-      return this.replyError(id, new ChatterError("LIMIT", `too many concurrent calls: "${name}" refused, limit is ${max}`), name);
+      const err = new ChatterError("LIMIT", `too many concurrent calls: "${name}" refused, limit is ${max}`);
+      return this.replyError(id, err, new CallContext(name, timeout));
     }
     const budget = this.opts.budget;
     const refused = budget?.refuse(this.host.owner, name);
-    if (refused) return this.replyError(id, refused, name);
+    if (refused) return this.replyError(id, refused, new CallContext(name, timeout));
     const ctx = new CallContext(name, timeout);
     let out: unknown;
     try {
       out = this.run(entry, input, ctx);
     } catch (err) {
-      return this.replyError(id, err, name);
+      return this.replyError(id, err, ctx);
     }
-    if (!(out instanceof Promise)) return this.reply(id, entry.proc, out);
+    if (!(out instanceof Promise)) return this.reply(id, entry.proc, out, ctx);
     // It stays "running" until its answer is kept (see answer()), so a repeat arriving meanwhile waits for it.
     this.running.set(id, ctx);
     // Shared limits count the handler until it settles, even if its session ended meanwhile.
@@ -117,11 +134,11 @@ export class Answerer {
     out.then(
       (value) => {
         budget?.done(this.host.owner);
-        if (this.running.has(id)) this.reply(id, entry.proc, value);
+        if (this.running.has(id)) this.reply(id, entry.proc, value, ctx);
       },
       (err) => {
         budget?.done(this.host.owner);
-        if (this.running.has(id)) this.replyError(id, err, name);
+        if (this.running.has(id)) this.replyError(id, err, ctx);
       },
     );
   }
@@ -133,51 +150,97 @@ export class Answerer {
     if (this.running.has(id)) return;
     // Neither kept nor running: the cache limit pushed the answer out.
     const err = new ChatterError("LIMIT", `the answer to call #${id} ("${name}") is no longer kept; it ran once`);
-    this.send(encodeFrame([FrameType.Error, id, err.toWire()]));
+    this.send(encodeFrame([FrameType.Error, id, this.wireError(err, new CallContext(name, 0))]));
   }
 
-  /** Parses the input, then runs the handler; synchronous when both are. */
+  /**
+   * Parses the input, then runs the middleware chain and the handler;
+   * synchronous when the schema and handler are and there is no middleware.
+   */
   private run(entry: HandlerEntry, input: unknown, ctx: CallContext): unknown {
     const parsed = check(entry.proc.takes, input, entry.proc.name, "input");
     const handler = entry.handler as (input: unknown, owner: unknown, ctx: CallContext) => unknown;
+    const chain = this.opts.middleware;
+    if (chain !== undefined && chain.length > 0) {
+      // Middleware sees parsed input: what it checks is what the handler gets.
+      if (parsed instanceof Promise) return parsed.then((v) => runMiddleware(chain, v, this.host.owner, ctx, handler));
+      return runMiddleware(chain, parsed, this.host.owner, ctx, handler);
+    }
     if (parsed instanceof Promise) return parsed.then((v) => handler(v, this.host.owner, ctx));
     return handler(parsed, this.host.owner, ctx);
   }
 
-  private reply(id: number, proc: Proc, value: unknown): void {
+  private reply(id: number, proc: Proc, value: unknown, ctx: CallContext): void {
     let checked: unknown;
     try {
       checked = check(proc.returns, value, proc.name, "output");
     } catch (err) {
-      return this.replyError(id, err, proc.name);
+      return this.replyError(id, err, ctx);
     }
     const out = proc.returns === null ? null : value;
     if (checked instanceof Promise) {
       checked.then(
-        () => this.answer(id, [FrameType.Result, id, out], proc.name),
-        (err) => this.replyError(id, err, proc.name),
+        () => this.answer(id, [FrameType.Result, id, out], ctx),
+        (err) => this.replyError(id, err, ctx),
       );
-    } else this.answer(id, [FrameType.Result, id, out], proc.name);
+    } else this.answer(id, [FrameType.Result, id, out], ctx);
   }
 
-  private replyError(id: number, err: unknown, name: string): void {
-    const wire = toWireError(err, name, this.opts.exposeStack ?? false);
-    this.opts.log?.(`call to "${name}" failed: ${wire.code} ${wire.message}`);
-    this.answer(id, [FrameType.Error, id, wire], name);
+  private replyError(id: number, err: unknown, ctx: CallContext): void {
+    this.answer(id, [FrameType.Error, id, this.wireError(err, ctx)], ctx);
+  }
+
+  /** @returns the error in wire form, reshaped by `formatError` when there is one */
+  private wireError(err: unknown, ctx: CallContext): WireError {
+    const stack = this.opts.exposeStack ?? false;
+    const format = this.opts.formatError;
+    const log = this.opts.log;
+    if (!format || log) {
+      const wire = toWireError(err, ctx.proc, stack);
+      // The log keeps the real cause, whatever formatError hides from the caller.
+      log?.(`call to "${ctx.proc}" failed: ${wire.code} ${wire.message}`);
+      if (!format) return wire;
+    }
+    try {
+      const shaped: unknown = format(err, ctx);
+      if (shaped instanceof ChatterError) return shaped.toWire(stack);
+      const what = shaped === null ? "null" : shaped instanceof Error ? "an Error" : `a value of type ${typeof shaped}`;
+      throw new TypeError(`[chatter] formatError returned ${what} for "${ctx.proc}", not a ChatterError`);
+    } catch (bad) {
+      this.report(bad);
+      // Nothing of the original: hiding it may be why formatError is there.
+      return { code: "HANDLER_ERROR", message: `call to "${ctx.proc}" failed` };
+    }
+  }
+
+  /** Hands a failure of this end's own hooks to `onError` (the server's), or the console. */
+  private report(err: unknown): void {
+    try {
+      if (this.opts.onError) this.opts.onError(err, this.host.owner as never);
+      else console.error(`[chatter] ${this.opts.side}:`, err);
+    } catch {
+      // A reporter that throws must not stop the answer.
+    }
   }
 
   /** Encodes an answer, keeps it for repeats, and sends it. */
-  private answer(id: number, frame: Frame, name: string): void {
+  private answer(id: number, frame: Frame, ctx: CallContext): void {
+    const name = ctx.proc;
     let bytes: Uint8Array;
     try {
       bytes = encodeFrame(frame);
     } catch (err) {
-      const wire = { code: "HANDLER_ERROR", message: `result of "${name}" cannot be encoded: ${describeThrown(err)}` };
-      bytes = encodeFrame([FrameType.Error, id, wire]);
+      // A result that cannot travel is the handler's error; an error frame that cannot (formatError's issues) gets a plain one.
+      if (frame[0] === FrameType.Result) {
+        return this.replyError(id, new ChatterError("HANDLER_ERROR", `result of "${name}" cannot be encoded: ${describeThrown(err)}`), ctx);
+      }
+      bytes = encodeFrame([FrameType.Error, id, { code: "HANDLER_ERROR", message: `error of "${name}" cannot be encoded` }]);
     }
     const max = this.host.maxFrameBytes;
     if (bytes.byteLength > max) {
-      bytes = encodeFrame([FrameType.Error, id, tooBig(name, bytes, max, "result").toWire()]);
+      const err = tooBig(name, bytes, max, frame[0] === FrameType.Result ? "result" : "error");
+      if (frame[0] === FrameType.Result) return this.replyError(id, err, ctx);
+      bytes = encodeFrame([FrameType.Error, id, err.toWire()]);
     }
     this.running.delete(id);
     this.replies ??= new ReplyCache(this.opts.replies);
@@ -187,8 +250,11 @@ export class Answerer {
 
   /** A broadcast delivery: like a call, but nobody waits for the result. Repeats are dropped. */
   onEvent([, seq, name, input]: EventFrame): void {
-    if (seq <= this.lastEvent) return;
-    this.lastEvent = seq;
+    // Seq 0 is a volatile broadcast: never logged nor replayed, so never a repeat, and it does not move lastEvent.
+    if (seq !== 0) {
+      if (seq <= this.lastEvent) return;
+      this.lastEvent = seq;
+    }
     const entry = this.opts.handlers.get(name);
     if (!entry) return this.opts.log?.(`broadcast of "${name}" ignored: no handler on the ${this.opts.side}`);
     const fail = (err: unknown) => this.opts.log?.(`handler for broadcast "${name}" failed: ${describeThrown(err)}`);

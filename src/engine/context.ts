@@ -1,8 +1,10 @@
 import type { ChatterError } from "../errors.ts";
 
 /**
- * The third argument every handler gets. It says which procedure runs and
- * lets long work stop when the caller gives up (timeout, abort, disconnect).
+ * The third argument every handler and middleware gets (and the second of
+ * the server's `formatError`). It says which procedure runs and lets long
+ * work stop when the caller gives up (timeout, abort, disconnect). For a
+ * broadcast a client receives, `timeout` is 0 and `signal` never aborts.
  */
 export class CallContext {
   /** The procedure's name. */

@@ -3,7 +3,9 @@
  * a broadcast is one `publish` per topic; exclusions and overlaps between
  * topics are handled by unsubscribing those few sockets for the length of
  * that one synchronous call. Without it (Node) the subscribers are looped
- * over, from an index that only holds the topic's members.
+ * over, from an index that only holds the topic's members. A volatile
+ * broadcast (typing indicators) is not logged, carries sequence number 0, and
+ * skips sockets that are behind.
  */
 
 import { ChatterError } from "../errors.ts";
@@ -29,6 +31,15 @@ const SMALL_LIST = 16;
 
 /** Subscription changes a session remembers at most, to judge old broadcasts on resume. */
 const MAX_CHANGES = 1000;
+
+/**
+ * Whether a socket is behind for a volatile broadcast: anything at all waits
+ * in the runtime's buffer (where a send would report backpressure). A typing
+ * indicator queued behind other data is stale by the time it arrives.
+ */
+export function isBehind(socket: ServerSocket): boolean {
+  return socket.getBufferedAmount() > 0;
+}
 
 /** Bounds on subscriptions, so one connection cannot grow the topic index without end. */
 export interface TopicLimits {
@@ -149,27 +160,33 @@ export class Topics<C extends Member> {
    * Delivers a broadcast to the union of the topics' subscribers, minus the
    * excluded, once each, and logs it for sessions that may resume.
    * @param build - makes the frame from the broadcast's sequence number
+   * @param volatile - skip the log (sequence number 0) and every socket that is behind (see {@link isBehind})
    */
-  broadcast(list: string[], build: (seq: number) => Uint8Array, exclude: ReadonlySet<C>): void {
+  broadcast(list: string[], build: (seq: number) => Uint8Array, exclude: ReadonlySet<C>, volatile = false): void {
     if (!list.some((t) => this.index.has(t))) return; // Nobody now, so nobody can resume into it either.
-    const frame = build(this.log.next());
-    this.log.append(list, exclude, frame);
+    // Volatile: seq 0 takes no number, so resume (judged by numbers) neither waits for it nor replays it.
+    const frame = build(volatile ? 0 : this.log.next());
+    if (!volatile) this.log.append(list, exclude, frame);
     for (let i = 0; i < list.length; i++) {
       const topic = list[i] as string;
       const members = this.index.get(topic);
       if (!members) continue;
-      const skip = (c: C) => exclude.has(c) || this.seenBefore(c, list, i);
+      const skip = volatile
+        ? (c: C) => exclude.has(c) || this.seenBefore(c, list, i) || isBehind(c.socket as ServerSocket)
+        : (c: C) => exclude.has(c) || this.seenBefore(c, list, i);
       if (!this.publisher) {
         for (const c of members) if (c.socket && !skip(c)) c.send(frame);
         continue;
       }
       const muted: ServerSocket[] = [];
-      const candidates = i === 0 ? exclude : members;
+      // Only the excluded can be skipped in the first topic, unless any member may be behind.
+      const candidates = i === 0 && !volatile ? exclude : members;
       for (const c of candidates) if (c.socket && members.has(c) && skip(c)) muted.push(c.socket);
       for (const s of muted) s.unsubscribe(topic);
       const sent = this.publisher.publish(topic, frame);
       for (const s of muted) s.subscribe(topic);
-      if (sent === 0) this.onDropped(topic);
+      // A lost volatile frame is allowed to be lost; a socket over the limit is closed by the next broadcast that is not.
+      if (sent === 0 && !volatile) this.onDropped(topic);
     }
   }
 

@@ -1,0 +1,62 @@
+/**
+ * Middleware: functions that wrap every incoming call on one end (and every
+ * broadcast a client receives), in the order they were registered, around
+ * the handler. The engine runs them after `takes` has parsed the input and
+ * before `returns` checks the result, so each sees validated input and may
+ * refuse, change the input, or change or time the result.
+ */
+import type { CallContext } from "./context.ts";
+
+/**
+ * Runs the rest of the chain: the later middlewares, then the handler. Called
+ * with no argument it passes the input on unchanged; called more than once it
+ * rejects (the handler runs once per call).
+ * @returns a promise of the rest of the chain's result
+ */
+export type Next = (input?: unknown) => Promise<unknown>;
+
+/**
+ * Wraps every incoming call and broadcast on one end: `server.use(mw)` or
+ * `client.use(mw)`. Throw (e.g. a `ChatterError` with code `FORBIDDEN`) to
+ * refuse; return `next(input)` to go on, with the same or a changed input;
+ * `await next()` and return something else to change the result. What it
+ * returns is the result, checked against `returns` after the whole chain.
+ * The input it gets has been parsed by `takes` already; one it passes on is
+ * not parsed again.
+ * @param input - the parsed input (or what the middleware before it passed on)
+ * @param owner - the calling connection on the server, the client on the client
+ * @param ctx - the call's context: `ctx.proc` names the procedure, `ctx.signal` aborts with the call
+ * @param next - runs the rest of the chain
+ * @returns the result, or a promise of it
+ */
+export type Middleware<TOwner = unknown> = (input: unknown, owner: TOwner, ctx: CallContext, next: Next) => unknown;
+
+/** A handler as the chain calls it, last. */
+type Final = (input: unknown, owner: unknown, ctx: CallContext) => unknown;
+
+/**
+ * Runs `input` through the middlewares, then the handler.
+ * @param list - the middlewares, outermost first; those registered meanwhile join the next call
+ * @returns a promise of the result as the first middleware returned it
+ */
+export function runMiddleware(
+  list: readonly Middleware<never>[],
+  input: unknown,
+  owner: unknown,
+  ctx: CallContext,
+  handler: Final,
+): Promise<unknown> {
+  const count = list.length;
+  const step = async (i: number, value: unknown): Promise<unknown> => {
+    if (i === count) return handler(value, owner, ctx);
+    let used = false;
+    const next: Next = (...args) => {
+      // A second run of the rest would run the handler twice for one call.
+      if (used) return Promise.reject(new Error(`[chatter] middleware #${i + 1} called next() twice for "${ctx.proc}"`));
+      used = true;
+      return step(i + 1, args.length === 0 ? value : args[0]);
+    };
+    return (list[i] as Middleware<unknown>)(value, owner, ctx, next);
+  };
+  return step(0, input);
+}
