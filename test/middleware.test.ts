@@ -90,6 +90,20 @@ describe("server middleware", () => {
     expect(await client.call(ADD, { a: 1, b: 2 })).toBe(3);
   });
 
+  test("a handler's error passes back through sync and async middlewares with no rejection left unhandled", async () => {
+    srv = startServer();
+    hook(srv, { middleware: [async (_i, _c, _x, next) => next(), (_i, _c, _x, next) => next()] });
+    srv.chatter.on(ADD, async ({ a }) => {
+      if (a === 0) throw new ChatterError("FORBIDDEN", "sync path");
+      await Bun.sleep(1);
+      throw new ChatterError("FORBIDDEN", "async path");
+    });
+    const client = await srv.client();
+    // Bun fails a test on a rejection that had no handler for a microtask inside a WebSocket handler.
+    await expect(client.call(ADD, { a: 0, b: 0 })).rejects.toMatchObject({ code: "FORBIDDEN", message: "sync path" });
+    await expect(client.call(ADD, { a: 1, b: 0 })).rejects.toMatchObject({ code: "FORBIDDEN", message: "async path" });
+  });
+
   test("`returns` checks the result after the whole chain", async () => {
     srv = startServer();
     hook(srv, { middleware: [async (_i, _c, _x, next) => `${await next()}`] });

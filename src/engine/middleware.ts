@@ -47,16 +47,31 @@ export function runMiddleware(
   handler: Final,
 ): Promise<unknown> {
   const count = list.length;
-  const step = async (i: number, value: unknown): Promise<unknown> => {
-    if (i === count) return handler(value, owner, ctx);
-    let used = false;
-    const next: Next = (...args) => {
-      // A second run of the rest would run the handler twice for one call.
-      if (used) return Promise.reject(new Error(`[chatter] middleware #${i + 1} called next() twice for "${ctx.proc}"`));
-      used = true;
-      return step(i + 1, args.length === 0 ? value : args[0]);
-    };
-    return (list[i] as Middleware<unknown>)(value, owner, ctx, next);
+  // Not an async function, and every promise handed out is marked handled: Bun (1.4.5) reports a rejection
+  // inside a WebSocket handler as unhandled if its handler comes even one microtask later, as it does when
+  // a middleware is `async (...) => next()`.
+  const step = (i: number, value: unknown): Promise<unknown> => {
+    try {
+      if (i === count) return Promise.resolve(handler(value, owner, ctx));
+      let used = false;
+      const next: Next = (...args) => {
+        // A second run of the rest would run the handler twice for one call.
+        if (used) return handled(Promise.reject(new Error(`[chatter] middleware #${i + 1} called next() twice for "${ctx.proc}"`)));
+        used = true;
+        return handled(step(i + 1, args.length === 0 ? value : args[0]));
+      };
+      return Promise.resolve((list[i] as Middleware<unknown>)(value, owner, ctx, next));
+    } catch (err) {
+      return Promise.reject(err);
+    }
   };
-  return step(0, input);
+  return handled(step(0, input));
 }
+
+/** @returns the promise, marked as handled; its rejection still reaches whoever awaits it */
+function handled(promise: Promise<unknown>): Promise<unknown> {
+  promise.catch(ignore);
+  return promise;
+}
+
+function ignore(): void {}
