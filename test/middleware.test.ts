@@ -1,15 +1,11 @@
 /**
- * Middleware around incoming calls and broadcasts, and the server's
- * formatError, over real sockets. Until `server.use`, `client.use` and
- * `createServer({ formatError })` are wired, `hook()` sets the engine
- * options those will set.
+ * Middleware around incoming calls and broadcasts (`server.use`,
+ * `client.use`), and the server's `formatError`, over real sockets.
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { z } from "zod";
-import type { AnswerHooks } from "../src/engine/answers.ts";
 import type { CallContext } from "../src/engine/context.ts";
 import type { Middleware } from "../src/engine/middleware.ts";
-import type { Peer } from "../src/engine/peer.ts";
 import { type ChatterClient, ChatterError, createProc, type ServerConnection } from "../src/index.ts";
 import { FrameType } from "../src/wire/frames.ts";
 import { rawSocket, startServer, type TestServer, waitFor } from "./helpers.ts";
@@ -18,10 +14,12 @@ import { ADD, ECHO, NOTE, SLOW } from "./procs.ts";
 let srv: TestServer<unknown>;
 afterEach(() => srv?.stop());
 
-/** Sets engine hooks on every connection of the server, or on a client. */
-function hook(end: TestServer<unknown> | ChatterClient, hooks: AnswerHooks): void {
-  const opts = "chatter" in end ? end.chatter.core.peerOptions : (end as unknown as { peer: Peer }).peer.opts;
-  Object.assign(opts, hooks);
+/** Registers middlewares on a server or a client, in order, with its public `use`. */
+function hook(end: TestServer<unknown> | ChatterClient, hooks: { middleware: Middleware<never>[] }): void {
+  for (const m of hooks.middleware) {
+    if ("chatter" in end) end.chatter.use(m as Middleware<ServerConnection>);
+    else end.use(m as Middleware<ChatterClient>);
+  }
 }
 
 const only = () => srv.chatter.find(() => true) as ServerConnection<unknown>;
@@ -229,8 +227,7 @@ describe("formatError", () => {
   const production = (err: unknown) => (err instanceof ChatterError ? err : new ChatterError("INTERNAL", "something went wrong"));
 
   test("hides an unexpected error's message; a ChatterError the app threw arrives as written", async () => {
-    srv = startServer();
-    hook(srv, { formatError: production });
+    srv = startServer({ formatError: production });
     srv.chatter.on(ADD, ({ a }) => {
       if (a === 0) throw new ChatterError("FORBIDDEN", "not yours");
       throw new Error("connection to db://admin:hunter2@db failed");
@@ -242,16 +239,16 @@ describe("formatError", () => {
   });
 
   test("sees every error that leaves: validation on arrival, middleware, NOT_IMPLEMENTED and LIMIT refusals, bad results", async () => {
-    srv = startServer({ maxConcurrentCalls: 1 });
     const seen: string[] = [];
-    hook(srv, {
+    srv = startServer({
+      maxConcurrentCalls: 1,
       formatError: (err, ctx: CallContext) => {
         const code = err instanceof ChatterError ? err.code : "thrown";
         seen.push(`${ctx.proc}: ${code}`);
         return new ChatterError(`APP_${code}`, "shaped");
       },
-      middleware: [(input, _c, _x, next) => (input === "halt" ? Promise.reject(new Error("stop")) : next())],
     });
+    hook(srv, { middleware: [(input, _c, _x, next) => (input === "halt" ? Promise.reject(new Error("stop")) : next())] });
     srv.chatter.on(ADD, () => "not a number" as never);
     srv.chatter.on(SLOW, () => new Promise<string>(() => {}));
     srv.chatter.on(NOTE, () => {});
@@ -271,11 +268,10 @@ describe("formatError", () => {
   });
 
   test("one that throws or returns something else is reported, and the caller gets a generic HANDLER_ERROR", async () => {
-    srv = startServer();
     const reported: unknown[] = [];
     let owner: unknown = null;
     let mode = "throw";
-    hook(srv, {
+    srv = startServer({
       formatError: () => {
         if (mode === "throw") throw new Error("formatter bug");
         return { code: "X", message: "not an error" } as never;

@@ -32,8 +32,9 @@ afterEach(async () => {
 });
 
 /** A volatile broadcast, as `chatter.broadcast(topics, proc, input, { volatile: true })` will send it. */
-function volatile(chatter: ChatterServer<unknown>, topics: string[], proc: Proc, input: unknown): void {
-  chatter.core.topics.broadcast(topics, (seq) => encodeFrame([FrameType.Event, seq, proc.name, input]), new Set(), true);
+function volatile(chatter: ChatterServer<unknown>, topics: string[], proc: Proc, input: unknown): Promise<void> {
+  const broadcast = chatter.broadcast.bind(chatter) as (t: string[], p: Proc, i: unknown, o: { volatile: boolean }) => Promise<void>;
+  return broadcast(topics, proc, input, { volatile: true });
 }
 
 /** Masks a client→server WebSocket message, as RFC 6455 requires. */

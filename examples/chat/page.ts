@@ -102,7 +102,7 @@ function showTyping() {
 }
 
 // Tell the room we are typing, at most every 1.5 s, and only while connected: a stale hint is worth nothing.
-let lastTyping = 0;
+let lastTyping = Number.NEGATIVE_INFINITY;
 textEl.addEventListener("input", () => {
   if (!client.isConnected || performance.now() - lastTyping < 1500) return;
   lastTyping = performance.now();
@@ -114,6 +114,6 @@ el("composer").addEventListener("submit", async (event) => {
   const text = textEl.value;
   if (!text.trim()) return;
   textEl.value = "";
-  lastTyping = 0;
+  lastTyping = Number.NEGATIVE_INFINITY;
   await client.call(POST, { room, text }).catch(showError);
 });

@@ -3,6 +3,7 @@
  * machine (handshake, keepalive pings, reconnect with backoff).
  */
 import type { CallContext } from "../engine/context.ts";
+import { addMiddleware, type Middleware } from "../engine/middleware.ts";
 import { type CallOptions, type HandlerEntry, Peer } from "../engine/peer.ts";
 import { unref } from "../engine/timers.ts";
 import { ChatterError, describeThrown, fromWireError } from "../errors.ts";
@@ -220,6 +221,15 @@ export class ChatterClient {
    * @param handler - gets the parsed input, the client and a context with an abort `signal`
    * @returns a function that removes the handler
    */
+  /**
+   * Wraps every call from the server and every broadcast this client receives, in registration order, around
+   * its handler: `(input, client, ctx, next) => result`, as `server.use`.
+   * @returns a function that removes it
+   */
+  use(middleware: Middleware<ChatterClient>): () => void {
+    return addMiddleware(this.peer.opts, middleware);
+  }
+
   on<P extends Proc>(proc: P, handler: ClientHandler<ParsedInputOf<P>, ReturnOf<P>>): () => void {
     return addHandler(this.handlers, { proc, handler } as HandlerEntry, "client");
   }

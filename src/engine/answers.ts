@@ -55,11 +55,11 @@ export class Answerer {
   /** The highest EVENT sequence number so far; broadcasts at or below it are repeats. */
   lastEvent = 0;
   private readonly host: AnswererHost;
-  private readonly opts: PeerOptions & AnswerHooks;
+  private readonly opts: PeerOptions;
 
   constructor(host: AnswererHost) {
     this.host = host;
-    this.opts = host.opts as PeerOptions & AnswerHooks;
+    this.opts = host.opts;
   }
 
   private send(frame: Uint8Array): void {

@@ -75,3 +75,18 @@ function handled(promise: Promise<unknown>): Promise<unknown> {
 }
 
 function ignore(): void {}
+
+/**
+ * Adds a middleware to the end of a peer configuration's chain.
+ * @param opts - the peer options (one for all of a server's sessions, or the client's own)
+ * @param middleware - `(input, owner, ctx, next) => result`
+ * @returns a function that removes it
+ */
+export function addMiddleware<TOwner>(opts: { middleware?: Middleware<never>[] }, middleware: Middleware<TOwner>): () => void {
+  const added = middleware as Middleware<never>;
+  // A new array each time: a call in flight keeps the chain it started with.
+  opts.middleware = [...(opts.middleware ?? []), added];
+  return () => {
+    opts.middleware = opts.middleware?.filter((m) => m !== added);
+  };
+}

@@ -8,7 +8,7 @@ import { ChatterError, fromWireError } from "../errors.ts";
 import { check, type Proc } from "../proc.ts";
 import { decode } from "../wire/codec.ts";
 import { type CallFrame, encodeFrame, type Frame, FrameType } from "../wire/frames.ts";
-import { Answerer, type CallBudget, tooBig } from "./answers.ts";
+import { Answerer, type AnswerHooks, type CallBudget, tooBig } from "./answers.ts";
 import type { CallContext } from "./context.ts";
 import { Deadlines } from "./deadlines.ts";
 import type { ReplyLimits } from "./replies.ts";
@@ -34,7 +34,7 @@ export interface CallOptions {
 }
 
 /** How a peer behaves. A server builds one for all its connections, so an idle session costs less memory. */
-export interface PeerOptions {
+export interface PeerOptions extends AnswerHooks {
   /** The handlers this end implements; shared by all peers of a server. */
   handlers: Map<string, HandlerEntry>;
   /** Which end this is, for messages: "server" or "client". */

@@ -14,6 +14,8 @@ export interface ClusterBroadcast {
   name: string;
   input: unknown;
   excludeSessions: string[];
+  /** Not logged for replay, and skipped for sockets that are behind (`broadcast(..., { volatile: true })`). */
+  volatile?: boolean;
 }
 
 /** What a backend may ask of the local server. */

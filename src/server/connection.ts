@@ -15,6 +15,11 @@ export interface ConnectionBroadcastOptions<TData> {
   includeSelf?: boolean;
   /** Further connections to leave out. */
   exclude?: Iterable<ServerConnection<TData>>;
+  /**
+   * For what is stale a moment later (typing indicators): not kept for replay after a drop, and skipped for
+   * sockets that are behind (anything waiting in their send buffer) or away. Defaults to `false`.
+   */
+  volatile?: boolean;
 }
 
 /**
@@ -141,7 +146,7 @@ export class ServerConnection<TData = unknown> {
     const options = args[1] as ConnectionBroadcastOptions<TData> | undefined;
     const exclude = new Set(options?.exclude ?? []);
     if (!options?.includeSelf) exclude.add(this);
-    return broadcastFrom(this.core, topics, proc, args[0], exclude);
+    return broadcastFrom(this.core, topics, proc, args[0], exclude, options?.volatile === true);
   }
 
   /** Subscribes this connection to a topic, so it gets the topic's broadcasts. */
@@ -216,17 +221,18 @@ export function broadcastFrom<TData>(
   proc: Proc,
   input: unknown,
   exclude: ReadonlySet<ServerConnection<TData>>,
+  volatile = false,
 ): Promise<void> {
   const report = (err: unknown) => core.report(err);
   try {
     const checked = check(proc.takes, input, proc.name, "input");
     if (!(checked instanceof Promise)) {
-      core.broadcast(topics, checkedProc(proc), input, exclude);
+      core.broadcast(topics, checkedProc(proc), input, exclude, volatile);
       return Promise.resolve();
     }
     const list = typeof topics === "string" ? topics : [...topics]; // Read now: the caller may change its set meanwhile.
     return Broadcast.of(
-      checked.then(() => core.broadcast(list, checkedProc(proc), input, exclude)),
+      checked.then(() => core.broadcast(list, checkedProc(proc), input, exclude, volatile)),
       report,
     );
   } catch (err) {

@@ -91,6 +91,8 @@ export class ServerCore<TData> {
       maxConcurrent: limits.maxConcurrentCalls,
       replies: { shared: new SharedReplyBudget(limits.maxKeptBytes) },
       budget: runningBudget(new RunningCalls(limits)),
+      formatError: options.formatError,
+      onError: (err, conn) => this.report(err, conn as ServerConnection<TData>),
       onControl: (frame, conn: ServerConnection<TData>) =>
         this.protocolError(conn.link, `unexpected frame type ${frame[0]} after the handshake`),
     };
@@ -376,16 +378,22 @@ export class ServerCore<TData> {
   }
 
   /** Checks the input (sync where the schema allows), then fans the frame out. */
-  broadcast(topics: string | Iterable<string>, proc: Proc, input: unknown, exclude: ReadonlySet<ServerConnection<TData>>): void {
+  broadcast(
+    topics: string | Iterable<string>,
+    proc: Proc,
+    input: unknown,
+    exclude: ReadonlySet<ServerConnection<TData>>,
+    volatile = false,
+  ): void {
     const list = typeof topics === "string" ? [topics] : [...new Set(topics)];
     const value = proc.takes === null ? null : input;
     const checked = check(proc.takes, input, proc.name, "input");
     const send = () => {
-      this.topics.broadcast(list, (seq) => encodeFrame([FrameType.Event, seq, proc.name, value]), exclude);
+      this.topics.broadcast(list, (seq) => encodeFrame([FrameType.Event, seq, proc.name, value]), exclude, volatile);
       const cluster = this.options.cluster;
       if (cluster) {
         const excludeSessions = [...exclude].map((c) => c.sessionId);
-        cluster.publish({ origin: this.instanceId, topics: list, name: proc.name, input: value, excludeSessions });
+        cluster.publish({ origin: this.instanceId, topics: list, name: proc.name, input: value, excludeSessions, volatile });
       }
     };
     if (checked instanceof Promise) checked.then(send, (err) => this.report(err));
@@ -399,7 +407,7 @@ export class ServerCore<TData> {
       const c = this.sessions.get(id);
       if (c) exclude.add(c);
     }
-    this.topics.broadcast(b.topics, (seq) => encodeFrame([FrameType.Event, seq, b.name, b.input]), exclude);
+    this.topics.broadcast(b.topics, (seq) => encodeFrame([FrameType.Event, seq, b.name, b.input]), exclude, b.volatile === true);
   }
 }
 

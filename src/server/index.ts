@@ -1,4 +1,5 @@
 import type { CallContext } from "../engine/context.ts";
+import { addMiddleware, type Middleware } from "../engine/middleware.ts";
 import { type CallOptions, DEFAULT_TIMEOUT } from "../engine/peer.ts";
 import { ChatterError } from "../errors.ts";
 import { check, type InputArgs, type ParsedInputOf, type Proc, type ResultOf, type ReturnOf } from "../proc.ts";
@@ -11,6 +12,11 @@ import { ServerCore, type ServerHandler, type ServerOptions } from "./core.ts";
 export interface BroadcastOptions<TData> {
   /** Connections to leave out. */
   exclude?: Iterable<ServerConnection<TData>>;
+  /**
+   * For what is stale a moment later (typing indicators): not kept for replay after a drop, and skipped for
+   * sockets that are behind (anything waiting in their send buffer) or away. Defaults to `false`.
+   */
+  volatile?: boolean;
 }
 
 /** Some topics of a server, from `server.in(topics)`. */
@@ -83,6 +89,18 @@ export class ChatterServer<TData = unknown> {
    * @param handler - gets the parsed input, the calling connection and a context with an abort `signal`
    * @returns a function that removes the handler
    */
+  /**
+   * Wraps every call from the clients, in registration order, around its handler. A middleware gets the input
+   * parsed by `takes`, the calling connection, the call's context (`ctx.proc` names the procedure) and `next`:
+   * throw a `ChatterError` to refuse, return `next(input)` to go on (with a changed input if you like), and
+   * change or time what it resolves to; the final result is checked against `returns`.
+   * @param middleware - `(input, connection, ctx, next) => result`
+   * @returns a function that removes it
+   */
+  use(middleware: Middleware<ServerConnection<TData>>): () => void {
+    return addMiddleware(this.core.peerOptions, middleware);
+  }
+
   on<P extends Proc>(proc: P, handler: ServerHandler<TData, ParsedInputOf<P>, ReturnOf<P>>): () => void {
     return this.core.on(proc, handler);
   }
@@ -102,7 +120,7 @@ export class ChatterServer<TData = unknown> {
     ...args: [...InputArgs<P>, options?: BroadcastOptions<TData>]
   ): Promise<void> {
     const options = args[1] as BroadcastOptions<TData> | undefined;
-    return broadcastFrom(this.core, topics, proc, args[0], new Set(options?.exclude ?? []));
+    return broadcastFrom(this.core, topics, proc, args[0], new Set(options?.exclude ?? []), options?.volatile === true);
   }
 
   /**

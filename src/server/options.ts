@@ -1,5 +1,6 @@
 /** The options of `createServer`, with their defaults: one place to read every limit. */
 import type { CallContext } from "../engine/context.ts";
+import type { ChatterError } from "../errors.ts";
 import type { MaybePromise } from "../proc.ts";
 import { MAX_FRAMES_PER_MESSAGE } from "../wire/frames.ts";
 import type { ClusterBackend } from "./cluster.ts";
@@ -87,6 +88,13 @@ export interface ServerOptions<TData = unknown> {
   trustProxy?: boolean | number;
   /** Origins allowed to connect (the browser's Origin header); requests without one pass. */
   allowedOrigins?: string[];
+  /**
+   * Reshapes every error before it leaves the server as an answer: handler and middleware errors, validation
+   * of arriving input, refusals such as `LIMIT` and `NOT_IMPLEMENTED`. Return a `ChatterError`; e.g. pass your
+   * own ChatterErrors on and hide the rest. One that throws or returns something else goes to `onError`, and
+   * the caller gets `HANDLER_ERROR` with no detail.
+   */
+  formatError?: (error: unknown, ctx: CallContext) => ChatterError;
   /** A cluster backend (e.g. `redisCluster` from chatter/redis) to act as one with other instances. */
   cluster?: ClusterBackend;
   /**
