@@ -159,7 +159,7 @@ describe("frames", () => {
         "|byte 0xc1 is not part of the wire format" +
         "|extension type 0x[0-9a-f]{2}( \\([A-Za-z0-9 -]+\\))? (is not part of the wire format|in a form the wire format does not use)" +
         "|unknown frame type (-?[0-9.]+(e[-+][0-9]+)?|NaN|-?Infinity|null|undefined|\\((an array|an object|a string|a boolean|a bigint)\\))" +
-        "|(HELLO|WELCOME|CALL|RESULT|ERROR|EVENT|CANCEL|PING/PONG) (fields|token|counters|id|client key|client id))$",
+        "|(HELLO|WELCOME|CALL|RESULT|ERROR|EVENT|CANCEL|PING/PONG|REFUSED) (fields|token|counters|id|client key|client id))$",
     );
     const mutated = fc
       .tuple(fc.uint8Array({ minLength: 1, maxLength: 8 }), fc.nat(), fc.constantFrom(...validFrames.map((f) => encodeFrame(f as never))))
