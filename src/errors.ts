@@ -13,7 +13,11 @@ export type ErrorCode =
   | "HANDLER_ERROR"
   | "PROTOCOL"
   | "LIMIT"
-  | "NOT_FOUND";
+  | "NOT_FOUND"
+  | "UNAUTHORIZED"
+  | "FORBIDDEN"
+  | "RATE_LIMITED"
+  | "UNAVAILABLE";
 
 /** One validation problem, with the path of the value it concerns. */
 export interface ErrorIssue {
@@ -62,6 +66,8 @@ export class ChatterError extends Error {
   readonly omittedIssues?: number;
   /** The remote stack, present only when the other end is set to expose stacks. */
   readonly remoteStack?: string;
+  /** For a refused connection (`RATE_LIMITED`, `UNAVAILABLE`): milliseconds to wait before trying again. */
+  readonly retryAfter?: number;
 
   /**
    * @param code - a stable code, one of {@link ErrorCode} or an app-defined one
