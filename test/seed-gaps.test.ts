@@ -4,7 +4,7 @@
  */
 import { afterEach, describe, expect, test } from "bun:test";
 import { z } from "zod";
-import { type ChatterClient, createProc, createServer, type ServerConnection } from "../src/index.ts";
+import { type ChatterClient, createClient, createProc, createServer, type ServerConnection } from "../src/index.ts";
 import { limitsOf, withSeedSpellings } from "../src/server/options.ts";
 import { recorder, startServer, type TestServer, upgradeStatus, waitFor } from "./helpers.ts";
 import { ADD, NOTE } from "./procs.ts";
@@ -237,4 +237,14 @@ describe("on: one procedure per name", () => {
     srv.chatter.on(other, () => 42); // once removed, the name is free
     expect(await client.call(ADD, { a: 2, b: 3 })).toBe(42);
   });
+});
+
+test("client.on refuses a different procedure under a name it already implements, as server.on does", () => {
+  const client = createClient({ url: "ws://127.0.0.1:9/", reconnect: false });
+  try {
+    client.on(createProc({ name: "twice" }), () => {});
+    expect(() => client.on(createProc({ name: "twice" }), () => {})).toThrow(/different procedure named "twice"/);
+  } finally {
+    client.close();
+  }
 });
