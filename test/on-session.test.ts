@@ -88,3 +88,37 @@ test("an onSession callback that throws goes to onError, and the queue still goe
   expect(errors[0]?.message).toContain("could not re-authenticate");
   client.close();
 });
+
+test("a held call renumbered after the setup's calls carries a watermark at or below its own id", async () => {
+  const { Peer } = await import("../src/engine/peer.ts");
+  const { decodeFrames, FrameType } = await import("../src/wire/frames.ts");
+  const sent: unknown[][] = [];
+  const peer = new Peer({ handlers: new Map(), side: "client" }, null);
+  const held = peer.call(POST, "queued before the session");
+  peer.attach({ send: (bytes) => void sent.push(...(decodeFrames(bytes) as unknown[][])) }, false, 0, true);
+  const setup = peer.call(POST, "made by onSession");
+  peer.receive([FrameType.Result, 2, "ok"]);
+  await setup;
+  peer.sendQueue();
+  const last = sent.at(-1) as [number, number, string, unknown, number, number];
+  expect(last[1]).toBe(3);
+  expect(last[5]).toBeLessThanOrEqual(last[1]);
+  peer.receive([FrameType.Result, 3, "posted"]);
+  expect(await held).toBe("posted");
+});
+
+test("a url() that never settles is given up after connectTimeout and asked again", async () => {
+  const { createClient } = await import("../src/index.ts");
+  let asked = 0;
+  const client = createClient({
+    url: () => {
+      asked++;
+      return new Promise<string>(() => {});
+    },
+    connectTimeout: 50,
+    reconnect: { minDelay: 10, maxDelay: 20 },
+  });
+  const { waitFor } = await import("./helpers.ts");
+  await waitFor(() => asked >= 3, 3000, "url() to be asked again");
+  client.close();
+});

@@ -85,6 +85,10 @@ export class ChatterClient {
   private stopped = false;
   /** Counts connection attempts, so a slow `url()` from an abandoned attempt is ignored. */
   private attemptToken = 0;
+  /** Set when a refusal made the client give its session up; the next fresh session is a reset. */
+  private sessionLost = false;
+  /** No reconnect before this moment (`performance.now()`): a refusal's retryAfter. */
+  private notBefore = 0;
   private readonly sessionListeners = new Set<(client: ChatterClient) => unknown>();
   /** Counts session setups, so only the newest one releases the queue. */
   private setupRun = 0;
@@ -216,12 +220,6 @@ export class ChatterClient {
   }
 
   /**
-   * Implements a procedure the server can call on this client.
-   * @param proc - the procedure, made with `createProc`
-   * @param handler - gets the parsed input, the client and a context with an abort `signal`
-   * @returns a function that removes the handler
-   */
-  /**
    * Wraps every call from the server and every broadcast this client receives, in registration order, around
    * its handler: `(input, client, ctx, next) => result`, as `server.use`.
    * @returns a function that removes it
@@ -230,6 +228,12 @@ export class ChatterClient {
     return addMiddleware(this.peer.opts, middleware);
   }
 
+  /**
+   * Implements a procedure the server can call on this client.
+   * @param proc - the procedure, made with `createProc`
+   * @param handler - gets the parsed input, the client and a context with an abort `signal`
+   * @returns a function that removes the handler
+   */
   on<P extends Proc>(proc: P, handler: ClientHandler<ParsedInputOf<P>, ReturnOf<P>>): () => void {
     return addHandler(this.handlers, { proc, handler } as HandlerEntry, "client");
   }
@@ -280,6 +284,7 @@ export class ChatterClient {
   private connect(): void {
     if (this.closedForGood) return;
     this.setState(ConnectionState.Connecting);
+    this.armConnectTimeout();
     const target = this.opts.url;
     if (typeof target === "string") return this.open(target);
     const attempt = ++this.attemptToken;
@@ -308,14 +313,6 @@ export class ChatterClient {
     }
     ws.binaryType = "arraybuffer";
     this.socket = ws;
-    // A network that swallows packets can leave a socket opening for minutes: give up and retry sooner.
-    const limit = this.opts.connectTimeout ?? 10_000;
-    clearTimeout(this.connectTimer);
-    this.connectTimer = setTimeout(() => {
-      if (this.socket !== ws || this._state !== ConnectionState.Connecting) return;
-      this.log?.(`no handshake within ${limit} ms; retrying`);
-      this.dropSocket(CloseCode.HandshakeTimeout, "connect timeout", true);
-    }, limit);
     ws.onopen = () => {
       this.log?.("socket open; sending HELLO");
       ws.send(
@@ -338,6 +335,22 @@ export class ChatterClient {
       this.socket = null;
       this.lost(ev.code, ev.reason);
     };
+  }
+
+  /**
+   * Bounds one attempt, from `url()` to WELCOME: a `url()` that never settles, or a network that swallows
+   * packets and leaves a socket opening for minutes, is given up and retried sooner.
+   */
+  private armConnectTimeout(): void {
+    const limit = this.opts.connectTimeout ?? 10_000;
+    clearTimeout(this.connectTimer);
+    this.connectTimer = setTimeout(() => {
+      if (this._state !== ConnectionState.Connecting) return;
+      this.log?.(`no handshake within ${limit} ms; retrying`);
+      this.attemptToken++; // A url() still pending belongs to this attempt: ignore it.
+      if (this.socket) this.dropSocket(CloseCode.HandshakeTimeout, "connect timeout", true);
+      else this.lost(CloseCode.HandshakeTimeout, "url() did not settle in time");
+    }, limit);
   }
 
   private onMessage(data: unknown): void {
@@ -377,7 +390,10 @@ export class ChatterClient {
       this.identity = { clientId, clientKey };
       storeIdentity(this.identity);
     }
-    const reset = !resumed && this.token !== null;
+    this.refusal = null;
+    // A session the client gave up (a refusal) was lost as surely as one the server could not resume.
+    const reset = !resumed && (this.token !== null || this.sessionLost);
+    this.sessionLost = false;
     if (reset) {
       this.log?.(`the server could not resume session ${this._sessionId}; starting session ${sessionId}`);
       this.peer.reset("the server started a new session");
@@ -392,9 +408,10 @@ export class ChatterClient {
     const setup = !resumed && this.sessionListeners.size > 0;
     this.peer.attach(batchingLink(ws, maxMessageBytes), resumed, settledBelow, setup);
     this.startPings();
+    // Setup first, so its calls (re-joining, re-authenticating) go ahead of those the listeners below make.
+    if (setup) this.setUpSession();
     this.setState(ConnectionState.Connected);
     if (reset) for (const listener of [...this.resetListeners]) this.notify("reset listener", listener);
-    if (setup) this.setUpSession();
   }
 
   /** Runs the onSession callbacks, then lets the queued calls go; a callback that fails goes to onError. */
@@ -470,7 +487,9 @@ export class ChatterClient {
     } else if (refusal) this.emitError(refusal);
     if (this.opts.reconnect === false) return this.log?.(`disconnected (${code} ${reason}); reconnect is off`);
     const backoff = backoffDelay(this.attempt++, this.opts.reconnect?.minDelay ?? 250, this.opts.reconnect?.maxDelay ?? 30_000);
-    const delay = Math.max(backoff, (refusal as { retryAfter?: number } | null)?.retryAfter ?? 0);
+    const retryAfter = Math.min(refusal?.retryAfter ?? 0, MAX_DELAY);
+    this.notBefore = performance.now() + retryAfter;
+    const delay = Math.max(backoff, retryAfter);
     this.log?.(`disconnected (${code}${reason ? ` ${reason}` : ""}); reconnecting in ${Math.round(delay)} ms`);
     clearTimeout(this.reconnectTimer);
     // Not unref'd: an open client that is reconnecting should keep its process alive, as its socket did.
@@ -480,15 +499,20 @@ export class ChatterClient {
   /** A failure retrying cannot mend: every call fails with it, and the client stays disconnected. */
   private giveUp(error: ChatterError): void {
     this.stopped = true;
-    this.log?.(`${error.code}: ${error.message}; not reconnecting`);
+    // Nobody listening must still hear that the client stopped for good.
+    if (this.errorListeners.size === 0) console.error(`[chatter] client: ${error.code}: ${error.message}; not reconnecting`);
     this.emitError(error);
     this.forgetSession(error);
   }
 
-  /** Fails every call, sent or queued, with `error`, and starts the next connection with a fresh session. */
+  /**
+   * Gives the session up: calls never sent fail with `error`, calls sent with `DISCONNECTED` (they may have
+   * run), and the next connection starts a fresh session, reported to `onReset`.
+   */
   private forgetSession(error: ChatterError): void {
     this.peer.failAll(error);
     this.token = null;
+    this.sessionLost = true;
   }
 
   private emitError(error: ChatterError): void {
@@ -499,7 +523,8 @@ export class ChatterClient {
   /** The network came back or the page became visible: retry now rather than after the backoff. */
   private wake(): void {
     if (this.closedForGood || this.stopped) return;
-    if (this._state === ConnectionState.Disconnected && this.opts.reconnect !== false) {
+    // A refusal's retryAfter holds even when the network comes back.
+    if (this._state === ConnectionState.Disconnected && this.opts.reconnect !== false && performance.now() >= this.notBefore) {
       this.log?.("network is back or page is visible; reconnecting now");
       clearTimeout(this.reconnectTimer);
       this.connect();
@@ -514,6 +539,9 @@ export class ChatterClient {
 function asChatterError(reason: unknown, what: string): ChatterError {
   return reason instanceof ChatterError ? reason : new ChatterError("HANDLER_ERROR", `${what}: ${describeThrown(reason)}`);
 }
+
+/** setTimeout's longest delay; a longer one fires at once. */
+const MAX_DELAY = 2 ** 31 - 1;
 
 /** Refusals that pass with time: the client waits (at least `retryAfter`) and tries again. */
 const TRANSIENT = new Set(["RATE_LIMITED", "UNAVAILABLE"]);

@@ -322,10 +322,11 @@ export class Peer {
 
   private renumber(p: Pending): void {
     const call = decode(p.frame) as CallFrame;
+    // Read while the call still counts as pending: the watermark must stay at or below its (new) id.
+    call[5] = this.settledBelow;
     this.pending.delete(p.id);
     p.id = this.nextId++;
     call[1] = p.id;
-    call[5] = this.settledBelow;
     p.frame = encodeFrame(call);
     this.pending.set(p.id, p);
     this.lowest = 0;
@@ -351,17 +352,16 @@ export class Peer {
   }
 
   /**
-   * The session is given up, but the peer carries on: every call, sent or queued, fails with `error`, and
-   * the next session starts from scratch.
+   * The session is given up, but the peer carries on: calls never sent fail with `error`; calls sent fail
+   * with `DISCONNECTED`, since they may have run; the next session starts from scratch.
    */
   failAll(error: ChatterError): void {
+    this.reset(`${error.code}: ${error.message}`);
     for (const p of [...this.pending.values()]) {
-      if (!p.sent) this.queued--;
+      this.queued--;
       this.settle(p);
       p.reject(error);
     }
-    this.cancels = null;
-    this.answers.reset(error.message);
   }
 
   /** Ends the peer for good: every call fails, every running handler is aborted. */

@@ -23,7 +23,7 @@ import { ClientIdentity, randomSecret, sameSecret } from "./identity.ts";
 import { Occupancy, RunningCalls } from "./limits.ts";
 import { limitsOf, type ServerHandler, type ServerOptions, withSeedSpellings } from "./options.ts";
 import { RateLimiter } from "./rate-limit.ts";
-import { closeCodeOf, refusalOf } from "./refusal.ts";
+import { closeCodeOf, MAX_REFUSING, refusalOf, refusalResponse } from "./refusal.ts";
 import { type ServerSocket, SocketLink } from "./socket.ts";
 import { Topics } from "./topics.ts";
 import { admit } from "./upgrade.ts";
@@ -51,6 +51,8 @@ export class ServerCore<TData> {
   private readonly occupancy: Occupancy;
   /** Seconds since the server started, counted by one coarse timer: frame rates and idle sockets are judged on it. */
   private tick = 0;
+  /** Refused sockets still open (see MAX_REFUSING). */
+  private refusing = 0;
   private readonly clock: ReturnType<typeof setInterval>;
   closing = false;
   /** This instance's id in a cluster. */
@@ -118,11 +120,20 @@ export class ServerCore<TData> {
    * Decides, during the upgrade, whether a client may connect. A refusal is a link too: the socket is
    * accepted only to tell the client why (see `open`), since a browser cannot read an upgrade's HTTP status.
    */
-  admit(request: Request, ip: string | null): SocketLink | Promise<SocketLink> {
-    if (this.closing) return refusedLink(new Response("the server is shutting down", { status: 503, headers: { "Retry-After": "5" } }));
+  admit(request: Request, ip: string | null): SocketLink | Response | Promise<SocketLink | Response> {
+    if (this.closing) return this.refused(new Response("the server is shutting down", { status: 503, headers: { "Retry-After": "5" } }));
     const out = admit(request, ip, { ...this.options, limiter: this.limiter, capacity: (address) => this.occupancy.refusal(address) });
-    if (out instanceof Promise) return out.then((link) => (link instanceof SocketLink ? link : refusedLink(link)));
-    return out instanceof SocketLink ? out : refusedLink(out);
+    if (out instanceof Promise) return out.then((link) => (link instanceof SocketLink ? link : this.refused(link)));
+    return out instanceof SocketLink ? out : this.refused(out);
+  }
+
+  /** A link that only carries a refusal to the client; a plain HTTP refusal when too many are open already. */
+  private async refused(reason: unknown): Promise<SocketLink | Response> {
+    const refusal = await refusalOf(reason);
+    if (this.refusing >= MAX_REFUSING) return refusalResponse(refusal);
+    const link = new SocketLink("refused", undefined);
+    link.refusal = refusal;
+    return link;
   }
 
   /** An admitted socket opened; it must send HELLO in time. */
@@ -130,6 +141,7 @@ export class ServerCore<TData> {
     link.socket = socket;
     link.window = this.tick;
     if (link.refusal) {
+      this.refusing++;
       this.log?.(`refused a connection: ${link.refusal.code} ${link.refusal.message}`);
       socket.send(encodeFrame([FrameType.Refused, link.refusal]));
       return this.closeLink(link, closeCodeOf(link.refusal), link.refusal.code);
@@ -148,6 +160,7 @@ export class ServerCore<TData> {
   }
 
   message(link: SocketLink, message: string | Uint8Array): void {
+    if (link.closing) return; // Closed by us (a refusal, a limit): what it still sends is not looked at.
     if (typeof message === "string") return this.protocolError(link, "text frames are not part of the protocol");
     // A HELLO (with its resume token and client key) must always fit, however small the limit for calls is.
     if (message.byteLength > (link.conn ? this.maxMessageBytes : this.maxRuntimeMessageBytes)) {
@@ -299,6 +312,7 @@ export class ServerCore<TData> {
   closed(link: SocketLink, code: number, reason: string): void {
     clearTimeout(link.helloTimer);
     this.handshaking.delete(link);
+    if (link.refusal) this.refusing--;
     if (link.counted) {
       link.counted = false;
       this.occupancy.remove(link.address);
@@ -316,8 +330,8 @@ export class ServerCore<TData> {
     if (!this.occupancy.add(link.address)) return this.endSession(conn, code, `${reason}; no room to keep the session (maxConnections)`);
     conn.parkedAt = { address: link.address };
     this.log?.(`client ${conn.clientId} dropped (${code} ${reason}); keeping session ${conn.sessionId} for ${window} ms`);
-    this.hook(() => this.options.onDisconnect?.(conn, code, reason), conn);
     conn.expiry = setTimeout(() => this.endSession(conn, code, `${reason || "dropped"}; not resumed within ${window} ms`), window);
+    this.hook(() => this.options.onDisconnect?.(conn, code, reason), conn);
   }
 
   /** Ends a session for good: calls to it fail, it leaves its topics, and `onClose` runs. */
@@ -409,13 +423,6 @@ export class ServerCore<TData> {
     }
     this.topics.broadcast(b.topics, (seq) => encodeFrame([FrameType.Event, seq, b.name, b.input]), exclude, b.volatile === true);
   }
-}
-
-/** A link that only carries a refusal to the client. */
-async function refusedLink(reason: unknown): Promise<SocketLink> {
-  const link = new SocketLink("refused", undefined);
-  link.refusal = await refusalOf(reason);
-  return link;
 }
 
 /** The server's shared handler limits, as the engine asks for them (the owner is a session). */

@@ -84,12 +84,6 @@ export class ChatterServer<TData = unknown> {
   }
 
   /**
-   * Implements a procedure for every client to call.
-   * @param proc - the procedure, made with `createProc`
-   * @param handler - gets the parsed input, the calling connection and a context with an abort `signal`
-   * @returns a function that removes the handler
-   */
-  /**
    * Wraps every call from the clients, in registration order, around its handler. A middleware gets the input
    * parsed by `takes`, the calling connection, the call's context (`ctx.proc` names the procedure) and `next`:
    * throw a `ChatterError` to refuse, return `next(input)` to go on (with a changed input if you like), and
@@ -101,6 +95,12 @@ export class ChatterServer<TData = unknown> {
     return addMiddleware(this.core.peerOptions, middleware);
   }
 
+  /**
+   * Implements a procedure for every client to call.
+   * @param proc - the procedure, made with `createProc`
+   * @param handler - gets the parsed input, the calling connection and a context with an abort `signal`
+   * @returns a function that removes the handler
+   */
   on<P extends Proc>(proc: P, handler: ServerHandler<TData, ParsedInputOf<P>, ReturnOf<P>>): () => void {
     return this.core.on(proc, handler);
   }

@@ -27,12 +27,28 @@ export async function refusalOf(reason: unknown): Promise<Refusal> {
     return { code: "UNAUTHORIZED", message: "the server refused the connection (getConnectionData threw)" };
   const body = await reason.text().catch(() => "");
   const refusal: Refusal = {
-    code: CODES[reason.status] ?? "REFUSED",
+    // Any server error is one to wait out, not a verdict on the client.
+    code: CODES[reason.status] ?? (reason.status >= 500 ? "UNAVAILABLE" : "REFUSED"),
     message: (body || reason.statusText || `refused with HTTP status ${reason.status}`).slice(0, 1024),
   };
   const after = Number(reason.headers.get("retry-after"));
   if (after > 0) refusal.retryAfter = Math.ceil(after * 1000);
   return refusal;
+}
+
+/**
+ * Refused sockets open at once, server-wide, past which a refusal is a plain HTTP response again: a flood of
+ * refused upgrades (say, far past the rate limit) must not hold a socket each.
+ */
+export const MAX_REFUSING = 1024;
+
+const STATUSES: Record<string, number> = { UNAUTHORIZED: 401, FORBIDDEN: 403, RATE_LIMITED: 429, UNAVAILABLE: 503 };
+
+/** @returns the refusal as an HTTP response, for when no socket can be spared to carry it */
+export function refusalResponse(refusal: Refusal): Response {
+  const headers: Record<string, string> = {};
+  if (refusal.retryAfter) headers["Retry-After"] = String(Math.ceil(refusal.retryAfter / 1000));
+  return new Response(`${refusal.code}: ${refusal.message}`, { status: STATUSES[refusal.code] ?? 401, headers });
 }
 
 /** @returns the close code that goes with a refusal */
