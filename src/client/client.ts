@@ -472,8 +472,6 @@ export class ChatterClient {
     const why = `closed with ${code}${reason ? `: ${reason}` : ""}`;
     const refusal = this.refusal;
     this.refusal = null;
-    // Without a reconnect there will be no resume: calls in flight fail now rather than at their timeout.
-    if (this.opts.reconnect === false && !refusal && code !== CloseCode.VersionMismatch) this.peer.reset(why);
     this.setState(ConnectionState.Disconnected);
     if (this.closedForGood) return;
     if (code === CloseCode.VersionMismatch) {
@@ -485,7 +483,11 @@ export class ChatterClient {
       this.emitError(refusal);
       this.forgetSession(refusal);
     } else if (refusal) this.emitError(refusal);
-    if (this.opts.reconnect === false) return this.log?.(`disconnected (${code} ${reason}); reconnect is off`);
+    if (this.opts.reconnect === false) {
+      // Without a reconnect there will be no resume: calls in flight fail now rather than at their timeout.
+      if (!this.sessionLost) this.peer.reset(why);
+      return this.log?.(`disconnected (${code} ${reason}); reconnect is off`);
+    }
     const backoff = backoffDelay(this.attempt++, this.opts.reconnect?.minDelay ?? 250, this.opts.reconnect?.maxDelay ?? 30_000);
     const retryAfter = Math.min(refusal?.retryAfter ?? 0, MAX_DELAY);
     this.notBefore = performance.now() + retryAfter;
