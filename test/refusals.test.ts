@@ -107,3 +107,20 @@ test("with url() the client keeps trying after UNAUTHORIZED, with fresh credenti
   expect(logs.some((l) => l.includes("connecting to"))).toBe(true);
   expect(logs.join("\n")).not.toContain("secret");
 });
+
+test("a server error from getConnectionData (a 5xx Response) is UNAVAILABLE: the client waits and tries again", async () => {
+  let attempts = 0;
+  srv = startServer({
+    getConnectionData: () => {
+      attempts++;
+      return attempts < 3 ? new Response("database is down", { status: 502, headers: { "Retry-After": "0" } }) : { ok: true };
+    },
+  });
+  srv.chatter.on(ADD, ({ a, b }) => a + b);
+  const { client, errors } = watched({ url: srv.url });
+  await waitForState(client, ConnectionState.Connected, 5000);
+  expect(errors.map((e) => e.code)).toEqual(["UNAVAILABLE", "UNAVAILABLE"]);
+  expect(errors[0]?.message).toBe("database is down");
+  expect(await client.call(ADD, { a: 1, b: 2 })).toBe(3);
+  client.close();
+});
