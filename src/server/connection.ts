@@ -1,5 +1,5 @@
 import { type CallOptions, Peer } from "../engine/peer.ts";
-import { check, type InputArgs, type Proc, type ResultOf, type Schema } from "../proc.ts";
+import { check, type InputArgs, type Proc, type ResultOf } from "../proc.ts";
 import { joinFrames } from "../wire/frames.ts";
 import type { SubscriptionChange } from "./broadcast-log.ts";
 import type { ServerCore } from "./core.ts";
@@ -196,19 +196,6 @@ class Broadcast extends Promise<void> {
   }
 }
 
-/** The schema an input already checked is handed to the core under: it passes at once, so nothing runs twice. */
-const CHECKED: Schema = { "~standard": { version: 1, vendor: "chatter", validate: (value) => ({ value }) } };
-const checkedProcs = new WeakMap<Proc, Proc>();
-
-/** @returns the procedure with its `takes` swapped for {@link CHECKED} (kept per procedure) */
-function checkedProc(proc: Proc): Proc {
-  const kept = checkedProcs.get(proc);
-  if (kept) return kept;
-  const out = { ...proc, takes: proc.takes && CHECKED };
-  checkedProcs.set(proc, out);
-  return out;
-}
-
 /**
  * @internal one broadcast for `server.broadcast`, `server.in(topics).broadcast` and `connection.broadcast`:
  * checks the input (sync where the schema allows, keeping broadcasts in order), then fans it out.
@@ -227,12 +214,12 @@ export function broadcastFrom<TData>(
   try {
     const checked = check(proc.takes, input, proc.name, "input");
     if (!(checked instanceof Promise)) {
-      core.broadcast(topics, checkedProc(proc), input, exclude, volatile);
+      core.broadcast(topics, proc, input, exclude, volatile);
       return Promise.resolve();
     }
     const list = typeof topics === "string" ? topics : [...topics]; // Read now: the caller may change its set meanwhile.
     return Broadcast.of(
-      checked.then(() => core.broadcast(list, checkedProc(proc), input, exclude, volatile)),
+      checked.then(() => core.broadcast(list, proc, input, exclude, volatile)),
       report,
     );
   } catch (err) {

@@ -6,7 +6,7 @@
 import type { HandlerEntry, PeerOptions } from "../engine/peer.ts";
 import { SharedReplyBudget } from "../engine/replies.ts";
 import { ChatterError, describeThrown } from "../errors.ts";
-import { addHandler, check, type Proc } from "../proc.ts";
+import { addHandler, type Proc } from "../proc.ts";
 import {
   CloseCode,
   decodeFrames,
@@ -391,7 +391,7 @@ export class ServerCore<TData> {
     return addHandler(this.handlers, { proc, handler } as HandlerEntry, "server");
   }
 
-  /** Checks the input (sync where the schema allows), then fans the frame out. */
+  /** Fans out a broadcast whose input was checked already (connection.ts `broadcastFrom`), here and to the cluster. */
   broadcast(
     topics: string | Iterable<string>,
     proc: Proc,
@@ -401,17 +401,12 @@ export class ServerCore<TData> {
   ): void {
     const list = typeof topics === "string" ? [topics] : [...new Set(topics)];
     const value = proc.takes === null ? null : input;
-    const checked = check(proc.takes, input, proc.name, "input");
-    const send = () => {
-      this.topics.broadcast(list, (seq) => encodeFrame([FrameType.Event, seq, proc.name, value]), exclude, volatile);
-      const cluster = this.options.cluster;
-      if (cluster) {
-        const excludeSessions = [...exclude].map((c) => c.sessionId);
-        cluster.publish({ origin: this.instanceId, topics: list, name: proc.name, input: value, excludeSessions, volatile });
-      }
-    };
-    if (checked instanceof Promise) checked.then(send, (err) => this.report(err));
-    else send();
+    this.topics.broadcast(list, (seq) => encodeFrame([FrameType.Event, seq, proc.name, value]), exclude, volatile);
+    const cluster = this.options.cluster;
+    if (cluster) {
+      const excludeSessions = [...exclude].map((c) => c.sessionId);
+      cluster.publish({ origin: this.instanceId, topics: list, name: proc.name, input: value, excludeSessions, volatile });
+    }
   }
 
   /** Delivers a broadcast another instance sent (already checked there) to the local subscribers. */
