@@ -259,19 +259,26 @@ export class Peer {
     for (const p of [...this.pending.values()]) {
       if (p.sent && !resumed) continue;
       if (!p.sent && p.id < this.heldBelow) continue;
-      if (!p.sent) this.queued--;
-      if (p.frame.byteLength > this.maxFrameBytes) {
-        // Queued before this end knew the limit: it would only get the socket closed.
-        const err = tooBig(p.proc.name, p.frame, this.maxFrameBytes);
-        this.settle(p);
-        p.reject(err);
-        continue;
-      }
-      p.sent = true;
-      resent++;
-      link.send(p.frame);
+      if (this.sendPending(p, link)) resent++;
     }
     if (resent) this.opts.log?.(`sent ${resent} call(s) held while disconnected`);
+  }
+
+  /**
+   * Sends a pending call (again, after a resume). One queued before this end knew the other's limit, and over
+   * it, fails instead: it would only get the socket closed.
+   * @returns whether it went out
+   */
+  private sendPending(p: Pending, link: Link): boolean {
+    if (!p.sent) this.queued--;
+    if (p.frame.byteLength > this.maxFrameBytes) {
+      this.settle(p);
+      p.reject(tooBig(p.proc.name, p.frame, this.maxFrameBytes));
+      return false;
+    }
+    p.sent = true;
+    link.send(p.frame);
+    return true;
   }
 
   /** The socket is backpressured: hold new calls until `release`. */
@@ -291,15 +298,7 @@ export class Peer {
     for (const p of [...this.pending.values()]) {
       if (this.held) break; // Pushed back again: wait for the next drain.
       if (p.sent || p.id < this.heldBelow) continue;
-      this.queued--;
-      if (p.frame.byteLength > this.maxFrameBytes) {
-        // Queued before this end knew the limit: it would only get the socket closed.
-        this.settle(p);
-        p.reject(tooBig(p.proc.name, p.frame, this.maxFrameBytes));
-        continue;
-      }
-      p.sent = true;
-      link.send(p.frame);
+      this.sendPending(p, link);
     }
   }
 
