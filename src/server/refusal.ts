@@ -42,7 +42,8 @@ export async function refusalOf(reason: unknown): Promise<Refusal> {
  */
 export const MAX_REFUSING = 1024;
 
-const STATUSES: Record<string, number> = { UNAUTHORIZED: 401, FORBIDDEN: 403, RATE_LIMITED: 429, UNAVAILABLE: 503 };
+/** The other way round: the status that goes with each code. */
+const STATUSES: Record<string, number> = Object.fromEntries(Object.entries(CODES).map(([status, code]) => [code, Number(status)]));
 
 /** @returns the refusal as an HTTP response, for when no socket can be spared to carry it */
 export function refusalResponse(refusal: Refusal): Response {
