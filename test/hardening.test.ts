@@ -134,3 +134,36 @@ test("topics: per-connection count and name length are capped with LIMIT; 20,000
   expect(srv.chatter.filter((c) => c.isSubscribed("t0"))).toEqual([]);
   conn.subscribe("one-more");
 });
+
+test("the new frames and fields from a hostile client, on Bun and on Node: a protocol error, or a fresh id", async () => {
+  const { createServer: createHttpServer } = await import("node:http");
+  const { attach } = await import("../src/node.ts");
+  const { createServer } = await import("../src/index.ts");
+  srv = startServer({ onError: () => {} });
+  const chatter = createServer({ onError: () => {} });
+  const http = createHttpServer();
+  const attachment = attach(chatter, http);
+  await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
+  const urls = { bun: srv.url, node: `ws://127.0.0.1:${(http.address() as { port: number }).port}` };
+  try {
+    for (const [runtime, url] of Object.entries(urls)) {
+      // A REFUSED frame is the server's to send: as a first frame, and after the handshake.
+      const first = await rawSocket(url, false);
+      first.send([FrameType.Refused, { code: "UNAUTHORIZED", message: "from a client" }]);
+      expect([runtime, (await first.closed).code]).toEqual([runtime, 1002]);
+      const later = await rawSocket(url);
+      later.send([FrameType.Refused, { code: "X", message: "y" }]);
+      expect([runtime, (await later.closed).code]).toEqual([runtime, 1002]);
+      // A client key of the wrong type is malformed; a string that proves nothing earns a fresh id.
+      const typed = await rawSocket(url, false);
+      typed.send([FrameType.Hello, 1, "raw-client", "s", null, 0, 1, { forged: true }] as never);
+      expect([runtime, (await typed.closed).code]).toEqual([runtime, 1002]);
+      const forged = await rawSocket(url, true, { clientId: "victim", clientKey: "k".repeat(4000) });
+      expect([runtime, forged.clientId === "victim"]).toEqual([runtime, false]);
+      forged.ws.close();
+    }
+  } finally {
+    await attachment.close({ timeout: 0 });
+    http.close();
+  }
+});
