@@ -175,7 +175,7 @@ export class ServerCore<TData> {
       frames = decodeFrames(message, this.limits.maxFramesPerMessage);
     } catch (err) {
       const limit = err instanceof ChatterError && err.code === "LIMIT";
-      return this.refuse(link, limit ? CloseCode.TooBig : CloseCode.ProtocolError, describeThrown(err).replace(/^\[chatter\] /, ""));
+      return this.refuse(link, limit ? CloseCode.TooBig : CloseCode.ProtocolError, describeThrown(err));
     }
     if (this.overRate(link, frames.length)) {
       // Only this socket goes: the session parks and may resume, its calls in flight intact.
@@ -221,7 +221,7 @@ export class ServerCore<TData> {
 
   /** Closes a socket that broke the protocol, with a reason naming what; its session ends. */
   protocolError(link: SocketLink | null, why: string): void {
-    if (link) this.refuse(link, CloseCode.ProtocolError, why.replace(/^\[chatter\] /, ""));
+    if (link) this.refuse(link, CloseCode.ProtocolError, why);
   }
 
   private refuse(link: SocketLink, code: number, reason: string): void {

@@ -4,7 +4,7 @@
  * accepted, told why in a REFUSED frame, and closed with a code that says
  * the same (PROTOCOL.md, "REFUSED").
  */
-import { ChatterError, describeThrown } from "../errors.ts";
+import { ChatterError } from "../errors.ts";
 import { CloseCode, type Refusal } from "../wire/frames.ts";
 
 /** Something `getConnectionData` threw: it refuses the connection, as a `Response` does. */
@@ -21,7 +21,7 @@ const CODES: Record<number, string> = { 401: "UNAUTHORIZED", 403: "FORBIDDEN", 4
  * @returns the refusal, as the REFUSED frame carries it
  */
 export async function refusalOf(reason: unknown): Promise<Refusal> {
-  if (reason instanceof ChatterError) return { code: String(reason.code), message: describeThrown(reason).replace(/^\[chatter\] /, "") };
+  if (reason instanceof ChatterError) return { code: String(reason.code), message: reason.message };
   if (reason instanceof Refused) return refusalOf(reason.reason);
   if (!(reason instanceof Response))
     return { code: "UNAUTHORIZED", message: "the server refused the connection (getConnectionData threw)" };
