@@ -2,7 +2,7 @@ import { afterEach, describe, expect, jest, spyOn, test } from "bun:test";
 import { backoffDelay } from "../src/client/state.ts";
 import { ConnectionState, createClient } from "../src/index.ts";
 import { decodeFrames, encodeFrame, FrameType } from "../src/wire/frames.ts";
-import { startServer, type TestServer, waitFor, waitForState, withFakeTimers } from "./helpers.ts";
+import { exitWithin, startServer, type TestServer, waitFor, waitForState, withFakeTimers } from "./helpers.ts";
 import { ADD, ECHO, SLOW } from "./procs.ts";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
@@ -173,11 +173,14 @@ describe("reconnect", () => {
 
   test("reconnect: false stays disconnected", async () => {
     srv = startServer();
-    const client = await srv.client({ reconnect: false });
-    srv.chatter.find(() => true)?.close(1011, "bye");
-    await waitForState(client, ConnectionState.Disconnected);
-    await Bun.sleep(100);
-    expect(client.state).toBe(ConnectionState.Disconnected);
+    await withFakeTimers(async () => {
+      const client = await srv.client({ reconnect: false });
+      srv.chatter.find(() => true)?.close(1011, "bye");
+      await waitForState(client, ConnectionState.Disconnected);
+      // Any reconnect timer would fire in this minute and start connecting at once.
+      jest.advanceTimersByTime(60_000);
+      expect(client.state).toBe(ConnectionState.Disconnected);
+    });
   });
 
   test("backoff grows exponentially, is capped, and is jittered", () => {
@@ -195,14 +198,17 @@ describe("reconnect", () => {
     g.window = new EventTarget();
     try {
       srv = startServer();
-      const client = await srv.client({ reconnect: { minDelay: 60_000, maxDelay: 60_000 } });
-      const start = restart(srv);
-      await waitForState(client, ConnectionState.Disconnected);
-      start();
-      await Bun.sleep(50);
-      expect(client.state).toBe(ConnectionState.Disconnected);
-      g.window.dispatchEvent(new Event("online"));
-      await waitForState(client, ConnectionState.Connected, 2000);
+      await withFakeTimers(async () => {
+        const client = await srv.client({ reconnect: { minDelay: 60_000, maxDelay: 60_000 } });
+        const start = restart(srv);
+        await waitForState(client, ConnectionState.Disconnected);
+        start();
+        // The jittered backoff is at least 30 s: short of that, the server being back changes nothing.
+        jest.advanceTimersByTime(29_000);
+        expect(client.state).toBe(ConnectionState.Disconnected);
+        g.window?.dispatchEvent(new Event("online"));
+        await waitForState(client, ConnectionState.Connected, 2000);
+      });
     } finally {
       delete g.window;
     }
@@ -312,8 +318,7 @@ test("close() cancels every timer, so the process can exit", async () => {
     console.log("closed");
   `;
   const proc = Bun.spawn([process.execPath, "-e", script], { stdout: "pipe" });
-  const exited = await Promise.race([proc.exited, Bun.sleep(5000).then(() => "hung")]);
-  if (exited === "hung") proc.kill();
+  const exited = await exitWithin(proc, 5000);
   expect(exited).toBe(0);
   expect(await new Response(proc.stdout).text()).toBe("closed\n");
 });

@@ -50,14 +50,48 @@ export async function withFakeTimers(fn: () => Promise<void>): Promise<void> {
   }
 }
 
-/** Resolves when `check` holds; fails after `ms` of real time. */
+/** Resolves when `check` holds (it may be async, and is asked again until it does); fails after `ms` of real time. */
 export async function waitFor(check: () => unknown, ms = 3000, what = "condition"): Promise<void> {
   const deadline = Bun.nanoseconds() + ms * 1e6;
-  while (!check()) {
+  while (!(await check())) {
     if (Bun.nanoseconds() > deadline) throw new Error(`timed out waiting for ${what}`);
-    // Under fake timers Bun.sleep never wakes, but setImmediate still lets socket I/O run.
-    await (fakeTime ? new Promise((r) => setImmediate(r)) : Bun.sleep(5));
+    // The one poll interval in the tests. Under fake timers Bun.sleep never wakes, but setImmediate still lets socket I/O run.
+    await (fakeTime ? nextTurn() : Bun.sleep(5));
   }
+}
+
+/** One turn of the event loop: lets work queued for a later task run. It waits for no amount of time. */
+export function nextTurn(): Promise<void> {
+  return new Promise((resolve) => setImmediate(resolve));
+}
+
+/**
+ * Holds handlers until the test lets them go, so a call is surely running, or surely finished, when the test
+ * acts. A handler awaits `wait()`; `entered` resolves once one has; `release()` lets every held and later one on.
+ */
+export function hold() {
+  const entered = Promise.withResolvers<void>();
+  const released = Promise.withResolvers<void>();
+  return {
+    entered: entered.promise,
+    wait(): Promise<void> {
+      entered.resolve();
+      return released.promise;
+    },
+    release: () => released.resolve(),
+  };
+}
+
+/** Waits for a process to exit, and kills it if it has not after `ms`. @returns its exit code, or "hung" */
+export async function exitWithin(proc: { exited: Promise<number>; kill(): void }, ms: number): Promise<number | "hung"> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const hung = new Promise<"hung">((resolve) => {
+    timer = setTimeout(() => resolve("hung"), ms);
+  });
+  const code = await Promise.race([proc.exited, hung]);
+  clearTimeout(timer);
+  if (code === "hung") proc.kill();
+  return code;
 }
 
 export function waitForState(client: ChatterClient, state: ConnectionState, ms = 3000): Promise<void> {
@@ -88,9 +122,16 @@ export async function rawSocket(url: string, hello = true, claim: { clientId?: s
     send(frame: Frame | Uint8Array | string) {
       ws.send(typeof frame === "string" || frame instanceof Uint8Array ? frame : encodeFrame(frame));
     },
-    /** The next frame of a type, waiting for it. */
+    /** The next frame of a type, waiting for it; fails at once if the socket closes first. */
     async next(type: number): Promise<Frame> {
-      await waitFor(() => inbox.some((f) => f[0] === type), 3000, `frame type ${type}`);
+      await waitFor(
+        () => {
+          if (inbox.some((f) => f[0] === type)) return true;
+          if (ws.readyState === WebSocket.CLOSED) throw new Error(`socket closed before a frame of type ${type} came`);
+        },
+        3000,
+        `frame type ${type}`,
+      );
       const i = inbox.findIndex((f) => f[0] === type);
       return inbox.splice(i, 1)[0] as Frame;
     },

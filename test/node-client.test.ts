@@ -1,7 +1,7 @@
 /** The client on real Node 20 with `ws`, where a socket closed while still connecting emits an 'error' that must not crash. */
 import { afterAll, expect, test } from "bun:test";
 import { build } from "esbuild";
-import { waitFor } from "./helpers.ts";
+import { exitWithin, waitFor } from "./helpers.ts";
 
 const ROOT = `${import.meta.dir}/..`;
 const BUNDLE = `${ROOT}/test-artifacts/node-client/chatter.mjs`;
@@ -49,8 +49,7 @@ test("a Node 20 client lives through connect timeouts on a server that never ans
   const aliveAfterTimeouts = node.exitCode === null;
   node.stdin.write("close\n");
   await node.stdin.end();
-  const exited = await Promise.race([node.exited, Bun.sleep(5000).then(() => "hung")]);
-  if (exited === "hung") node.kill();
+  const exited = await exitWithin(node, 5000);
   const stderr = await new Response(node.stderr).text();
   expect(aliveAfterTimeouts, stderr).toBe(true);
   expect(exited, stderr).toBe(0);

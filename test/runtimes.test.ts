@@ -1,7 +1,7 @@
 /** The client outside Bun: real Node 20 with `ws`, against a real Bun server. */
 import { afterAll, expect, test } from "bun:test";
 import { build } from "esbuild";
-import { startServer } from "./helpers.ts";
+import { exitWithin, startServer, waitFor } from "./helpers.ts";
 import { ADD, ECHO } from "./procs.ts";
 
 const srv = startServer();
@@ -21,12 +21,10 @@ test("a Node 20 client (WebSocket from ws) calls, is called, and exits after clo
   const echoed: unknown[] = [];
   const node = Bun.spawn(["node", `${import.meta.dir}/fixtures/node-client.mjs`, srv.url], { stdout: "pipe", stderr: "pipe" });
   // Once it is connected, call it from the server.
-  const deadline = Date.now() + 5000;
-  while (srv.chatter.connections.size === 0 && Date.now() < deadline) await Bun.sleep(5);
+  await waitFor(() => srv.chatter.connections.size > 0 || node.exitCode !== null, 5000, "the Node client to connect");
   const conn = srv.chatter.find(() => true);
   echoed.push(await conn?.call(ECHO, "from bun"));
-  const exited = await Promise.race([node.exited, Bun.sleep(10_000).then(() => "hung")]);
-  if (exited === "hung") node.kill();
+  const exited = await exitWithin(node, 10_000);
   const out = await new Response(node.stdout).text();
   expect(exited, await new Response(node.stderr).text()).toBe(0);
   const result = JSON.parse(out);
