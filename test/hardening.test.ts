@@ -8,7 +8,7 @@ import { Packr } from "msgpackr";
 import { z } from "zod";
 import { createProc, type ServerConnection } from "../src/index.ts";
 import { encodeFrame, type Frame, FrameType, joinFrames } from "../src/wire/frames.ts";
-import { rawSocket, startServer, type TestServer, waitFor } from "./helpers.ts";
+import { nextTurn, rawSocket, startServer, type TestServer, waitFor } from "./helpers.ts";
 import { ADD } from "./procs.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: each test picks its own connection data type
@@ -70,7 +70,7 @@ test("a handler that throws a value String() cannot convert is answered HANDLER_
     srv.chatter.on(ADD, ({ a, b }) => a + b);
     srv.chatter.on(THROWS, async (how) => {
       if (how === "sync") throw Object.create(null);
-      await Bun.sleep(1);
+      await nextTurn();
       throw Object.create(null);
     });
     srv.chatter.on(NUMBERS, () => {
@@ -106,11 +106,14 @@ test("a logged broadcast that excluded a session does not keep the ended session
   })();
   leaver.close();
   await waitFor(() => srv.chatter.connections.size === 1, 3000, "the session to end");
-  for (let i = 0; i < 20 && weak.deref(); i++) {
-    Bun.gc(true);
-    await Bun.sleep(10);
-  }
-  expect(weak.deref()).toBeUndefined();
+  await waitFor(
+    () => {
+      Bun.gc(true);
+      return weak.deref() === undefined;
+    },
+    3000,
+    "the ended session to be collected",
+  );
   expect(keeper.isConnected).toBe(true);
 });
 

@@ -8,7 +8,7 @@ import type { CallContext } from "../src/engine/context.ts";
 import type { Middleware } from "../src/engine/middleware.ts";
 import { type ChatterClient, ChatterError, createProc, type ServerConnection } from "../src/index.ts";
 import { FrameType } from "../src/wire/frames.ts";
-import { rawSocket, startServer, type TestServer, waitFor } from "./helpers.ts";
+import { nextTurn, rawSocket, startServer, type TestServer, waitFor } from "./helpers.ts";
 import { ADD, ECHO, NOTE, SLOW } from "./procs.ts";
 
 let srv: TestServer<unknown>;
@@ -93,7 +93,7 @@ describe("server middleware", () => {
     hook(srv, { middleware: [async (_i, _c, _x, next) => next(), (_i, _c, _x, next) => next()] });
     srv.chatter.on(ADD, async ({ a }) => {
       if (a === 0) throw new ChatterError("FORBIDDEN", "sync path");
-      await Bun.sleep(1);
+      await nextTurn();
       throw new ChatterError("FORBIDDEN", "async path");
     });
     const client = await srv.client();

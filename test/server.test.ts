@@ -54,13 +54,17 @@ describe("server.on and calls", () => {
 
   test("many calls in flight all resolve to their own results", async () => {
     srv = startServer();
+    const answers: (() => void)[] = [];
     srv.chatter.on(ADD, async ({ a, b }) => {
-      await Bun.sleep(Math.random() * 5);
+      await new Promise<void>((resolve) => answers.push(resolve));
       return a + b;
     });
     const client = await srv.client();
-    const results = await Promise.all(Array.from({ length: 500 }, (_, i) => client.call(ADD, { a: i, b: 1 })));
-    expect(results).toEqual(Array.from({ length: 500 }, (_, i) => i + 1));
+    const calls = Promise.all(Array.from({ length: 500 }, (_, i) => client.call(ADD, { a: i, b: 1 })));
+    await waitFor(() => answers.length === 500, 3000, "all 500 handlers to run");
+    // Answered last call first, so no answer can match its call by order.
+    for (const answer of answers.reverse()) answer();
+    expect(await calls).toEqual(Array.from({ length: 500 }, (_, i) => i + 1));
   });
 });
 
