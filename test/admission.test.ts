@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { type ConnectionInfo, ConnectionState, createClient } from "../src/index.ts";
 import { FrameType, PROTOCOL_VERSION } from "../src/wire/frames.ts";
-import { rawSocket, startServer, type TestServer, upgradeStatus, waitFor } from "./helpers.ts";
+import { hold, rawSocket, startServer, type TestServer, upgradeStatus, waitFor } from "./helpers.ts";
 import { ADD, ECHO, SLOW } from "./procs.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: each test picks its own connection data type
@@ -101,8 +101,9 @@ describe("limits", () => {
 describe("close()", () => {
   test("waits for running handlers, then closes every socket with 1001 and refuses new ones", async () => {
     srv = startServer();
-    srv.chatter.on(SLOW, async (ms) => {
-      await Bun.sleep(ms);
+    const slow = hold();
+    srv.chatter.on(SLOW, async () => {
+      await slow.wait();
       return "finished";
     });
     const client = await srv.client({ reconnect: false });
@@ -115,10 +116,11 @@ describe("close()", () => {
         close(code, reason);
       };
     });
-    const call = client.call(SLOW, 80);
-    await Bun.sleep(10);
+    const call = client.call(SLOW, 0);
+    await slow.entered;
     const closing = srv.chatter.close({ timeout: 2000 });
     expect(await upgradeStatus(srv.url)).toBe("UNAVAILABLE");
+    slow.release();
     expect(await call).toBe("finished");
     await closing;
     expect(codes).toEqual([1001]);
@@ -127,13 +129,14 @@ describe("close()", () => {
 
   test("gives up waiting at the deadline", async () => {
     srv = startServer();
-    srv.chatter.on(SLOW, async (ms) => {
-      await Bun.sleep(ms);
+    const slow = hold(); // never released: the handler outlives close's deadline
+    srv.chatter.on(SLOW, async () => {
+      await slow.wait();
       return "finished";
     });
     const client = await srv.client({ reconnect: false });
-    const call = client.call(SLOW, 1500).catch((e) => e.code);
-    await Bun.sleep(10);
+    const call = client.call(SLOW, 0).catch((e) => e.code);
+    await slow.entered;
     const started = Date.now();
     await srv.chatter.close({ timeout: 50 });
     expect(Date.now() - started).toBeLessThan(1000);

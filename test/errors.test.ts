@@ -3,7 +3,7 @@ import { z } from "zod";
 import { ChatterError, ConnectionState, createProc, type ServerConnection } from "../src/index.ts";
 import { encode } from "../src/wire/codec.ts";
 import { FrameType } from "../src/wire/frames.ts";
-import { rawSocket, startServer, type TestServer, waitFor } from "./helpers.ts";
+import { hold, rawSocket, startServer, type TestServer, waitFor } from "./helpers.ts";
 import { ADD, ECHO, GREET, SLOW } from "./procs.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: each test picks its own connection data type
@@ -103,23 +103,25 @@ describe("NOT_IMPLEMENTED", () => {
 describe("TIMEOUT", () => {
   test("gives the procedure and the milliseconds; the late result is ignored", async () => {
     srv = startServer();
-    srv.chatter.on(SLOW, async (ms) => {
-      await Bun.sleep(ms);
+    const slow = hold();
+    srv.chatter.on(SLOW, async () => {
+      await slow.wait();
       return "late";
     });
     const client = await srv.client();
-    await expect(client.call(SLOW, 200, { timeout: 30 })).rejects.toMatchObject({
+    await expect(client.call(SLOW, 0, { timeout: 30 })).rejects.toMatchObject({
       code: "TIMEOUT",
       message: 'call to "slow" timed out after 30 ms',
     });
-    // The connection is still healthy afterwards.
+    // The late result comes first and is dropped; the connection is still healthy afterwards.
+    slow.release();
     expect(await client.call(SLOW, 1)).toBe("late");
   });
 
   test("the proc's own timeout applies when the call sets none", async () => {
     const QUICK = createProc({ name: "quick", timeout: 25 });
     srv = startServer();
-    srv.chatter.on(QUICK, () => Bun.sleep(200));
+    srv.chatter.on(QUICK, () => new Promise(() => {})); // never answers
     const client = await srv.client();
     await expect(client.call(QUICK)).rejects.toMatchObject({ code: "TIMEOUT", message: expect.stringContaining("25 ms") });
   });
@@ -150,15 +152,21 @@ describe("ABORTED", () => {
   test("aborting the signal rejects at once and cancels the remote handler", async () => {
     srv = startServer();
     let handlerSaw = false;
-    srv.chatter.on(SLOW, async (ms, _c, ctx) => {
-      await Bun.sleep(ms);
-      handlerSaw = ctx.signal.aborted;
-      return "x";
+    const running = Promise.withResolvers<void>();
+    srv.chatter.on(SLOW, (_ms, _c, ctx) => {
+      running.resolve();
+      // Answers only once its signal aborts.
+      return new Promise<string>((resolve) =>
+        ctx.signal.addEventListener("abort", () => {
+          handlerSaw = ctx.signal.aborted;
+          resolve("x");
+        }),
+      );
     });
     const client = await srv.client();
     const ac = new AbortController();
     const p = client.call(SLOW, 50, { signal: ac.signal });
-    await Bun.sleep(5);
+    await running.promise;
     ac.abort(new Error("user left"));
     await expect(p).rejects.toMatchObject({ code: "ABORTED", message: 'call to "slow" was aborted: user left' });
     await waitFor(() => handlerSaw, 1000, "handler to see the abort");
@@ -210,13 +218,14 @@ describe("HANDLER_ERROR", () => {
 describe("DISCONNECTED", () => {
   test("in-flight calls fail when the connection drops, saying they may have run", async () => {
     srv = startServer();
-    srv.chatter.on(SLOW, async (ms) => {
-      await Bun.sleep(ms);
+    const slow = hold(); // never released: the handler is still running when the socket drops
+    srv.chatter.on(SLOW, async () => {
+      await slow.wait();
       return "x";
     });
     const client = await srv.client();
     const p = client.call(SLOW, 500);
-    await Bun.sleep(20);
+    await slow.entered;
     connOf(client).close(1011, "test drop"); // ends the session: no resume
     await expect(p).rejects.toMatchObject({ code: "DISCONNECTED", message: expect.stringContaining("may or may not have run") });
   });
@@ -224,9 +233,10 @@ describe("DISCONNECTED", () => {
   test("server-to-client calls fail when the client goes away", async () => {
     srv = startServer();
     const client = await srv.client();
-    client.on(ECHO, () => new Promise(() => {}));
+    const stuck = hold(); // never released
+    client.on(ECHO, () => stuck.wait());
     const p = connOf(client).call(ECHO, 1);
-    await Bun.sleep(20);
+    await stuck.entered;
     client.close();
     await expect(p).rejects.toMatchObject({ code: "DISCONNECTED" });
   });

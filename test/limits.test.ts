@@ -5,7 +5,7 @@ import { z } from "zod";
 import { createProc, type ServerConnection } from "../src/index.ts";
 import { RateLimiter } from "../src/server/rate-limit.ts";
 import { encodeFrame, FrameType, PROTOCOL_VERSION } from "../src/wire/frames.ts";
-import { startServer, type TestServer, upgradeStatus, waitFor } from "./helpers.ts";
+import { hold, startServer, type TestServer, upgradeStatus, waitFor } from "./helpers.ts";
 import { ECHO, SLOW } from "./procs.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: each test picks its own connection data type
@@ -29,7 +29,7 @@ async function stalledClient(url: string) {
   await new Promise((r) => sock.once("data", r));
   // One masked binary frame: the HELLO.
   sock.write(maskedFrame(encodeFrame([FrameType.Hello, PROTOCOL_VERSION, "stalled", "stalled-session", null, 0, 1])));
-  await new Promise((r) => setTimeout(r, 50));
+  await new Promise((r) => sock.once("data", r)); // the WELCOME
   sock.pause();
   return sock;
 }
@@ -83,7 +83,7 @@ describe("slow consumers", () => {
     const codes = watchCloses(conn);
     const big = new Uint8Array(256 * 1024);
     const calls = Array.from({ length: 100 }, () => conn.call(BLOB, big, { timeout: 0 }).catch((e) => e.code));
-    await Bun.sleep(200);
+    await waitFor(() => conn.socket!.getBufferedAmount() > 0, 3000, "the socket to push back");
     // Some went out until the socket pushed back; the rest are held, and the buffer stays bounded.
     expect(codes).toEqual([]);
     expect(conn.socket!.getBufferedAmount()).toBeLessThan(2 * 1024 * 1024);
@@ -99,12 +99,14 @@ describe("slow consumers", () => {
     await waitFor(() => srv.chatter.connections.size === 1);
     const stalled = [...srv.chatter.connections][0] as ServerConnection<unknown>;
     const fast = await srv.client();
-    fast.on(BLOB, () => {});
+    let received = 0;
+    fast.on(BLOB, () => void received++);
     const codes = watchCloses(stalled);
     const big = new Uint8Array(256 * 1024);
-    for (let i = 0; i < 200 && codes.length === 0; i++) {
+    for (let i = 1; i <= 200 && codes.length === 0; i++) {
       srv.chatter.broadcast("firehose", BLOB, big);
-      await Bun.sleep(1);
+      // The healthy subscriber keeps up: the next broadcast waits until it has this one.
+      await waitFor(() => received === i || codes.length > 0, 3000, `broadcast ${i} to reach the healthy subscriber`);
     }
     await waitFor(() => codes.length > 0, 5000, "the slow consumer to be closed");
     expect(codes[0]?.code).toBe(4003);
@@ -117,12 +119,16 @@ describe("slow consumers", () => {
 describe("server limits", () => {
   test("maxConcurrentCalls refuses extra calls with LIMIT instead of queueing them", async () => {
     srv = startServer({ maxConcurrentCalls: 2 });
-    srv.chatter.on(SLOW, async (ms) => {
-      await Bun.sleep(ms);
+    const slow = hold();
+    srv.chatter.on(SLOW, async () => {
+      await slow.wait();
       return "ok";
     });
     const client = await srv.client();
-    const calls = [client.call(SLOW, 50), client.call(SLOW, 50), client.call(SLOW, 50)];
+    const calls = [client.call(SLOW, 0), client.call(SLOW, 0), client.call(SLOW, 0)];
+    // The third is refused while the first two are still running.
+    await calls[2]?.catch(() => {});
+    slow.release();
     const [a, b, c] = await Promise.allSettled(calls);
     expect(a).toEqual({ status: "fulfilled", value: "ok" });
     expect(b).toEqual({ status: "fulfilled", value: "ok" });
