@@ -2,7 +2,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { ConnectionState, type ServerConnection } from "../src/index.ts";
 import { CloseCode, FrameType, PROTOCOL_VERSION } from "../src/wire/frames.ts";
-import { rawSocket, recorder, startServer, type TestServer, waitFor, waitForState } from "./helpers.ts";
+import { hold, rawSocket, recorder, startServer, type TestServer, waitFor, waitForState } from "./helpers.ts";
 import { ECHO, NOTE, SLOW, WHOAMI } from "./procs.ts";
 import { tcpProxy } from "./proxy.ts";
 
@@ -96,7 +96,8 @@ describe("resume", () => {
     second.send([FrameType.Hello, PROTOCOL_VERSION, "c", sessionId as string, token as string, 0, 1]);
     expect((await second.next(FrameType.Welcome))[3]).toBe(true);
     expect((await first.closed).code).toBe(CloseCode.Replaced);
-    await Bun.sleep(20);
+    // Bun counts a socket out only after its close handler ran: the late close has been handled.
+    await waitFor(() => srv.bun.pendingWebSockets === 1, 3000, "the server to handle the old socket's close");
     expect(closes).toBe(0);
     expect(only().isConnected).toBe(true);
     second.send([FrameType.Ping, 0]);
@@ -106,16 +107,17 @@ describe("resume", () => {
   test("past the resume window the session ends; the client gets a fresh one and a reset signal", async () => {
     const closes: number[] = [];
     srv = startServer({ resumeWindow: 50, onClose: (_c, code) => void closes.push(code) });
-    srv.chatter.on(SLOW, async (ms) => {
-      await Bun.sleep(ms);
+    const slow = hold(); // never released: the call is in flight when the session ends
+    srv.chatter.on(SLOW, async () => {
+      await slow.wait();
       return "done";
     });
     const client = await viaProxy();
     let resets = 0;
     client.onReset(() => void resets++);
     const oldSession = client.sessionId;
-    const inFlight = client.call(SLOW, 2000).catch((e) => e);
-    await Bun.sleep(20);
+    const inFlight = client.call(SLOW, 0).catch((e) => e);
+    await slow.entered;
     const up = await outage(client);
     await waitFor(() => closes.length === 1, 2000, "session to end");
     up();
@@ -141,16 +143,20 @@ describe("exactly once", () => {
   test("a call in flight when the socket drops stays pending, runs once, and answers once", async () => {
     srv = startServer();
     let runs = 0;
-    srv.chatter.on(SLOW, async (ms) => {
+    const slow = hold();
+    const finished = Promise.withResolvers<void>();
+    srv.chatter.on(SLOW, async () => {
       runs++;
-      await Bun.sleep(ms);
+      await slow.wait();
+      finished.resolve();
       return "finished";
     });
     const client = await viaProxy();
-    const call = client.call(SLOW, 100);
-    await waitFor(() => runs === 1);
+    const call = client.call(SLOW, 0);
+    await slow.entered;
     const up = await outage(client);
-    await Bun.sleep(150); // the handler finishes while the client is away
+    slow.release();
+    await finished.promise; // the handler finishes while the client is away
     up();
     expect(await call).toBe("finished");
     expect(runs).toBe(1);
@@ -167,8 +173,7 @@ describe("exactly once", () => {
     const conn = only();
     const up = await outage(client);
     const call = conn.call(ECHO, "while away");
-    await Bun.sleep(20);
-    expect(runs).toBe(0);
+    expect(runs).toBe(0); // the network is down: nothing can reach the client before up()
     up();
     expect(await call).toBe("while away");
     expect(runs).toBe(1);
@@ -261,9 +266,10 @@ describe("missed broadcasts", () => {
   test("a session that only makes calls resumes however much the log has dropped; its call in flight settles once", async () => {
     srv = startServer({ replay: { maxMessages: 3 } });
     let runs = 0;
-    srv.chatter.on(SLOW, async (ms) => {
+    const slow = hold();
+    srv.chatter.on(SLOW, async () => {
       runs++;
-      await Bun.sleep(ms);
+      await slow.wait();
       return "done";
     });
     const client = await viaProxy();
@@ -271,12 +277,14 @@ describe("missed broadcasts", () => {
     srv.chatter.find((c) => c.clientId === busy.clientId)?.subscribe("busy");
     let resets = 0;
     client.onReset(() => void resets++);
-    const pending = client.call(SLOW, 100);
+    const pending = client.call(SLOW, 0);
+    await slow.entered;
     const up = await outage(client);
     for (let i = 0; i < 20; i++) srv.chatter.broadcast("busy", NOTE, `busy ${i}`);
     up();
     await waitForState(client, ConnectionState.Connected);
     expect(client.resumed).toBe(true);
+    slow.release(); // it answers after the resume
     expect(await pending).toBe("done");
     expect(runs).toBe(1);
     expect(resets).toBe(0);
