@@ -56,7 +56,10 @@ describe("client ids", () => {
       await waitFor(() => [...srv.chatter.connections].some((c) => !c.isConnected), 3000, "the victim to be parked");
       const impostor = await rawSocket(srv.url, true, { clientId: v.clientId });
       const answer = srv.chatter.callClient(v.clientId, WHO, "three");
-      await Bun.sleep(50);
+      // A round trip on the impostor's socket: a CALL the server had sent it would have come before the PONG.
+      impostor.send([FrameType.Ping, 0]);
+      await impostor.next(FrameType.Pong);
+      expect(impostor.inbox.some((f) => f[0] === FrameType.Call)).toBe(false);
       proxy.refuse(false);
       expect(await answer).toBe("victim: three");
       expect(impostor.inbox.some((f) => f[0] === FrameType.Call)).toBe(false);

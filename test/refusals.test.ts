@@ -3,9 +3,9 @@
  * server accepts the socket only to say why, and the client reports it,
  * fails what waits, and retries only when retrying can help.
  */
-import { afterEach, expect, test } from "bun:test";
+import { afterEach, expect, jest, test } from "bun:test";
 import { type ChatterError, ChatterError as ChatterErrorClass, ConnectionState, createClient } from "../src/index.ts";
-import { startServer, type TestServer, waitFor, waitForState } from "./helpers.ts";
+import { startServer, type TestServer, waitFor, waitForState, withFakeTimers } from "./helpers.ts";
 import { ADD } from "./procs.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: each test picks its own connection data type
@@ -28,16 +28,20 @@ test("refused by getConnectionData: onError gets UNAUTHORIZED, waiting calls fai
       throw new Error("no session cookie");
     },
   });
-  const { client, errors } = watched({ url: srv.url });
-  const queued = client.call(ADD, { a: 1, b: 2 });
-  await expect(queued).rejects.toMatchObject({ code: "UNAUTHORIZED" });
-  expect(errors.map((e) => e.code)).toEqual(["UNAUTHORIZED"]);
-  // Its message says nothing of the server's internals.
-  expect(errors[0]?.message).not.toContain("no session cookie");
-  await Bun.sleep(300);
-  expect(attempts).toBe(1);
-  expect(client.state).toBe(ConnectionState.Disconnected);
-  client.close();
+  await withFakeTimers(async () => {
+    const { client, errors } = watched({ url: srv.url });
+    const queued = client.call(ADD, { a: 1, b: 2 });
+    await expect(queued).rejects.toMatchObject({ code: "UNAUTHORIZED" });
+    expect(errors.map((e) => e.code)).toEqual(["UNAUTHORIZED"]);
+    // Its message says nothing of the server's internals.
+    expect(errors[0]?.message).not.toContain("no session cookie");
+    await waitForState(client, ConnectionState.Disconnected);
+    // A retry timer would fire in this minute and start connecting at once.
+    jest.advanceTimersByTime(60_000);
+    expect(client.state).toBe(ConnectionState.Disconnected);
+    expect(attempts).toBe(1);
+    client.close();
+  });
 });
 
 test("a ChatterError thrown by getConnectionData reaches the client with its own code and message", async () => {
