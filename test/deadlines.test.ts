@@ -1,7 +1,7 @@
 /** The one clock behind every call timeout (src/engine/deadlines.ts), on fake time. */
 import { expect, jest, test } from "bun:test";
 import { Deadlines, type Timed } from "../src/engine/deadlines.ts";
-import { withFakeTimers } from "./helpers.ts";
+import { waitFor, withFakeTimers } from "./helpers.ts";
 
 interface Item extends Timed {
   name: string;
@@ -104,7 +104,7 @@ test("after fake timers are gone, the clock runs on real time again", async () =
   });
   // The timer armed under fake time will never fire now; a new deadline must not wait for it.
   deadlines.add(item("real"), 20);
-  await Bun.sleep(80);
+  await waitFor(() => expired.length > 0, 1000, "the real deadline to pass");
   expect(expired).toEqual(["real"]);
 });
 
@@ -114,7 +114,7 @@ test("items overdue together expire earliest first, whatever their timeout lengt
   deadlines.add(item("sooner"), 20);
   const until = performance.now() + 60;
   while (performance.now() < until); // the event loop is busy past both deadlines
-  await Bun.sleep(10);
+  await waitFor(() => expired.length === 2, 1000, "both to expire");
   expect(expired).toEqual(["sooner", "later"]);
 });
 
@@ -136,20 +136,23 @@ test("a later deadline does not push back a timer the late event loop left overd
 });
 
 test("a timeout beyond setTimeout's range waits instead of spinning", async () => {
-  const { deadlines, expired } = clock();
-  const realSetTimeout = globalThis.setTimeout;
-  let timers = 0;
-  globalThis.setTimeout = ((fn: () => void, ms?: number) => {
-    timers++;
-    return realSetTimeout(fn, ms);
-  }) as typeof setTimeout;
-  try {
-    deadlines.add(item("far"), 2 ** 40);
-    await Bun.sleep(50);
-  } finally {
-    globalThis.setTimeout = realSetTimeout;
-  }
-  expect(expired).toEqual([]);
-  expect(timers).toBe(1);
-  deadlines.clear();
+  await withFakeTimers(async () => {
+    const { deadlines, expired } = clock();
+    const fakeSetTimeout = globalThis.setTimeout;
+    let timers = 0;
+    globalThis.setTimeout = ((fn: () => void, ms?: number) => {
+      timers++;
+      return fakeSetTimeout(fn, ms);
+    }) as typeof setTimeout;
+    try {
+      deadlines.add(item("far"), 2 ** 40);
+      // Fake time overflows as real time does: a delay past setTimeout's range fires at once, and again.
+      jest.advanceTimersByTime(60_000);
+    } finally {
+      globalThis.setTimeout = fakeSetTimeout;
+    }
+    expect(expired).toEqual([]);
+    expect(timers).toBe(1);
+    deadlines.clear();
+  });
 });
