@@ -8,7 +8,7 @@ import { StrictMode, useEffect, useState } from "react";
 import { z } from "zod";
 import { type ChatterClient, ConnectionState, createClient, createProc, type ServerConnection } from "../src/index.ts";
 import { ChatterProvider, useChatter, useConnectionState, useHandler, useProc } from "../src/react.ts";
-import { startServer, type TestServer, waitFor } from "./helpers.ts";
+import { hold, startServer, type TestServer, waitFor } from "./helpers.ts";
 import { ADD, NOTE, SLOW } from "./procs.ts";
 
 // Keep Bun's own WebSocket: the client must talk to the real server, not to a DOM stand-in.
@@ -24,11 +24,13 @@ afterAll(() => GlobalRegistrator.unregister());
 
 let srv: TestServer<unknown>;
 let client: ChatterClient;
+/** SLOW answers at once when asked for 0 ms, and otherwise once the test releases this. */
+const slowCalls = hold();
 beforeAll(async () => {
   srv = startServer({ onOpen: (c) => c.subscribe("news") });
   srv.chatter.on(ADD, ({ a, b }) => a + b);
   srv.chatter.on(SLOW, async (ms) => {
-    await Bun.sleep(ms);
+    if (ms) await slowCalls.wait();
     return `slept ${ms}`;
   });
 });
@@ -162,12 +164,15 @@ describe("useProc", () => {
     }
     const view = rtl.render(wrap(<Sleeper />));
     const first = slow!.call(120);
-    const second = slow!.call(10);
+    const second = slow!.call(0);
     await second;
-    await rtl.waitFor(() => expect(view.getByTestId("slept").textContent).toBe("slept 10"));
-    await first;
-    await Bun.sleep(20);
-    expect(view.getByTestId("slept").textContent).toBe("slept 10");
+    await rtl.waitFor(() => expect(view.getByTestId("slept").textContent).toBe("slept 0"));
+    // The first answers last; act renders whatever its result set before returning.
+    slowCalls.release();
+    await rtl.act(async () => {
+      await first;
+    });
+    expect(view.getByTestId("slept").textContent).toBe("slept 0");
   });
 
   test("a call made after unmount is harmless", async () => {
