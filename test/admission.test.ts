@@ -2,6 +2,7 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { type ConnectionInfo, ConnectionState, createClient } from "../src/index.ts";
 import { FrameType, PROTOCOL_VERSION } from "../src/wire/frames.ts";
 import { hold, rawSocket, startServer, type TestServer, upgradeStatus, waitFor } from "./helpers.ts";
+import { bunSocketOf } from "./internals.ts";
 import { ADD, ECHO, SLOW } from "./procs.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: each test picks its own connection data type
@@ -108,8 +109,8 @@ describe("close()", () => {
     });
     const client = await srv.client({ reconnect: false });
     const codes: number[] = [];
-    srv.chatter.core.connections.forEach((c) => {
-      const socket = c.socket!;
+    srv.chatter.connections.forEach((c) => {
+      const socket = bunSocketOf(c)!;
       const close = socket.close.bind(socket);
       socket.close = (code?: number, reason?: string) => {
         codes.push(code ?? 0);

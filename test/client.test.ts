@@ -3,6 +3,7 @@ import { backoffDelay } from "../src/client/state.ts";
 import { ConnectionState, createClient } from "../src/index.ts";
 import { decodeFrames, encodeFrame, FrameType } from "../src/wire/frames.ts";
 import { exitWithin, startServer, type TestServer, waitFor, waitForState, withFakeTimers } from "./helpers.ts";
+import { peerOf } from "./internals.ts";
 import { ADD, ECHO, SLOW } from "./procs.ts";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
@@ -255,8 +256,9 @@ describe("keepalive", () => {
     await withFakeTimers(async () => {
       const client = await srv.client({ pingInterval: 15 });
       const conn = srv.chatter.find(() => true)!;
-      const receive = conn.peer.receive.bind(conn.peer);
-      conn.peer.receive = (f) => {
+      const peer = peerOf(conn);
+      const receive = peer.receive.bind(peer);
+      peer.receive = (f) => {
         if (f[0] === FrameType.Ping) pings++;
         receive(f);
       };

@@ -4,6 +4,7 @@ import { ChatterError, ConnectionState, createProc, type ServerConnection } from
 import { encode } from "../src/wire/codec.ts";
 import { FrameType } from "../src/wire/frames.ts";
 import { hold, rawSocket, startServer, type TestServer, waitFor } from "./helpers.ts";
+import { bunSocketOf } from "./internals.ts";
 import { ADD, ECHO, GREET, SLOW } from "./procs.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: each test picks its own connection data type
@@ -282,7 +283,7 @@ describe("PROTOCOL", () => {
     const states: string[] = [];
     client.onStateChange((s) => void states.push(s));
     const conn = connOf(client);
-    conn.socket!.send(new Uint8Array([1, 2, 3]));
+    bunSocketOf(conn)!.send(new Uint8Array([1, 2, 3]));
     await waitFor(() => states.at(-1) === ConnectionState.Connected, 3000, "reconnect");
     expect(states).toEqual([ConnectionState.Disconnected, ConnectionState.Connecting, ConnectionState.Connected]);
     expect(client.resumed).toBe(true);

@@ -8,7 +8,10 @@ import fc from "fast-check";
 import { Packr } from "msgpackr";
 import { z } from "zod";
 import { createProc } from "../src/index.ts";
-import { type ServerSocket, SocketLink } from "../src/server/socket.ts";
+import type { SocketDriver } from "../src/server/adapter.ts";
+import { type ChatterServer, createServer } from "../src/server/index.ts";
+import { hostFor } from "../src/server/registry.ts";
+import { SocketState } from "../src/server/socket-state.ts";
 import { encode } from "../src/wire/codec.ts";
 import { encodeFrame, FrameType, PROTOCOL_VERSION } from "../src/wire/frames.ts";
 import { rawSocket, startServer, waitFor } from "./helpers.ts";
@@ -16,20 +19,28 @@ import { ADD, ECHO, GREET, SLOW } from "./procs.ts";
 
 const NUMBERS = createProc({ name: "numbers", takes: z.array(z.number()), returns: z.number() });
 const THROWS = createProc({ name: "throws", takes: z.string() });
-const srv = startServer({ rateLimit: false, maxMessageBytes: 4096, resumeWindow: 1000, onError: () => {} });
-srv.chatter.on(ADD, ({ a, b }) => a + b);
-srv.chatter.on(ECHO, (x) => x);
-srv.chatter.on(GREET, ({ name }) => `hi ${name}`);
-srv.chatter.on(NUMBERS, (xs) => xs.length);
-srv.chatter.on(THROWS, async (how) => {
-  if (how === "sync") throw Object.create(null);
-  await Bun.sleep(1);
-  throw Object.create(null);
-});
-srv.chatter.on(SLOW, async (ms) => {
-  await Bun.sleep(Math.min(ms, 5));
-  return "slow";
-});
+const OPTIONS = { rateLimit: false, maxMessageBytes: 4096, resumeWindow: 1000, onError: () => {} } as const;
+const srv = startServer(OPTIONS);
+/** The same server in-process, driven through the adapter contract with a recording driver. */
+const inProcess = createServer(OPTIONS);
+
+function implement(chatter: ChatterServer<unknown>): void {
+  chatter.on(ADD, ({ a, b }) => a + b);
+  chatter.on(ECHO, (x) => x);
+  chatter.on(GREET, ({ name }) => `hi ${name}`);
+  chatter.on(NUMBERS, (xs) => xs.length);
+  chatter.on(THROWS, async (how) => {
+    if (how === "sync") throw Object.create(null);
+    await Bun.sleep(1);
+    throw Object.create(null);
+  });
+  chatter.on(SLOW, async (ms) => {
+    await Bun.sleep(Math.min(ms, 5));
+    return "slow";
+  });
+}
+implement(srv.chatter);
+implement(inProcess);
 const unhandled: unknown[] = [];
 const onUnhandled = (err: unknown) => void unhandled.push(err);
 process.on("unhandledRejection", onUnhandled);
@@ -90,30 +101,28 @@ const frames = fc.oneof(
 /** The largest message the server sent back in the in-process run: answers it builds itself stay small. */
 let largestAnswer = 0;
 
-/** A socket that records what the server does to it, for the in-process run. */
-function recordingSocket() {
-  const closes: number[] = [];
-  const socket: ServerSocket = {
-    send: (frame) => {
-      largestAnswer = Math.max(largestAnswer, frame.byteLength);
-      return 1;
-    },
-    close: (code) => void closes.push(code ?? 0),
-    subscribe() {},
-    unsubscribe() {},
-    getBufferedAmount: () => 0,
-  };
-  return { socket, closes };
-}
+/** A socket that records the close codes the server gives it. */
+type RecordingSocket = { closes: number[] };
+
+/** A driver that records what the server does to its sockets, for the in-process run. */
+const recording: SocketDriver<RecordingSocket> = {
+  send: (_socket, message) => {
+    largestAnswer = Math.max(largestAnswer, message.byteLength);
+    return "sent";
+  },
+  close: (socket, code) => void socket.closes.push(code),
+  bufferedAmount: () => 0,
+};
 
 test("100,000 random and mutated frames through the server's message path", async () => {
-  const core = srv.chatter.core;
+  const core = hostFor(inProcess, recording);
   let closed = 0;
   let answered = 0;
   fc.assert(
     fc.property(fc.boolean(), frames, (greet, frame) => {
-      const { socket, closes } = recordingSocket();
-      const link = new SocketLink("fuzz", undefined);
+      const socket: RecordingSocket = { closes: [] };
+      const closes = socket.closes;
+      const link = new SocketState("fuzz", undefined);
       core.open(link, socket);
       if (greet) core.message(link, hello);
       core.message(link, frame);

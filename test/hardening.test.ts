@@ -9,6 +9,7 @@ import { z } from "zod";
 import { createProc, type ServerConnection } from "../src/index.ts";
 import { encodeFrame, type Frame, FrameType, joinFrames } from "../src/wire/frames.ts";
 import { nextTurn, rawSocket, startServer, type TestServer, waitFor } from "./helpers.ts";
+import { peerOf } from "./internals.ts";
 import { ADD } from "./procs.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: each test picks its own connection data type
@@ -88,7 +89,7 @@ test("a handler that throws a value String() cannot convert is answered HANDLER_
     await expect(client.call(THROWS, "sync")).rejects.toMatchObject({ code: "HANDLER_ERROR" });
     await expect(client.call(THROWS, "async")).rejects.toMatchObject({ code: "HANDLER_ERROR" });
     // Nothing stays running: shutdown does not wait on a stuck call.
-    await waitFor(() => [...srv.chatter.connections].every((c) => c.peer.runningCount === 0), 1000, "no running handlers");
+    await waitFor(() => [...srv.chatter.connections].every((c) => peerOf(c).runningCount === 0), 1000, "no running handlers");
     expect(unhandled).toEqual([]);
   } finally {
     process.off("unhandledRejection", onUnhandled);

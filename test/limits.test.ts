@@ -6,6 +6,7 @@ import { createProc, type ServerConnection } from "../src/index.ts";
 import { RateLimiter } from "../src/server/rate-limit.ts";
 import { encodeFrame, FrameType, PROTOCOL_VERSION } from "../src/wire/frames.ts";
 import { hold, startServer, type TestServer, upgradeStatus, waitFor } from "./helpers.ts";
+import { bunSocketOf, peerOf } from "./internals.ts";
 import { ECHO, SLOW } from "./procs.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: each test picks its own connection data type
@@ -50,7 +51,7 @@ function maskedFrame(payload: Uint8Array): Buffer {
 /** Records the close codes the server gives a connection's socket. */
 function watchCloses(conn: ServerConnection<unknown>) {
   const codes: { code?: number; reason?: string }[] = [];
-  const socket = conn.socket!;
+  const socket = bunSocketOf(conn)!;
   const close = socket.close.bind(socket);
   socket.close = (code?: number, reason?: string) => {
     codes.push({ code, reason });
@@ -83,11 +84,11 @@ describe("slow consumers", () => {
     const codes = watchCloses(conn);
     const big = new Uint8Array(256 * 1024);
     const calls = Array.from({ length: 100 }, () => conn.call(BLOB, big, { timeout: 0 }).catch((e) => e.code));
-    await waitFor(() => conn.socket!.getBufferedAmount() > 0, 3000, "the socket to push back");
+    await waitFor(() => bunSocketOf(conn)!.getBufferedAmount() > 0, 3000, "the socket to push back");
     // Some went out until the socket pushed back; the rest are held, and the buffer stays bounded.
     expect(codes).toEqual([]);
-    expect(conn.socket!.getBufferedAmount()).toBeLessThan(2 * 1024 * 1024);
-    expect(conn.peer.pendingCount).toBe(100);
+    expect(bunSocketOf(conn)!.getBufferedAmount()).toBeLessThan(2 * 1024 * 1024);
+    expect(peerOf(conn).pendingCount).toBe(100);
     conn.close(1000, "test over");
     expect(await Promise.all(calls)).toEqual(Array(100).fill("DISCONNECTED"));
     sock.destroy();

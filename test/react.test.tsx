@@ -9,6 +9,7 @@ import { z } from "zod";
 import { type ChatterClient, ConnectionState, createClient, createProc, type ServerConnection } from "../src/index.ts";
 import { ChatterProvider, useChatter, useConnectionState, useHandler, useProc } from "../src/react.ts";
 import { hold, startServer, type TestServer, waitFor } from "./helpers.ts";
+import { dropSocket } from "./internals.ts";
 import { ADD, NOTE, SLOW } from "./procs.ts";
 
 // Keep Bun's own WebSocket: the client must talk to the real server, not to a DOM stand-in.
@@ -208,7 +209,7 @@ describe("useConnectionState", () => {
     const view = rtl.render(wrap(<Status />, true));
     expect(view.getByTestId("state").textContent).toBe("connected|false|false|0");
     // A drop the session survives.
-    conn.socket?.close(4010, "test drop");
+    dropSocket(conn, 4010, "test drop");
     await rtl.waitFor(() => expect(seen).toContain("connected resumed"));
     expect(seen).toContain(ConnectionState.Disconnected);
     // A session the server ends: the client comes back with a fresh one.

@@ -7,6 +7,7 @@ import { z } from "zod";
 import { type ChatterClient, createClient, createProc, createServer, type ServerConnection } from "../src/index.ts";
 import { limitsOf, withSeedSpellings } from "../src/server/options.ts";
 import { nextTurn, recorder, startServer, type TestServer, upgradeStatus, waitFor } from "./helpers.ts";
+import { coreOfServer } from "./internals.ts";
 import { ADD, NOTE } from "./procs.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: each test picks its own connection data type
@@ -114,7 +115,7 @@ describe("broadcasts return a promise", () => {
   test("with an async schema it resolves only after the check, once the broadcast went out", async () => {
     srv = startServer();
     const all = await members(1, () => ["all", "room"]);
-    const log = srv.chatter.core.topics.log;
+    const log = coreOfServer(srv.chatter).topics.log;
     const before = log.seq;
     const sent = srv.chatter.broadcast("room", CHECKED_NOTE, "checked");
     expect(log.seq).toBe(before); // still checking
@@ -167,10 +168,10 @@ describe("broadcasts return a promise", () => {
     const POST = createProc({ name: "post", takes: z.string(), returns: z.number() });
     srv.chatter.on(POST, async (text, conn) => {
       await conn.broadcast("room", CHECKED_NOTE, text, { includeSelf: true });
-      return srv.chatter.core.topics.log.seq;
+      return coreOfServer(srv.chatter).topics.log.seq;
     });
     const [member] = await members(1, () => ["all", "room"]);
-    const seq = srv.chatter.core.topics.log.seq;
+    const seq = coreOfServer(srv.chatter).topics.log.seq;
     expect(await member!.client.call(POST, "posted")).toBe(seq + 1);
     // The handler let the broadcast's VALIDATION error through, so the caller gets that code.
     await expect(member!.client.call(POST, "bad")).rejects.toMatchObject({ code: "VALIDATION" });

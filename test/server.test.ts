@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, test } from "bun:test";
 import { type ChatterClient, createProc, type ServerConnection } from "../src/index.ts";
 import { recorder, startServer, type TestServer, waitFor } from "./helpers.ts";
+import { coreOfServer, hostOfServer } from "./internals.ts";
 import { ADD, ECHO_TEXT, NOTE, WHOAMI } from "./procs.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: each test picks its own connection data type
@@ -74,10 +75,11 @@ describe("batching", () => {
     srv.chatter.on(ADD, ({ a, b }) => a + b);
     const client = await srv.client();
     let messages = 0;
-    const message = srv.chatter.core.message.bind(srv.chatter.core);
-    srv.chatter.core.message = (link, bytes) => {
+    const host = hostOfServer(srv.chatter);
+    const message = host.message.bind(host);
+    host.message = (ticket, bytes) => {
       messages++;
-      message(link, bytes);
+      message(ticket, bytes);
     };
     const results = await Promise.all(Array.from({ length: 100 }, (_, i) => client.call(ADD, { a: i, b: 0 })));
     expect(results).toEqual(Array.from({ length: 100 }, (_, i) => i));
@@ -89,11 +91,12 @@ describe("batching", () => {
     srv.chatter.on(ECHO_TEXT, (s) => s);
     const client = await srv.client();
     let messages = 0;
-    const message = srv.chatter.core.message.bind(srv.chatter.core);
-    srv.chatter.core.message = (link, bytes) => {
+    const host = hostOfServer(srv.chatter);
+    const message = host.message.bind(host);
+    host.message = (ticket, bytes) => {
       messages++;
       expect(bytes.length).toBeLessThanOrEqual(4096);
-      message(link, bytes);
+      message(ticket, bytes);
     };
     const text = "x".repeat(1000);
     const results = await Promise.all(Array.from({ length: 20 }, () => client.call(ECHO_TEXT, text)));
@@ -193,7 +196,7 @@ describe("topics", () => {
     const all = await clientsOn(2, () => ["all", "room"]);
     all[0]!.client.close();
     await waitFor(() => srv.chatter.connections.size === 1);
-    expect(srv.chatter.core.topics.index.get("room")?.size).toBe(1);
+    expect(coreOfServer(srv.chatter).topics.index.get("room")?.size).toBe(1);
   });
 });
 

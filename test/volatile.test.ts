@@ -9,10 +9,12 @@ import { afterEach, describe, expect, test } from "bun:test";
 import { createServer as createHttpServer } from "node:http";
 import net from "node:net";
 import { z } from "zod";
+import { peerOfClient } from "../src/client/internal.ts";
 import { type ChatterServer, ConnectionState, createProc, createServer, type Proc, type ServerConnection } from "../src/index.ts";
 import { attach } from "../src/node.ts";
 import { decodeFrames, encodeFrame, type Frame, FrameType, PROTOCOL_VERSION } from "../src/wire/frames.ts";
 import { rawSocket, recorder, startServer, type TestServer, waitFor, waitForState } from "./helpers.ts";
+import { bufferedOf, coreOfServer } from "./internals.ts";
 import { NOTE } from "./procs.ts";
 import { tcpProxy } from "./proxy.ts";
 
@@ -93,7 +95,7 @@ async function stalledClient(port: number) {
 async function fillUp(chatter: ChatterServer<unknown>, conn: ServerConnection<unknown>): Promise<number> {
   const blob = new Uint8Array(256 * 1024);
   let sent = 0;
-  while ((conn.socket?.getBufferedAmount() ?? 0) === 0) {
+  while (bufferedOf(conn) === 0) {
     if (sent > 400) throw new Error("the socket never backed up");
     chatter.broadcast("room", BULK, blob);
     sent++;
@@ -113,7 +115,7 @@ describe("volatile broadcasts", () => {
     client.on(TYPING, typing.handler);
     client.on(NOTE, notes.handler);
     const raw = await rawSocket(srv.url);
-    const log = srv.chatter.core.topics.log;
+    const log = coreOfServer(srv.chatter).topics.log;
     volatile(srv.chatter, ["room"], TYPING, "ann is typing");
     expect(log.seq).toBe(0);
     expect(log.isEmpty).toBe(true);
@@ -126,7 +128,7 @@ describe("volatile broadcasts", () => {
     await waitFor(() => typing.seen.length === 2, 3000, "both indicators");
     expect(typing.seen).toEqual(["ann is typing", "bob is typing"]);
     expect(notes.seen).toEqual(["hello"]);
-    expect((client as unknown as { peer: { lastEvent: number } }).peer.lastEvent).toBe(1);
+    expect(peerOfClient(client).lastEvent).toBe(1);
     raw.ws.close();
   });
 
@@ -179,7 +181,7 @@ async function behindIsSkipped(chatter: ChatterServer<unknown>, port: number, ur
   cleanup.push(() => healthy.ws.close());
   const stalled = await stalledClient(port);
   await waitFor(() => chatter.connections.size === 2, 3000, "both sessions");
-  expect(chatter.core.topics.publisher !== null).toBe(native);
+  expect(coreOfServer(chatter).topics.sockets.native !== null).toBe(native);
   const conn = chatter.filter((c) => c.clientId !== healthy.clientId)[0] as ServerConnection<unknown>;
   const filler = await fillUp(chatter, conn);
   volatile(chatter, ["room"], TYPING, "ann is typing");

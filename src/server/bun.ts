@@ -1,29 +1,28 @@
 /**
- * The Bun adapter: `upgrade` for `fetch`, and the `websocket` handlers.
- * Bun's ServerWebSocket already has send/close/subscribe/unsubscribe, so it
- * is the core's ServerSocket as it is, and `server.publish` fans out natively.
+ * The Bun adapter: `upgrade` for `fetch`, and the `websocket` handlers. Bun's
+ * ServerWebSocket sends, closes and counts its buffer itself, and Bun's
+ * `server.publish` is the native pub/sub the core fans broadcasts out through.
  * Docs: https://bun.sh/docs/api/websockets
  */
-import type { ServerCore } from "./core.ts";
-import type { ServerSocket, SocketLink } from "./socket.ts";
-import { upgradeUrl } from "./upgrade.ts";
-
-/**
- * What Chatter keeps on each Bun socket (`ws.data`): the core's own state for
- * it, not an API. Per-connection data lives on the connection (`conn.data`).
- */
-export type BunSocketData = SocketLink;
+import type { AdapterHost, SocketDriver, SocketTicket } from "./adapter.ts";
+import { upgradeFetch } from "./http.ts";
 
 /** The parts of Bun's `Server` that Chatter uses. */
 export interface BunServerLike {
-  upgrade(request: Request, options: { data: BunSocketData }): boolean;
+  upgrade(request: Request, options: { data: never }): boolean;
   publish(topic: string, data: Uint8Array): number;
   requestIP?(request: Request): { address: string } | null;
 }
 
 /** The parts of Bun's `ServerWebSocket` that Chatter uses. */
-export interface BunSocketLike extends ServerSocket {
-  data: BunSocketData;
+export interface BunSocketLike {
+  /** Chatter's own state for the socket: not an API. */
+  readonly data: unknown;
+  send(data: Uint8Array): number;
+  close(code?: number, reason?: string): void;
+  subscribe(topic: string): void;
+  unsubscribe(topic: string): void;
+  getBufferedAmount(): number;
 }
 
 /** The `websocket` object to pass to `Bun.serve`. */
@@ -41,46 +40,57 @@ export interface BunWebSocketHandlers {
 
 export type UpgradeResult = Response | undefined | Promise<Response | undefined>;
 
-/** @returns `upgrade` and `websocket`, bound to one server core */
-export function bunAdapter<TData>(core: ServerCore<TData>) {
+type BunDriver = SocketDriver<BunSocketLike> & { server: BunServerLike | null };
+
+/** @returns Bun's driver; its publish goes through the Bun server, first known at an upgrade */
+function bunDriver(): BunDriver {
+  const driver: BunDriver = {
+    server: null,
+    // Bun returns the bytes written, -1 when it queued the message under backpressure, 0 when it dropped it.
+    send(ws, message) {
+      const n = ws.send(message);
+      return n > 0 ? "sent" : n === -1 ? "queued" : "dropped";
+    },
+    close: (ws, code, reason) => ws.close(code, reason),
+    bufferedAmount: (ws) => ws.getBufferedAmount(),
+    native: {
+      subscribe: (ws, topic) => ws.subscribe(topic),
+      unsubscribe: (ws, topic) => ws.unsubscribe(topic),
+      // No server yet means no socket yet, so nobody to publish to.
+      publish: (topic, message) => driver.server?.publish(topic, message) !== 0,
+    },
+  };
+  return driver;
+}
+
+/**
+ * @param connect - gives the adapter its host, for a driver
+ * @returns `upgrade` and `websocket`, for `Bun.serve`
+ */
+export function bunAdapter(connect: (driver: SocketDriver<BunSocketLike>) => AdapterHost<BunSocketLike>) {
+  const driver = bunDriver();
+  const host = connect(driver);
+  const ticket = (ws: BunSocketLike) => ws.data as SocketTicket;
+
   const upgrade = (request: Request, server: BunServerLike): UpgradeResult => {
-    // The Bun server is first known here; publish needs it.
-    core.topics.publisher ??= server;
-    if (request.headers.get("upgrade")?.toLowerCase() !== "websocket") {
-      return new Response("This endpoint speaks Chatter over WebSocket", { status: 426, headers: { Upgrade: "websocket" } });
-    }
-    // Bun built the Request already; it must still pass the checks Node's goes through (a bad Host leaves its URL unparseable).
-    const url = upgradeUrl({ target: request.url, host: request.headers.get("host"), secure: request.url.startsWith("https:") });
-    if (url instanceof Response) return url;
-    const finish = (link: SocketLink | Response): Response | undefined => {
-      if (link instanceof Response) return link;
-      if (server.upgrade(request, { data: link })) return undefined;
-      return new Response("WebSocket upgrade failed", { status: 400 });
-    };
-    const link = core.admit(request, server.requestIP?.(request)?.address ?? null);
-    return link instanceof Promise ? link.then(finish) : finish(link);
+    driver.server ??= server;
+    return upgradeFetch(host as AdapterHost<unknown>, request, server.requestIP?.(request)?.address ?? null, (data) =>
+      server.upgrade(request, { data: data as never }) ? undefined : new Response("WebSocket upgrade failed", { status: 400 }),
+    );
   };
 
   const websocket: BunWebSocketHandlers = {
-    maxPayloadLength: core.maxRuntimeMessageBytes,
-    // Past this, send() drops the frame and returns 0; the core then closes the socket as a slow consumer.
-    backpressureLimit: core.maxBufferedBytes,
+    maxPayloadLength: host.maxMessageBytes,
+    // Past this, send() drops the message and returns 0; the core then closes the socket as a slow consumer.
+    backpressureLimit: host.maxBufferedBytes,
     closeOnBackpressureLimit: false,
-    // Clients ping every 30 s by default; the core closes a socket silent for idleTimeout, and Bun does too.
-    idleTimeout: Math.min(960, Math.max(0, core.limits.idleTimeout)),
+    // The core closes a socket silent for idleTimeout on every runtime; Bun's own timer (at most 960 s) agrees.
+    idleTimeout: Math.min(960, Math.max(0, host.idleTimeout)),
     perMessageDeflate: false,
-    open(ws) {
-      core.open(ws.data, ws);
-    },
-    message(ws, message) {
-      core.message(ws.data, message);
-    },
-    close(ws, code, reason) {
-      core.closed(ws.data, code, reason);
-    },
-    drain(ws) {
-      core.drained(ws.data);
-    },
+    open: (ws) => host.open(ticket(ws), ws),
+    message: (ws, message) => host.message(ticket(ws), message),
+    close: (ws, code, reason) => host.closed(ticket(ws), code, reason),
+    drain: (ws) => host.drained(ticket(ws)),
   };
 
   return { upgrade, websocket };

@@ -1,40 +1,45 @@
-/** The local server as a cluster backend sees it (see cluster.ts). */
+/** The local server as the cluster core sees it (see cluster-core.ts), kept apart so the core needs no server internals. */
 import type { StandardSchemaV1 } from "@standard-schema/spec";
-import { DEFAULT_TIMEOUT } from "../engine/peer.ts";
 import type { Proc } from "../proc.ts";
-import type { ClusterNode } from "./cluster.ts";
+import type { ClusterNode } from "./cluster-core.ts";
 import type { ServerConnection } from "./connection.ts";
 import type { ServerCore } from "./core.ts";
+import type { Session } from "./session.ts";
 
 /** Accepts anything: calls relayed for another instance were checked there, and are checked there on return. */
 const PASS: StandardSchemaV1 = { "~standard": { version: 1, vendor: "chatter", validate: (value) => ({ value }) } };
 
-/** @returns the connection of a client on this instance, a live one first */
-export function localClient<TData>(core: ServerCore<TData>, clientId: string): ServerConnection<TData> | undefined {
-  let waiting: ServerConnection<TData> | undefined;
-  for (const c of core.connections) {
-    if (c.clientId !== clientId) continue;
-    if (c.isConnected) return c;
-    waiting ??= c;
+/** @returns the session of a client on this instance, a live one first */
+function localSession(core: ServerCore, clientId: string): Session | undefined {
+  let waiting: Session | undefined;
+  for (const s of core.sessions.values()) {
+    if (s.clientId !== clientId) continue;
+    if (s.state) return s;
+    waiting ??= s;
   }
   return waiting;
 }
 
+/** @returns the connection of a client on this instance, a live one first */
+export function localClient(core: ServerCore, clientId: string): ServerConnection | undefined {
+  return localSession(core, clientId)?.connection as ServerConnection | undefined;
+}
+
 /**
  * @param core - the local server core
- * @returns the local server as a cluster backend talks to it
+ * @returns the local server as the cluster core talks to it
  */
-export function clusterNode<TData>(core: ServerCore<TData>): ClusterNode {
+export function clusterNode(core: ServerCore): ClusterNode {
   return {
     instanceId: core.instanceId,
     log: core.log,
     deliver: (b) => core.deliver(b),
     report: (err) => core.report(err),
-    callLocal(clientId, name, input, timeout) {
-      const conn = localClient(core, clientId);
-      if (!conn) return undefined;
-      const relay: Proc = { name, takes: PASS, returns: PASS, timeout: timeout || DEFAULT_TIMEOUT };
-      return conn.peer.call(relay, input);
+    callLocal(clientId, name, input, options) {
+      const session = localSession(core, clientId);
+      if (!session) return undefined;
+      const relay: Proc = { name, takes: PASS, returns: PASS, timeout: options.timeout };
+      return session.peer.call(relay, input, options);
     },
     topicCounts() {
       const counts: Record<string, number> = {};

@@ -1,13 +1,12 @@
-import { type CallOptions, Peer } from "../engine/peer.ts";
-import { check, type InputArgs, type Proc, type ResultOf } from "../proc.ts";
-import { joinFrames } from "../wire/frames.ts";
-import type { SubscriptionChange } from "./broadcast-log.ts";
-import type { ServerCore } from "./core.ts";
-import type { ServerSocket, SocketLink } from "./socket.ts";
-import type { TopicList } from "./topics.ts";
-
-/** A batch stops growing here: big enough to carry bursts, small enough to keep other work flowing. */
-const BATCH_BYTES = 64 * 1024;
+/**
+ * A client session's public face: what a server handler gets as its second
+ * argument, and what `find`, `filter` and `onOpen` hand out. Its state lives
+ * in the core's `Session` (session.ts), out of reach.
+ */
+import type { CallOptions } from "../engine/peer.ts";
+import type { InputArgs, Proc, ResultOf } from "../proc.ts";
+import { broadcastFrom } from "./broadcast.ts";
+import type { Session } from "./session.ts";
 
 /** Options of `connection.broadcast`. */
 export interface ConnectionBroadcastOptions<TData> {
@@ -22,6 +21,16 @@ export interface ConnectionBroadcastOptions<TData> {
   volatile?: boolean;
 }
 
+/** @internal a connection's session, for the core. */
+export let sessionOf: (connection: ServerConnection<unknown>) => Session;
+
+/** @internal the sessions of some connections, for a broadcast's exclusions. */
+export function sessionsOf(connections: Iterable<ServerConnection<unknown>> | undefined): Set<Session> {
+  const out = new Set<Session>();
+  for (const c of connections ?? []) out.add(sessionOf(c));
+  return out;
+}
+
 /**
  * One client session, as the server sees it. It outlives a dropped socket:
  * when the client resumes within the resume window, the same object carries
@@ -29,93 +38,34 @@ export interface ConnectionBroadcastOptions<TData> {
  * argument of every server handler.
  */
 export class ServerConnection<TData = unknown> {
-  /** What `getConnectionData` returned when this session began. */
-  readonly data: TData;
-  /** The client's persistent id. */
-  readonly clientId: string;
-  /** The session's id. */
-  readonly sessionId: string;
-  /** @internal the secret a client must show to resume this session. */
-  readonly token: string;
-  /** @internal the topics this session is subscribed to; null until the first. */
-  topics: TopicList | null = null;
-  /** @internal the newest broadcast when the session began: it needs none older on resume. */
-  readonly since: number;
-  /** @internal subscription changes, to judge which logged broadcasts it missed; null when none matter. */
-  changes: SubscriptionChange[] | null = null;
-  /** @internal */
-  changesFrom = 0;
-  /** @internal */
-  readonly peer: Peer;
-  /** @internal the socket serving this session now, if any. */
-  link: SocketLink | null = null;
-  /** @internal ends the session when the resume window passes. */
-  expiry: ReturnType<typeof setTimeout> | undefined;
-  /** @internal */
-  ended = false;
-  /** @internal the client's address when the session began (per /64 for IPv6), for the per-address limits. */
-  readonly address: string | null;
-  /** @internal set while the session waits for a resume and counts against the connection limits. */
-  parkedAt: { address: string | null } | null = null;
-  private readonly core: ServerCore<TData>;
+  static {
+    sessionOf = (connection) => connection.#session;
+  }
+  readonly #session: Session;
 
   /** @internal made by the server core when a HELLO starts a new session. */
-  constructor(core: ServerCore<TData>, clientId: string, sessionId: string, token: string, data: TData, address: string | null) {
-    this.core = core;
-    this.address = address;
-    this.clientId = clientId;
-    this.sessionId = sessionId;
-    this.token = token;
-    this.data = data;
-    this.since = core.topics.log.seq;
-    this.peer = new Peer(core.peerOptions, this);
+  constructor(session: Session) {
+    this.#session = session;
+  }
+
+  /** What `getConnectionData` returned when this session began. */
+  get data(): TData {
+    return this.#session.data as TData;
+  }
+
+  /** The client's persistent id. */
+  get clientId(): string {
+    return this.#session.clientId;
+  }
+
+  /** The session's id. */
+  get sessionId(): string {
+    return this.#session.sessionId;
   }
 
   /** Whether a socket serves this session now (false while it waits for the client to resume). */
   get isConnected(): boolean {
-    return this.link !== null;
-  }
-
-  /** @internal the live socket, or null */
-  get socket(): ServerSocket | null {
-    return this.link?.socket ?? null;
-  }
-
-  /** Frames made in this tick, sent together as one message at its end (see flush); null when none. */
-  private outbox: Uint8Array[] | null = null;
-  private outboxBytes = 0;
-
-  /**
-   * @internal queues a frame for the live socket; the frames of one tick go
-   * out as one message (PROTOCOL.md, "Framing").
-   */
-  send(frame: Uint8Array): void {
-    if (!this.link) return;
-    if (this.outboxBytes + frame.byteLength > BATCH_BYTES) this.flush();
-    if (this.outbox) this.outbox.push(frame);
-    else {
-      this.outbox = [frame];
-      queueMicrotask(() => this.flush());
-    }
-    this.outboxBytes += frame.byteLength;
-  }
-
-  /**
-   * @internal sends what is queued. Backpressure (-1: queued by the runtime)
-   * holds new outgoing calls until the socket drains; a dropped message (0)
-   * means a slow consumer.
-   */
-  flush(): void {
-    const frames = this.outbox;
-    if (!frames) return;
-    this.outbox = null;
-    const size = this.outboxBytes;
-    this.outboxBytes = 0;
-    const link = this.link;
-    if (!link) return; // Gone meanwhile: the engine resends what matters after a resume.
-    const status = link.socket.send(joinFrames(frames, size));
-    if (status === -1) this.peer.hold();
-    else if (status === 0) this.core.slowConsumer(this);
+    return this.#session.state !== null;
   }
 
   /**
@@ -126,7 +76,7 @@ export class ServerConnection<TData = unknown> {
    * @returns the client handler's result, checked against `returns`
    */
   call<P extends Proc>(proc: P, ...args: [...InputArgs<P>, options?: CallOptions]): Promise<ResultOf<P>> {
-    return this.peer.call(proc, args[0], args[1] as CallOptions | undefined) as Promise<ResultOf<P>>;
+    return this.#session.peer.call(proc, args[0], args[1] as CallOptions | undefined) as Promise<ResultOf<P>>;
   }
 
   /**
@@ -144,85 +94,28 @@ export class ServerConnection<TData = unknown> {
     ...args: [...InputArgs<P>, options?: ConnectionBroadcastOptions<TData>]
   ): Promise<void> {
     const options = args[1] as ConnectionBroadcastOptions<TData> | undefined;
-    const exclude = new Set(options?.exclude ?? []);
-    if (!options?.includeSelf) exclude.add(this);
-    return broadcastFrom(this.core, topics, proc, args[0], exclude, options?.volatile === true);
+    const exclude = sessionsOf(options?.exclude as Iterable<ServerConnection<unknown>> | undefined);
+    if (!options?.includeSelf) exclude.add(this.#session);
+    return broadcastFrom(this.#session.host, topics, proc, args[0], exclude, options?.volatile === true);
   }
 
   /** Subscribes this connection to a topic, so it gets the topic's broadcasts. */
   subscribe(topic: string): void {
-    this.core.topics.subscribe(this, topic);
+    this.#session.host.topics.subscribe(this.#session, topic);
   }
 
   /** Unsubscribes this connection from a topic. */
   unsubscribe(topic: string): void {
-    this.core.topics.unsubscribe(this, topic);
+    this.#session.host.topics.unsubscribe(this.#session, topic);
   }
 
   /** @returns whether this connection is subscribed to the topic */
   isSubscribed(topic: string): boolean {
-    return this.core.topics.has(this, topic);
+    return this.#session.isSubscribed(topic);
   }
 
   /** Ends the session and closes its socket. The client reconnects with a fresh session. */
   close(code = 1000, reason = "closed by the server"): void {
-    this.core.endSession(this, code, reason);
-  }
-}
-
-/**
- * A broadcast's promise. It notes whether the caller took the outcome (`then`, `catch`, `await`), so that a
- * failure nobody takes goes to `onError` rather than becoming an unhandled rejection that ends the process.
- */
-class Broadcast extends Promise<void> {
-  /** Promises made from this one (by then, catch, finally) are plain promises. */
-  static override get [Symbol.species]() {
-    return Promise;
-  }
-  #taken = false;
-
-  /** @returns a broadcast's promise that settles as `work` does; its failure goes to `report` unless taken */
-  static of(work: Promise<unknown>, report: (err: unknown) => void): Promise<void> {
-    const out = new Broadcast((resolve, reject) => work.then(() => resolve(), reject));
-    // Handled as far as the runtime knows; whether the caller took it is judged once the caller's tick is over.
-    Promise.prototype.then.call(out, undefined, (err: unknown) => setImmediate(() => out.#taken || report(err)));
-    return out;
-  }
-
-  // biome-ignore lint/suspicious/noThenProperty: a promise's own then, overridden only to note that it was called
-  override then<A = void, B = never>(...args: Parameters<Promise<void>["then"]>): Promise<A | B> {
-    this.#taken = true;
-    return super.then(...args) as Promise<A | B>;
-  }
-}
-
-/**
- * @internal one broadcast for `server.broadcast`, `server.in(topics).broadcast` and `connection.broadcast`:
- * checks the input (sync where the schema allows, keeping broadcasts in order), then fans it out.
- * @returns a promise that resolves once the broadcast is handed to the subscribers, or rejects with the
- *   `VALIDATION` error; never throws
- */
-export function broadcastFrom<TData>(
-  core: ServerCore<TData>,
-  topics: string | Iterable<string>,
-  proc: Proc,
-  input: unknown,
-  exclude: ReadonlySet<ServerConnection<TData>>,
-  volatile = false,
-): Promise<void> {
-  const report = (err: unknown) => core.report(err);
-  try {
-    const checked = check(proc.takes, input, proc.name, "input");
-    if (!(checked instanceof Promise)) {
-      core.broadcast(topics, proc, input, exclude, volatile);
-      return Promise.resolve();
-    }
-    const list = typeof topics === "string" ? topics : [...topics]; // Read now: the caller may change its set meanwhile.
-    return Broadcast.of(
-      checked.then(() => core.broadcast(list, proc, input, exclude, volatile)),
-      report,
-    );
-  } catch (err) {
-    return Broadcast.of(Promise.reject(err), report);
+    this.#session.host.endSession(this.#session, code, reason);
   }
 }

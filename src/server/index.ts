@@ -3,10 +3,13 @@ import { addMiddleware, type Middleware } from "../engine/middleware.ts";
 import { type CallOptions, DEFAULT_TIMEOUT } from "../engine/peer.ts";
 import { ChatterError } from "../errors.ts";
 import { check, type InputArgs, type ParsedInputOf, type Proc, type ResultOf, type ReturnOf } from "../proc.ts";
+import { broadcastFrom } from "./broadcast.ts";
 import { type BunServerLike, type BunWebSocketHandlers, bunAdapter, type UpgradeResult } from "./bun.ts";
 import { clusterNode, localClient } from "./cluster-node.ts";
-import { broadcastFrom, type ServerConnection } from "./connection.ts";
-import { ServerCore, type ServerHandler, type ServerOptions } from "./core.ts";
+import { type ServerConnection, sessionsOf } from "./connection.ts";
+import { ServerCore } from "./core.ts";
+import type { ServerHandler, ServerOptions } from "./options.ts";
+import { coreOf, hostFor, register } from "./registry.ts";
 
 /** Options of `server.broadcast`. */
 export interface BroadcastOptions<TData> {
@@ -42,19 +45,28 @@ export interface CloseOptions {
  * and `websocket`.
  */
 export class ChatterServer<TData = unknown> {
-  /** @internal */
-  readonly core: ServerCore<TData>;
-  /** Hand the request to this from Bun's `fetch`: `return chatter.upgrade(req, server)`. */
-  readonly upgrade: (request: Request, server: BunServerLike) => UpgradeResult;
-  /** Pass this to `Bun.serve` as `websocket`. */
-  readonly websocket: BunWebSocketHandlers;
+  /** The Bun adapter, made when `upgrade` or `websocket` is first read (a server served by Node never makes it). */
+  #bun: ReturnType<typeof bunAdapter> | null = null;
 
   constructor(options: ServerOptions<TData> = {}) {
-    this.core = new ServerCore(options);
-    const bun = bunAdapter(this.core);
-    this.upgrade = bun.upgrade;
-    this.websocket = bun.websocket;
-    options.cluster?.start(clusterNode(this.core));
+    const core = new ServerCore(options);
+    register(this, core);
+    options.cluster?.start(clusterNode(core));
+  }
+
+  #bunAdapter(): ReturnType<typeof bunAdapter> {
+    this.#bun ??= bunAdapter((driver) => hostFor(this, driver));
+    return this.#bun;
+  }
+
+  /** Hand the request to this from Bun's `fetch`: `return chatter.upgrade(req, server)`. */
+  get upgrade(): (request: Request, server: BunServerLike) => UpgradeResult {
+    return this.#bunAdapter().upgrade;
+  }
+
+  /** Pass this to `Bun.serve` as `websocket`. */
+  get websocket(): BunWebSocketHandlers {
+    return this.#bunAdapter().websocket;
   }
 
   /**
@@ -66,9 +78,10 @@ export class ChatterServer<TData = unknown> {
    * @returns the client's answer; rejects with `NOT_FOUND` if no instance has the client
    */
   async callClient<P extends Proc>(clientId: string, proc: P, ...args: [...InputArgs<P>, options?: CallOptions]): Promise<ResultOf<P>> {
-    const local = localClient(this.core, clientId);
+    const core = coreOf(this);
+    const local = localClient(core, clientId);
     if (local) return local.call(proc, ...args);
-    const cluster = this.core.options.cluster;
+    const cluster = core.options.cluster;
     if (!cluster) throw new ChatterError("NOT_FOUND", `no connection for client "${clientId}"`);
     const options = args[1] as CallOptions | undefined;
     await check(proc.takes, args[0], proc.name, "input");
@@ -79,8 +92,9 @@ export class ChatterServer<TData = unknown> {
 
   /** @returns how many connections are subscribed to the topic, across the cluster when there is one */
   presence(topic: string): Promise<number> {
-    const cluster = this.core.options.cluster;
-    return cluster ? cluster.presence(topic) : Promise.resolve(this.core.topics.index.get(topic)?.size ?? 0);
+    const core = coreOf(this);
+    const cluster = core.options.cluster;
+    return cluster ? cluster.presence(topic) : Promise.resolve(core.topics.index.get(topic)?.size ?? 0);
   }
 
   /**
@@ -92,7 +106,7 @@ export class ChatterServer<TData = unknown> {
    * @returns a function that removes it
    */
   use(middleware: Middleware<ServerConnection<TData>>): () => void {
-    return addMiddleware(this.core.peerOptions, middleware);
+    return addMiddleware(coreOf(this).peerOptions, middleware);
   }
 
   /**
@@ -102,7 +116,7 @@ export class ChatterServer<TData = unknown> {
    * @returns a function that removes the handler
    */
   on<P extends Proc>(proc: P, handler: ServerHandler<TData, ParsedInputOf<P>, ReturnOf<P>>): () => void {
-    return this.core.on(proc, handler);
+    return coreOf(this).on(proc, handler);
   }
 
   /**
@@ -120,7 +134,8 @@ export class ChatterServer<TData = unknown> {
     ...args: [...InputArgs<P>, options?: BroadcastOptions<TData>]
   ): Promise<void> {
     const options = args[1] as BroadcastOptions<TData> | undefined;
-    return broadcastFrom(this.core, topics, proc, args[0], new Set(options?.exclude ?? []), options?.volatile === true);
+    const exclude = sessionsOf(options?.exclude as Iterable<ServerConnection> | undefined);
+    return broadcastFrom(coreOf(this), topics, proc, args[0], exclude, options?.volatile === true);
   }
 
   /**
@@ -138,20 +153,20 @@ export class ChatterServer<TData = unknown> {
 
   /** @returns the first open connection for which `where` is truthy */
   find(where: (connection: ServerConnection<TData>) => unknown): ServerConnection<TData> | undefined {
-    for (const conn of this.core.connections) if (where(conn)) return conn;
+    for (const conn of this.connections) if (where(conn)) return conn;
     return undefined;
   }
 
   /** @returns every open connection for which `where` is truthy */
   filter(where: (connection: ServerConnection<TData>) => unknown): ServerConnection<TData>[] {
     const out: ServerConnection<TData>[] = [];
-    for (const conn of this.core.connections) if (where(conn)) out.push(conn);
+    for (const conn of this.connections) if (where(conn)) out.push(conn);
     return out;
   }
 
   /** The open connections. */
   get connections(): ReadonlySet<ServerConnection<TData>> {
-    return this.core.connections;
+    return coreOf(this).connections as ReadonlySet<ServerConnection<TData>>;
   }
 
   /**
@@ -160,7 +175,7 @@ export class ChatterServer<TData = unknown> {
    * It does not stop your HTTP server; call `server.stop()` after.
    */
   close(options: CloseOptions = {}): Promise<void> {
-    return this.core.shutdown(options.timeout ?? 10_000);
+    return coreOf(this).shutdown(options.timeout ?? 10_000);
   }
 }
 

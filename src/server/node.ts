@@ -1,16 +1,18 @@
 /**
  * The Node adapter: serves Chatter on an existing `node:http` or `node:https`
- * server through the `ws` package. Node has no native publish, so broadcasts
- * loop over each topic's subscribers (the core's topic index).
+ * server through the `ws` package. Node has no native publish, so the core
+ * loops over each topic's subscribers. Node hands over no Fetch `Request`,
+ * so this file builds one (http.ts checks it as on every runtime) and writes
+ * refusals onto the raw socket itself.
  * Docs: https://github.com/websockets/ws/blob/master/doc/ws.md
  */
 import type { IncomingMessage, Server } from "node:http";
 import type { Duplex } from "node:stream";
 import { type WebSocket, WebSocketServer } from "ws";
-import type { ServerCore } from "./core.ts";
+import type { AdapterHost, SocketDriver, SocketTicket } from "./adapter.ts";
+import { upgradeRequest } from "./http.ts";
 import type { ChatterServer } from "./index.ts";
-import type { ServerSocket, SocketLink } from "./socket.ts";
-import { upgradeRequest } from "./upgrade.ts";
+import { hostFor } from "./registry.ts";
 
 /** Options of `attach`. */
 export interface AttachOptions {
@@ -24,39 +26,28 @@ export interface NodeAttachment {
   close(options?: { timeout?: number }): Promise<void>;
 }
 
-/** A `ws` socket as the core's ServerSocket, with Bun's send() results: bytes, -1 under backpressure, 0 dropped. */
-class NodeSocket implements ServerSocket {
-  constructor(
-    private readonly ws: WebSocket,
-    private readonly maxBuffered: number,
-    private readonly drained: () => void,
-  ) {}
-
-  send(frame: Uint8Array): number {
-    if (this.ws.readyState !== 1) return 0;
-    // Past the limit, drop as Bun does at its backpressureLimit; the core then closes the slow consumer.
-    if (this.ws.bufferedAmount > this.maxBuffered) return 0;
-    if (this.ws.bufferedAmount === 0) {
-      this.ws.send(frame, { binary: true });
-      return frame.byteLength;
-    }
-    // Already queued in user space: report backpressure, and say when this frame has been written.
-    this.ws.send(frame, { binary: true }, () => this.drained());
-    return -1;
-  }
-
-  close(code?: number, reason?: string): void {
-    this.ws.close(code, reason);
-  }
-
-  subscribe(): void {}
-
-  unsubscribe(): void {}
-
-  getBufferedAmount(): number {
-    return this.ws.bufferedAmount;
-  }
+/** A `ws` socket with what its driver needs: `ws` says when a queued message is written, and the core learns of drains. */
+interface NodeSocket {
+  ws: WebSocket;
+  ticket: SocketTicket;
+  host: AdapterHost<NodeSocket>;
 }
+
+/** The driver for `ws` sockets: past `maxBufferedBytes` a send is dropped, as Bun does at its backpressure limit. */
+const driver: SocketDriver<NodeSocket> = {
+  send({ ws, ticket, host }, message) {
+    if (ws.readyState !== 1 || ws.bufferedAmount > host.maxBufferedBytes) return "dropped";
+    if (ws.bufferedAmount === 0) {
+      ws.send(message, { binary: true });
+      return "sent";
+    }
+    // Already queued in user space: report backpressure, and say when this message has been written.
+    ws.send(message, { binary: true }, () => host.drained(ticket));
+    return "queued";
+  },
+  close: ({ ws }, code, reason) => ws.close(code, reason),
+  bufferedAmount: ({ ws }) => ws.bufferedAmount,
+};
 
 /**
  * Serves a Chatter server on a Node HTTP(S) server.
@@ -67,8 +58,8 @@ class NodeSocket implements ServerSocket {
  */
 // biome-ignore lint/suspicious/noExplicitAny: any connection data type
 export function attach(chatter: ChatterServer<any>, server: Server, options: AttachOptions = {}): NodeAttachment {
-  const core = chatter.core as ServerCore<unknown>;
-  const wss = new WebSocketServer({ noServer: true, maxPayload: core.maxRuntimeMessageBytes, perMessageDeflate: false });
+  const host = hostFor(chatter, driver);
+  const wss = new WebSocketServer({ noServer: true, maxPayload: host.maxMessageBytes, perMessageDeflate: false });
 
   // With a path, other listeners may serve other paths; a request too malformed to have one is ours only if nobody else listens.
   const claims = (request: Request | Response): boolean => {
@@ -87,15 +78,15 @@ export function attach(chatter: ChatterServer<any>, server: Server, options: Att
     // Node took its own 'error' listener off for the upgrade: until ws adds one, a reset must not crash the process.
     socket.on("error", () => {});
     if (request instanceof Response) return void refuse(socket, request);
-    // Whatever admission throws becomes a 500, never an exception in an event listener.
-    new Promise<SocketLink | Response>((resolve) => resolve(core.admit(request, req.socket.remoteAddress ?? null))).then(
-      (link) => {
-        if (link instanceof Response) return refuse(socket, link);
+    // Admission never throws (a bug in it is a 500); a rejection here is one too.
+    Promise.resolve(host.admit(request, req.socket.remoteAddress ?? null)).then(
+      (ticket) => {
+        if (ticket instanceof Response) return refuse(socket, ticket);
         if (socket.destroyed) return;
-        wss.handleUpgrade(req, socket, head, (ws) => serve(core, ws, link));
+        wss.handleUpgrade(req, socket, head, (ws) => serve(host, ws, ticket));
       },
       (err) => {
-        core.report(err);
+        host.report(err);
         refuse(socket, new Response("Internal Server Error", { status: 500 }));
       },
     );
@@ -111,10 +102,10 @@ export function attach(chatter: ChatterServer<any>, server: Server, options: Att
   };
 }
 
-function serve(core: ServerCore<unknown>, ws: WebSocket, link: SocketLink): void {
-  core.open(link, new NodeSocket(ws, core.maxBufferedBytes, () => core.drained(link)));
-  ws.on("message", (data, isBinary) => core.message(link, isBinary ? asBytes(data) : data.toString()));
-  ws.on("close", (code, reason) => core.closed(link, code, reason.toString()));
+function serve(host: AdapterHost<NodeSocket>, ws: WebSocket, ticket: SocketTicket): void {
+  host.open(ticket, { ws, ticket, host });
+  ws.on("message", (data, isBinary) => host.message(ticket, isBinary ? asBytes(data) : data.toString()));
+  ws.on("close", (code, reason) => host.closed(ticket, code, reason.toString()));
   // An 'error' is always followed by 'close'; without a listener it would be thrown.
   ws.on("error", () => {});
 }

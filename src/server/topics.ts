@@ -10,16 +10,32 @@
 
 import { ChatterError } from "../errors.ts";
 import { BroadcastLog, type LogLimits, type Subscriber, type SubscriptionChange } from "./broadcast-log.ts";
-import type { Publisher, ServerSocket } from "./socket.ts";
+import type { SocketState } from "./socket-state.ts";
 
-/** What topics need of a connection. */
+/** What topics need of a session. */
 export interface Member extends Subscriber {
   /** The topics it is in, made on the first subscribe (an idle session has none); see TopicList. */
   topics: TopicList | null;
   /** The live socket, or null while the session waits for a resume. */
-  readonly socket: ServerSocket | null;
+  readonly state: SocketState | null;
   /** Sends to this member's socket, minding backpressure. */
   send(frame: Uint8Array): void;
+}
+
+/** What topics need of the sockets, from the adapter's driver (see adapter.ts). */
+export interface TopicSockets {
+  /**
+   * Whether a socket is behind for a volatile broadcast: anything at all waits in the runtime's buffer. A
+   * typing indicator queued behind other data is stale by the time it arrives.
+   */
+  isBehind(state: SocketState): boolean;
+  /** The runtime's native pub/sub, when it has one. */
+  readonly native: {
+    subscribe(state: SocketState, topic: string): void;
+    unsubscribe(state: SocketState, topic: string): void;
+    /** @returns false when some subscriber's copy was dropped */
+    publish(topic: string, frame: Uint8Array): boolean;
+  } | null;
 }
 
 /**
@@ -31,15 +47,6 @@ const SMALL_LIST = 16;
 
 /** Subscription changes a session remembers at most, to judge old broadcasts on resume. */
 const MAX_CHANGES = 1000;
-
-/**
- * Whether a socket is behind for a volatile broadcast: anything at all waits
- * in the runtime's buffer (where a send would report backpressure). A typing
- * indicator queued behind other data is stale by the time it arrives.
- */
-export function isBehind(socket: ServerSocket): boolean {
-  return socket.getBufferedAmount() > 0;
-}
 
 /** Bounds on subscriptions, so one connection cannot grow the topic index without end. */
 export interface TopicLimits {
@@ -54,20 +61,29 @@ export interface TopicLimits {
 export class Topics<C extends Member> {
   readonly index = new Map<string, Set<C>>();
   readonly log: BroadcastLog<C>;
-  publisher: Publisher | null = null;
   /** Called when native publish dropped a frame for some subscriber. */
   onDropped: (topic: string) => void = () => {};
 
   private readonly limits: TopicLimits;
+  readonly sockets: TopicSockets;
 
-  constructor(logLimits: LogLimits, limits: TopicLimits) {
+  constructor(logLimits: LogLimits, limits: TopicLimits, sockets: TopicSockets) {
     this.log = new BroadcastLog(logLimits);
     this.limits = limits;
+    this.sockets = sockets;
   }
 
   /** @returns whether `conn` is subscribed to `topic` */
   has(conn: C, topic: string): boolean {
     return this.index.get(topic)?.has(conn) ?? false;
+  }
+
+  /** Joins or leaves a topic natively, where the runtime has native pub/sub. */
+  private mirror(conn: C, topic: string, join: boolean): void {
+    const native = this.sockets.native;
+    if (!native || !conn.state) return;
+    if (join) native.subscribe(conn.state, topic);
+    else native.unsubscribe(conn.state, topic);
   }
 
   /** Adds `conn` to a topic; throws `LIMIT` past the per-connection limits. */
@@ -86,7 +102,7 @@ export class Topics<C extends Member> {
     else if (list.length < SMALL_LIST) list.push(topic);
     else conn.topics = new Set(list).add(topic);
     this.remember(conn, topic, true);
-    conn.socket?.subscribe(topic);
+    this.mirror(conn, topic, true);
   }
 
   unsubscribe(conn: C, topic: string): void {
@@ -98,7 +114,7 @@ export class Topics<C extends Member> {
       list.pop();
     }
     this.remember(conn, topic, false);
-    conn.socket?.unsubscribe(topic);
+    this.mirror(conn, topic, false);
   }
 
   private checkLimits(conn: C, topic: string): void {
@@ -145,7 +161,7 @@ export class Topics<C extends Member> {
   remove(conn: C): void {
     for (const topic of conn.topics ?? []) {
       this.leave(conn, topic);
-      conn.socket?.unsubscribe(topic);
+      this.mirror(conn, topic, false);
     }
     conn.topics = null;
     conn.changes = null;
@@ -153,14 +169,14 @@ export class Topics<C extends Member> {
 
   /** Re-joins a resumed session's new socket to its topics natively. */
   rejoin(conn: C): void {
-    for (const topic of conn.topics ?? []) conn.socket?.subscribe(topic);
+    for (const topic of conn.topics ?? []) this.mirror(conn, topic, true);
   }
 
   /**
    * Delivers a broadcast to the union of the topics' subscribers, minus the
    * excluded, once each, and logs it for sessions that may resume.
    * @param build - makes the frame from the broadcast's sequence number
-   * @param volatile - skip the log (sequence number 0) and every socket that is behind (see {@link isBehind})
+   * @param volatile - skip the log (sequence number 0) and every socket that is behind (see `TopicSockets.isBehind`)
    */
   broadcast(list: string[], build: (seq: number) => Uint8Array, exclude: ReadonlySet<C>, volatile = false): void {
     if (!list.some((t) => this.index.has(t))) return; // Nobody now, so nobody can resume into it either.
@@ -172,21 +188,23 @@ export class Topics<C extends Member> {
       const members = this.index.get(topic);
       if (!members) continue;
       const skip = volatile
-        ? (c: C) => exclude.has(c) || this.seenBefore(c, list, i) || isBehind(c.socket as ServerSocket)
+        ? (c: C) => exclude.has(c) || this.seenBefore(c, list, i) || this.sockets.isBehind(c.state as SocketState)
         : (c: C) => exclude.has(c) || this.seenBefore(c, list, i);
-      if (!this.publisher) {
-        for (const c of members) if (c.socket && !skip(c)) c.send(frame);
+      const native = this.sockets.native;
+      if (!native) {
+        for (const c of members) if (c.state && !skip(c)) c.send(frame);
         continue;
       }
-      const muted: ServerSocket[] = [];
+      // Exclusions and overlaps: those few sockets leave the topic for the length of this one synchronous publish.
+      const muted: SocketState[] = [];
       // Only the excluded can be skipped in the first topic, unless any member may be behind.
       const candidates = i === 0 && !volatile ? exclude : members;
-      for (const c of candidates) if (c.socket && members.has(c) && skip(c)) muted.push(c.socket);
-      for (const s of muted) s.unsubscribe(topic);
-      const sent = this.publisher.publish(topic, frame);
-      for (const s of muted) s.subscribe(topic);
+      for (const c of candidates) if (c.state && members.has(c) && skip(c)) muted.push(c.state);
+      for (const s of muted) native.unsubscribe(s, topic);
+      const sent = native.publish(topic, frame);
+      for (const s of muted) native.subscribe(s, topic);
       // A lost volatile frame is allowed to be lost; a socket over the limit is closed by the next broadcast that is not.
-      if (sent === 0 && !volatile) this.onDropped(topic);
+      if (!sent && !volatile) this.onDropped(topic);
     }
   }
 

@@ -1,7 +1,7 @@
 /** Admission at upgrade time: is the request well formed, who is connecting, and may they. */
 import { limitKey, type RateLimiter } from "./rate-limit.ts";
 import { Refused } from "./refusal.ts";
-import { SocketLink } from "./socket.ts";
+import { SocketState } from "./socket-state.ts";
 
 /** What `getConnectionData` learns about a connecting client. */
 export interface ConnectionInfo {
@@ -48,7 +48,7 @@ export function admit<TData>(
   request: Request,
   socketIp: string | null,
   rules: AdmissionRules<TData>,
-): SocketLink | Response | Refused | Promise<SocketLink | Response | Refused> {
+): SocketState | Response | Refused | Promise<SocketState | Response | Refused> {
   const origin = request.headers.get("origin");
   if (origin && rules.allowedOrigins && !rules.allowedOrigins.includes(origin) && !rules.allowedOrigins.includes("*")) {
     return new Response(`Origin ${origin} is not allowed`, { status: 403 });
@@ -64,7 +64,7 @@ export function admit<TData>(
   const url = new URL(request.url);
   const cid = url.searchParams.get("cid");
   const clientId = cid && ID_PATTERN.test(cid) ? cid : crypto.randomUUID();
-  if (!getConnectionData) return new SocketLink(clientId, undefined, address);
+  if (!getConnectionData) return new SocketState(clientId, undefined, address);
   const info: ConnectionInfo = {
     request,
     url,
@@ -109,74 +109,8 @@ function tooManyAttempts(waitMs: number): Response {
   return new Response("Too many connection attempts from this address", { status: 429, headers });
 }
 
-/** An upgrade request as the runtime parsed it, before anything in it is trusted. */
-export interface RawUpgrade {
-  /** The request target: origin-form (`/path?query`) or absolute-form (`http://host/path?query`). */
-  target: string;
-  /** The Host header; its values joined by ", " when there were several. */
-  host: string | null | undefined;
-  /** Whether it came over TLS. */
-  secure: boolean;
-}
-
-/** A host name, or an IPv4 or [IPv6] literal, and an optional port: nothing that could end the authority early (`@ / ? #`). */
-const HOST = /^(?:[\w.-]{1,253}|\[[\dA-Fa-f:.]{2,45}\])(?::\d{1,5})?$/;
-const ABSOLUTE_FORM = /^(?:https?|wss?):\/\//i;
-
-/**
- * The URL of an upgrade request: the scheme from the transport, the authority from the Host header, the path
- * and query from the target (an absolute-form target's own authority is dropped, as Bun does).
- * @param raw - the request as the runtime parsed it
- * @returns the URL, or a 400 naming what was wrong
- */
-export function upgradeUrl(raw: RawUpgrade): URL | Response {
-  if (!raw.host) return badRequest("Missing Host header");
-  // The pattern keeps the host to itself; the parser then refuses a port over 65535 or a bad IP literal.
-  if (!HOST.test(raw.host) || !URL.canParse(`http://${raw.host}/`)) return badRequest("Malformed Host header");
-  const path = targetPath(raw.target);
-  if (path === null) return badRequest("Malformed request target");
-  try {
-    return new URL(`${raw.secure ? "https" : "http"}://${raw.host}${path}`);
-  } catch {
-    return badRequest("Malformed request target");
-  }
-}
-
-/**
- * Builds the Fetch `Request` of an upgrade, for runtimes that do not hand one over (Node), so that
- * `getConnectionData` sees the same thing on every runtime.
- * @param raw - the request as the runtime parsed it
- * @param headers - its headers, as name and value pairs
- * @returns the request, or a 400 naming what was wrong
- */
-export function upgradeRequest(raw: RawUpgrade, headers: [string, string][]): Request | Response {
-  const url = upgradeUrl(raw);
-  if (url instanceof Response) return url;
-  try {
-    return new Request(url, { headers });
-  } catch {
-    return badRequest("Malformed header");
-  }
-}
-
-/** @returns the path and query of an origin-form or absolute-form target, or null for any other form */
-function targetPath(target: string): string | null {
-  if (target.startsWith("/")) return target;
-  if (!ABSOLUTE_FORM.test(target)) return null;
-  try {
-    const url = new URL(target);
-    return `${url.pathname}${url.search}`;
-  } catch {
-    return null;
-  }
-}
-
-function badRequest(what: string): Response {
-  return new Response(what, { status: 400 });
-}
-
-function accept(clientId: string, data: unknown, address: string | null): SocketLink | Response {
-  return data instanceof Response ? data : new SocketLink(clientId, data, address);
+function accept(clientId: string, data: unknown, address: string | null): SocketState | Response {
+  return data instanceof Response ? data : new SocketState(clientId, data, address);
 }
 
 function refuse(err: unknown): Response | Refused {

@@ -4,6 +4,7 @@
  * `tag` comes from the upgrade URL through getConnectionData.
  */
 import { ChatterError, createServer } from "../../src/index.ts";
+import { dropSocket } from "../internals.ts";
 import { ADD, BROADCAST, CALL_ME, COUNT_TAG, DROP, ECHO, FAIL, HOOKS, NOTE, RUNS, SUBSCRIBE, WHOAMI, WORK } from "./procs.ts";
 
 export function fixtureServer() {
@@ -47,6 +48,6 @@ export function fixtureServer() {
   }));
   chatter.on(HOOKS, (tag) => hooks.filter((h) => h.split(" ")[1] === tag));
   // Closes the caller's socket after answering, as a network drop would (resumable).
-  chatter.on(DROP, (_i, c) => void setTimeout(() => c.socket?.close(4010, "dropped by the test"), 5));
+  chatter.on(DROP, (_i, c) => void setTimeout(() => dropSocket(c, 4010, "dropped by the test"), 5));
   return chatter;
 }

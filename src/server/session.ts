@@ -1,0 +1,106 @@
+/**
+ * One client session inside the server core. It outlives a dropped socket:
+ * when the client resumes within the resume window, the same session carries
+ * on with its data, topics and calls in flight. Apps see it only through its
+ * public face, `ServerConnection` (connection.ts).
+ */
+import { Peer, type PeerOptions } from "../engine/peer.ts";
+import type { Proc } from "../proc.ts";
+import { FrameBatch } from "../wire/batch.ts";
+import type { SendResult } from "./adapter.ts";
+import type { SubscriptionChange } from "./broadcast-log.ts";
+import type { SocketState } from "./socket-state.ts";
+import type { TopicList, Topics } from "./topics.ts";
+
+/** A batch stops growing here: big enough to carry bursts, small enough to keep other work flowing. */
+const BATCH_BYTES = 64 * 1024;
+
+/** What a session and its public face need of the server core. */
+export interface SessionHost {
+  readonly peerOptions: PeerOptions;
+  readonly topics: Topics<Session>;
+  /** Sends one message to a socket through the adapter's driver. */
+  write(state: SocketState, message: Uint8Array): SendResult;
+  /** The socket cannot keep up: close it. */
+  slowConsumer(session: Session): void;
+  /** Ends a session for good. */
+  endSession(session: Session, code: number, reason: string): void;
+  /** Fans out a broadcast whose input was checked already. */
+  broadcast(topics: string | Iterable<string>, proc: Proc, input: unknown, exclude: ReadonlySet<Session>, volatile: boolean): void;
+  report(error: unknown): void;
+}
+
+export class Session {
+  /** What apps hold (a `ServerConnection`): the handlers' second argument. */
+  readonly connection: object;
+  readonly peer: Peer;
+  /** The newest broadcast when the session began: it needs none older on resume. */
+  readonly since: number;
+  /** The topics this session is subscribed to; null until the first. */
+  topics: TopicList | null = null;
+  /** Subscription changes, to judge which logged broadcasts it missed; null when none matter. */
+  changes: SubscriptionChange[] | null = null;
+  changesFrom = 0;
+  /** The socket serving this session now, if any. */
+  state: SocketState | null = null;
+  /** Ends the session when the resume window passes. */
+  expiry: ReturnType<typeof setTimeout> | undefined;
+  ended = false;
+  /** Set while the session waits for a resume and counts against the connection limits. */
+  parkedAt: { address: string | null } | null = null;
+  /** Frames made in this tick, sent together as one message at its end (see flush); null when none. */
+  private outbox: FrameBatch | null = null;
+
+  /**
+   * @param face - makes the session's public face
+   */
+  constructor(
+    readonly host: SessionHost,
+    face: (session: Session) => object,
+    readonly clientId: string,
+    readonly sessionId: string,
+    /** The secret a client must show to resume this session. */
+    readonly token: string,
+    readonly data: unknown,
+    /** The client's address when the session began (per /64 for IPv6), for the per-address limits. */
+    readonly address: string | null,
+  ) {
+    this.since = host.topics.log.seq;
+    this.connection = face(this);
+    this.peer = new Peer(host.peerOptions, this.connection);
+  }
+
+  /** The live socket's state, when there is one (topics read it to skip sockets that are behind). */
+  get live(): SocketState | null {
+    return this.state;
+  }
+
+  /** @returns whether this session is subscribed to the topic */
+  isSubscribed(topic: string): boolean {
+    const list = this.topics;
+    return list instanceof Set ? list.has(topic) : (list?.includes(topic) ?? false);
+  }
+
+  /** Queues a frame for the live socket; the frames of one tick go out as one message (PROTOCOL.md, "Framing"). */
+  send(frame: Uint8Array): void {
+    if (!this.state) return;
+    this.outbox ??= new FrameBatch(BATCH_BYTES, Number.POSITIVE_INFINITY);
+    const full = this.outbox.add(frame);
+    if (full) this.write(full);
+    if (this.outbox.size === 1 && !full) queueMicrotask(() => this.flush());
+  }
+
+  /** Sends what is queued. Backpressure holds new outgoing calls until the socket drains; a drop means a slow consumer. */
+  flush(): void {
+    const message = this.outbox?.take();
+    if (message) this.write(message);
+  }
+
+  private write(message: Uint8Array): void {
+    const state = this.state;
+    if (!state) return; // Gone meanwhile: the engine resends what matters after a resume.
+    const result = this.host.write(state, message);
+    if (result === "queued") this.peer.hold();
+    else if (result === "dropped") this.host.slowConsumer(this);
+  }
+}
