@@ -50,13 +50,16 @@ export async function withFakeTimers(fn: () => Promise<void>): Promise<void> {
   }
 }
 
-/** Resolves when `check` holds (it may be async, and is asked again until it does); fails after `ms` of real time. */
-export async function waitFor(check: () => unknown, ms = 3000, what = "condition"): Promise<void> {
+/**
+ * Resolves when `check` holds (it may be async, and is asked again until it does); fails after `ms` of real time.
+ * @param every - ms between two asks; raise it where asking has a cost (a call that sends something)
+ */
+export async function waitFor(check: () => unknown, ms = 3000, what = "condition", every = 5): Promise<void> {
   const deadline = Bun.nanoseconds() + ms * 1e6;
   while (!(await check())) {
     if (Bun.nanoseconds() > deadline) throw new Error(`timed out waiting for ${what}`);
     // The one poll interval in the tests. Under fake timers Bun.sleep never wakes, but setImmediate still lets socket I/O run.
-    await (fakeTime ? nextTurn() : Bun.sleep(5));
+    await (fakeTime ? nextTurn() : Bun.sleep(every));
   }
 }
 

@@ -5,10 +5,10 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { connect as tcpConnect } from "node:net";
 import { build } from "esbuild";
-import { readUntil } from "../bench/processes.ts";
 import { type ChatterClient, ConnectionState, createClient } from "../src/index.ts";
 import { RateLimiter } from "../src/server/rate-limit.ts";
-import { startServer, type TestServer, upgradeOutcome, waitForState } from "./helpers.ts";
+import { startServer, type TestServer, upgradeOutcome, waitFor, waitForState } from "./helpers.ts";
+import { readUntil } from "./processes.ts";
 import { ECHO } from "./procs.ts";
 
 const ARTIFACTS = `${import.meta.dir}/../test-artifacts/upgrade-hardening`;
@@ -17,6 +17,8 @@ const ARTIFACTS = `${import.meta.dir}/../test-artifacts/upgrade-hardening`;
 interface Seen {
   url: string;
   ip: string | null;
+  /** Set once getConnectionData has returned (the Node servers only). */
+  answered?: boolean;
 }
 
 /** A server under test: where it listens, and what its getConnectionData has seen so far. */
@@ -41,8 +43,10 @@ function serve(path) {
     trustProxy: true,
     rateLimit: { max: 2, windowMs: 8000 },
     getConnectionData: async (info) => {
-      seen.push({ url: info.url.href, ip: info.ip });
+      const entry = { url: info.url.href, ip: info.ip };
+      seen.push(entry);
       if (info.url.searchParams.get("cid") === "slow") await new Promise((r) => setTimeout(r, 150));
+      entry.answered = true;
       return {};
     },
   });
@@ -187,11 +191,7 @@ async function statusOrClosed(port: number, head: string): Promise<number | "clo
 
 /** Resolves once the target's getConnectionData has run more than `count` times. */
 async function seenMoreThan(target: Target, count: number): Promise<void> {
-  const deadline = Date.now() + 3000;
-  while ((await target.seen()).length <= count) {
-    if (Date.now() > deadline) throw new Error("getConnectionData did not run");
-    await Bun.sleep(5);
-  }
+  await waitFor(async () => (await target.seen()).length > count, 3000, "getConnectionData to run");
 }
 
 /** @returns what a process that exited wrote to stderr, to show why */
@@ -274,8 +274,12 @@ describe("Node 20", () => {
     );
     await seenMoreThan(target, seenBefore);
     sock.resetAndDestroy();
-    // getConnectionData takes 150 ms; the socket is long gone by the time it answers.
-    await Bun.sleep(300);
+    // getConnectionData answers 150 ms after it starts, to a socket long gone.
+    await waitFor(
+      async () => servers.proc.exitCode !== null || (await target.seen()).at(-1)?.answered,
+      3000,
+      "getConnectionData to answer",
+    );
     expect(servers.proc.exitCode, await stderrOf(servers.proc)).toBeNull();
     expect((await rawUpgrade(target.port, "GET /?cid=good HTTP/1.1\r\nHost: {host}")).status).toBe(101);
   });
