@@ -1,6 +1,6 @@
 /** Starts the fixture server on each adapter, each in its own process: Bun, and Node 20 through chatter/node. */
 import { build } from "esbuild";
-import { readUntil } from "../../bench/processes.ts";
+import { readUntil } from "../processes.ts";
 
 const ARTIFACTS = `${import.meta.dir}/../../test-artifacts/conformance`;
 

@@ -36,9 +36,10 @@ async function failsWith(promise: Promise<unknown>, code: string, what: string):
   throw new Error(`${what}: expected a ${code} error, but it succeeded`);
 }
 
+/** Resolves once `check` holds (it may be async); polls, and fails naming `what` after `ms`. */
 async function until(check: () => unknown, what: string, ms = 5000): Promise<void> {
   const deadline = Date.now() + ms;
-  while (!check()) {
+  while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 5));
   }
@@ -111,19 +112,18 @@ export function conformance(t: TestApi, target: Target): void {
       const a = await connect(tag);
       const watcher = await connect(unique("watcher"));
       a.close();
-      let hooks: string[] = [];
-      for (let i = 0; i < 200 && hooks.length < 2; i++) {
-        hooks = await watcher.call(HOOKS, tag);
-        await new Promise((r) => setTimeout(r, 10));
-      }
-      same(hooks, [`open ${tag}`, `close ${tag} 4004`], "hooks");
+      const hooks = () => watcher.call(HOOKS, tag);
+      await until(async () => (await hooks()).length >= 2, "onClose to run");
+      same(await hooks(), [`open ${tag}`, `close ${tag} 4004`], "hooks");
       same(await watcher.call(COUNT_TAG, tag), { found: false, count: 0 }, "find after close");
     });
 
-    test("a refused upgrade never connects", async () => {
+    test("a refused upgrade never connects: the client is told why", async () => {
       const c = await connect("deny", false);
-      await new Promise((r) => setTimeout(r, 150));
-      same(c.state === ConnectionState.Connected, false, "connected");
+      const refusals: string[] = [];
+      c.onError((err) => void refusals.push(err.code));
+      await until(() => refusals.length > 0, "the refusal");
+      same([refusals[0], c.state === ConnectionState.Connected], ["UNAUTHORIZED", false], "refusal, connected");
     });
 
     test("a call over the server's maxMessageBytes fails at once with LIMIT; the connection is unharmed", async () => {
@@ -184,4 +184,11 @@ export function conformance(t: TestApi, target: Target): void {
       same(seen, ["while away", "after"], "broadcasts");
     });
   });
+}
+
+/** @returns how many tests `conformance` defines for one server, so a runner's count can be checked against it */
+export function conformanceTestCount(): number {
+  let count = 0;
+  conformance({ describe: (_name, fn) => void fn(), test: () => void count++ }, { url: "ws://127.0.0.1:1" });
+  return count;
 }
