@@ -7,6 +7,7 @@
  */
 import { afterAll, expect, test } from "bun:test";
 import { z } from "zod";
+import { peerOfClient } from "../src/client/internal.ts";
 import { createProc, type ServerConnection } from "../src/index.ts";
 import { FrameType } from "../src/wire/frames.ts";
 import { startServer, waitFor } from "./helpers.ts";
@@ -47,7 +48,7 @@ test(`calls both ways and broadcasts survive ${CHAOS_MS} ms of random cuts, exac
   // Count answers as they come off the wire. An answer can cross a repeat of its call after a resume, so a
   // second copy may arrive; the engine must drop it, and each caller must still settle exactly once.
   const answerFrames = new Map<number, number>();
-  const peer = (client as unknown as { peer: { receive(f: unknown[]): void } }).peer;
+  const peer = peerOfClient(client);
   const receive = peer.receive.bind(peer);
   peer.receive = (f) => {
     if (f[0] === FrameType.Result || f[0] === FrameType.Error)

@@ -51,6 +51,17 @@ afterAll(async () => {
 /** A page in its own browser context (so its own cookie), logged in as `name`. */
 async function visit(name: string): Promise<Page> {
   const page = await (await browser.newContext()).newPage();
+  // Keeps the page's sockets in `window.sockets`, so a test can cut one without reaching into the client.
+  await page.addInitScript(() => {
+    const sockets: WebSocket[] = [];
+    window.WebSocket = class extends WebSocket {
+      constructor(...args: ConstructorParameters<typeof WebSocket>) {
+        super(...args);
+        sockets.push(this);
+      }
+    };
+    Object.assign(window, { sockets });
+  });
   await page.goto(`${base}/login?name=${name}`);
   return page;
 }
@@ -111,9 +122,8 @@ test("two people in a room: messages, typing, and presence that shows away at on
     });
   });
   // Drop bob's socket (not the client): the server keeps the session for the resume window, 30 s.
-  // (`socket` is private in TypeScript; the test reaches it through the page's debugging handle only to cut it.)
   const dropped = performance.now();
-  await bob.evaluate(() => (window as unknown as { chatClient: { socket: WebSocket } }).chatClient.socket.close());
+  await bob.evaluate(() => (window as unknown as { sockets: WebSocket[] }).sockets.at(-1)?.close());
   await ann.waitForFunction(() => (window as unknown as { bobStates: string[] }).bobStates.includes("away"), null, WAIT);
   expect(performance.now() - dropped).toBeLessThan(3000); // at once, not after the resume window
   // Bob's client reconnects by itself and resumes the same session: back to online, no re-join needed.

@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, jest, spyOn, test } from "bun:test";
+import { awaitingPong } from "../src/client/internal.ts";
 import { backoffDelay } from "../src/client/state.ts";
 import { ConnectionState, createClient } from "../src/index.ts";
 import { decodeFrames, encodeFrame, FrameType } from "../src/wire/frames.ts";
@@ -265,7 +266,7 @@ describe("keepalive", () => {
       for (let i = 1; i <= 3; i++) {
         jest.advanceTimersByTime(15_000);
         await waitFor(() => pings === i, 2000, `ping ${i}`);
-        await waitFor(() => !(client as unknown as { awaitingPong: boolean }).awaitingPong, 2000, `pong ${i}`);
+        await waitFor(() => !awaitingPong(client), 2000, `pong ${i}`);
       }
       expect(client.isConnected).toBe(true);
     });

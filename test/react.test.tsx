@@ -6,6 +6,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, test } from "bun:test
 import { GlobalRegistrator } from "@happy-dom/global-registrator";
 import { StrictMode, useEffect, useState } from "react";
 import { z } from "zod";
+import { peerOfClient } from "../src/client/internal.ts";
 import { type ChatterClient, ConnectionState, createClient, createProc, type ServerConnection } from "../src/index.ts";
 import { ChatterProvider, useChatter, useConnectionState, useHandler, useProc } from "../src/react.ts";
 import { hold, startServer, type TestServer, waitFor } from "./helpers.ts";
@@ -48,7 +49,7 @@ async function connected() {
 }
 
 /** The client's registered handlers, to check registration and cleanup. */
-const handlers = (c: ChatterClient) => (c as unknown as { handlers: Map<string, unknown> }).handlers;
+const handlers = (c: ChatterClient) => peerOfClient(c).opts.handlers;
 
 const wrap = (ui: React.ReactNode, strict = false) => (
   <ChatterProvider client={client}>{strict ? <StrictMode>{ui}</StrictMode> : ui}</ChatterProvider>
