@@ -14,7 +14,7 @@ import { hostFor } from "../src/server/registry.ts";
 import { SocketState } from "../src/server/socket-state.ts";
 import { encode } from "../src/wire/codec.ts";
 import { encodeFrame, FrameType, PROTOCOL_VERSION } from "../src/wire/frames.ts";
-import { rawSocket, startServer, waitFor } from "./helpers.ts";
+import { hold, nextTurn, rawSocket, startServer, waitFor } from "./helpers.ts";
 import { ADD, ECHO, GREET, SLOW } from "./procs.ts";
 
 const NUMBERS = createProc({ name: "numbers", takes: z.array(z.number()), returns: z.number() });
@@ -24,6 +24,11 @@ const srv = startServer(OPTIONS);
 /** The same server in-process, driven through the adapter contract with a recording driver. */
 const inProcess = createServer(OPTIONS);
 
+/** Async handlers still running; their answers and failures come after they finish. */
+let running = 0;
+/** SLOW handlers wait here until the test lets them go, so they are still running when CANCELs and closes come. */
+let slowCalls = hold();
+
 function implement(chatter: ChatterServer<unknown>): void {
   chatter.on(ADD, ({ a, b }) => a + b);
   chatter.on(ECHO, (x) => x);
@@ -31,13 +36,26 @@ function implement(chatter: ChatterServer<unknown>): void {
   chatter.on(NUMBERS, (xs) => xs.length);
   chatter.on(THROWS, async (how) => {
     if (how === "sync") throw Object.create(null);
-    await Bun.sleep(1);
+    running++;
+    await nextTurn();
+    running--;
     throw Object.create(null);
   });
-  chatter.on(SLOW, async (ms) => {
-    await Bun.sleep(Math.min(ms, 5));
+  chatter.on(SLOW, async () => {
+    running++;
+    await slowCalls.wait();
+    running--;
     return "slow";
   });
+}
+
+/** Lets the held SLOW handlers finish, waits for every async handler to settle, and holds new SLOW calls again. */
+async function settleHandlers(): Promise<void> {
+  slowCalls.release();
+  slowCalls = hold();
+  await waitFor(() => running === 0, 5000, "the async handlers to settle");
+  // Their answers go out, and any rejection left unhandled is reported, by the end of the next turn.
+  await nextTurn();
 }
 implement(srv.chatter);
 implement(inProcess);
@@ -134,8 +152,7 @@ test("100,000 random and mutated frames through the server's message path", asyn
     }),
     { numRuns: 100_000 },
   );
-  // Let any async handlers and answers finish, then look for leaks.
-  await Bun.sleep(50);
+  await settleHandlers();
   expect(unhandled).toEqual([]);
   expect(largestAnswer).toBeLessThan(64 * 1024);
   expect(closed).toBeGreaterThan(10_000);
@@ -151,11 +168,18 @@ test("1,000 random frames over real sockets; a healthy client keeps working thro
   for (let i = 0; i < samples.length; i += 50) {
     const batch = samples.slice(i, i + 50);
     const sockets = await Promise.all(batch.map(() => rawSocket(srv.url)));
-    for (const [j, frame] of batch.entries()) sockets[j]?.send(frame);
+    // Each frame is followed by a PING: a socket the frame did not close answers it with a PONG.
+    for (const [j, frame] of batch.entries()) {
+      sockets[j]?.send(frame);
+      sockets[j]?.send([FrameType.Ping, 0]);
+    }
     expect(await healthy.call(ADD, { a: i, b: 1 })).toBe(i + 1);
     await Promise.all(
       sockets.map(async (s) => {
-        const done = await Promise.race([s.closed, Bun.sleep(100).then(() => null)]);
+        const done = await s.next(FrameType.Pong).then(
+          () => null,
+          () => s.closed,
+        );
         if (done === null) {
           stillOpen++;
           s.ws.close();
@@ -165,6 +189,7 @@ test("1,000 random frames over real sockets; a healthy client keeps working thro
         }
       }),
     );
+    await settleHandlers();
   }
   await waitFor(() => [...srv.chatter.connections].filter((c) => c.isConnected).length === 1, 3000, "only the healthy client left");
   expect(await healthy.call(GREET, { name: "still here" })).toBe("hi still here");
