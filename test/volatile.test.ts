@@ -13,7 +13,7 @@ import { peerOfClient } from "../src/client/internal.ts";
 import { type ChatterServer, ConnectionState, createProc, createServer, type Proc, type ServerConnection } from "../src/index.ts";
 import { attach } from "../src/node.ts";
 import { decodeFrames, encodeFrame, type Frame, FrameType, PROTOCOL_VERSION } from "../src/wire/frames.ts";
-import { rawSocket, recorder, startServer, type TestServer, waitFor, waitForState } from "./helpers.ts";
+import { nextTurn, rawSocket, recorder, startServer, type TestServer, waitFor, waitForState } from "./helpers.ts";
 import { bufferedOf, coreOfServer } from "./internals.ts";
 import { NOTE } from "./procs.ts";
 import { tcpProxy } from "./proxy.ts";
@@ -99,7 +99,7 @@ async function fillUp(chatter: ChatterServer<unknown>, conn: ServerConnection<un
     if (sent > 400) throw new Error("the socket never backed up");
     chatter.broadcast("room", BULK, blob);
     sent++;
-    await Bun.sleep(2); // Lets queued frames reach the socket (Node's loop sends at the end of the tick).
+    await nextTurn(); // Lets queued frames reach the socket (Node's loop sends at the end of the tick).
   }
   return sent;
 }
