@@ -1,22 +1,22 @@
 /**
  * Chaos: a TCP proxy between a client and a Bun server cuts every connection
- * at random moments for several seconds, while calls flow both ways and the
- * server broadcasts. Afterwards every call has settled, every handler ran
- * exactly once per call, every caller got its own answer once, and every
- * broadcast arrived once and in order.
+ * at random points in the traffic, while calls flow both ways and the server
+ * broadcasts. Afterwards every call has settled, every handler ran exactly
+ * once per call, every caller got its own answer once, and every broadcast
+ * arrived once and in order.
  */
 import { afterAll, expect, test } from "bun:test";
 import { z } from "zod";
 import { peerOfClient } from "../src/client/internal.ts";
-import { createProc, type ServerConnection } from "../src/index.ts";
+import { ConnectionState, createProc, type ServerConnection } from "../src/index.ts";
 import { FrameType } from "../src/wire/frames.ts";
 import { startServer, waitFor } from "./helpers.ts";
 import { tcpProxy } from "./proxy.ts";
 
-const WORK = createProc({ name: "work", takes: z.object({ key: z.string(), ms: z.number() }), returns: z.string(), timeout: 60_000 });
+const WORK = createProc({ name: "work", takes: z.object({ key: z.string(), slow: z.boolean() }), returns: z.string(), timeout: 60_000 });
 const TICK = createProc({ name: "tick", takes: z.number() });
 
-const CHAOS_MS = 4000;
+const ROUNDS = 500;
 const srv = startServer({ rateLimit: false, onOpen: (c) => c.subscribe("ticks") });
 const proxy = await tcpProxy(srv.bun.port as number);
 afterAll(() => {
@@ -24,22 +24,59 @@ afterAll(() => {
   srv.stop();
 });
 
-/** Counts how often each key's handler ran. */
-function runCounter() {
+/** Cuts every connection through the proxy after a random 10 to 60 reads of traffic, until stopped. */
+function cutter() {
+  let stopped = false;
+  const done = (async () => {
+    while (!stopped) {
+      const at = proxy.chunks + 10 + Math.floor(Math.random() * 50);
+      await waitFor(() => stopped || proxy.chunks >= at, 20_000, "traffic to cut", 1);
+      if (!stopped) proxy.cutAll();
+    }
+  })();
+  return async () => {
+    stopped = true;
+    await done;
+  };
+}
+
+/** The next time something happens: `wait()` resolves at the next `fire()`, and at once after `end()`. */
+function moment() {
+  let next = Promise.withResolvers<void>();
+  let ended = false;
+  return {
+    wait: () => next.promise,
+    fire() {
+      next.resolve();
+      if (!ended) next = Promise.withResolvers<void>();
+    },
+    end() {
+      ended = true;
+      next.resolve();
+    },
+  };
+}
+
+/** Counts how often each key's handler ran; a slow call waits for `later` before it answers. */
+function runCounter(later: () => Promise<void>) {
   const runs = new Map<string, number>();
-  const handler = async ({ key, ms }: { key: string; ms: number }) => {
+  const handler = async ({ key, slow }: { key: string; slow: boolean }) => {
     runs.set(key, (runs.get(key) ?? 0) + 1);
-    if (ms) await Bun.sleep(ms);
+    if (slow) await later();
     return `done ${key}`;
   };
   return { runs, handler };
 }
 
-test(`calls both ways and broadcasts survive ${CHAOS_MS} ms of random cuts, exactly once`, async () => {
-  const onServer = runCounter();
+test(`calls both ways and broadcasts survive ${ROUNDS} rounds cut at random points, exactly once`, async () => {
+  // Slow calls are held until the client's next connection, so they are in flight at a cut and answer as it
+  // resumes, when their answers can cross the repeats of their calls.
+  const reconnect = moment();
+  const onServer = runCounter(reconnect.wait);
   srv.chatter.on(WORK, onServer.handler);
   const client = await srv.client({ url: proxy.url, reconnect: { minDelay: 2, maxDelay: 30 } });
-  const onClient = runCounter();
+  client.onStateChange((state) => state === ConnectionState.Connected && reconnect.fire());
+  const onClient = runCounter(reconnect.wait);
   client.on(WORK, onClient.handler);
   const ticks: number[] = [];
   client.on(TICK, (n) => void ticks.push(n));
@@ -67,28 +104,22 @@ test(`calls both ways and broadcasts survive ${CHAOS_MS} ms of random cuts, exac
   const fromClient: string[] = [];
   const fromServer: string[] = [];
   let sentTicks = 0;
-  const until = Date.now() + CHAOS_MS;
-  // The cutter: every 20-150 ms, kill every connection through the proxy.
-  const cutter = (async () => {
-    while (Date.now() < until) {
-      await Bun.sleep(20 + Math.random() * 130);
-      proxy.cutAll();
-    }
-  })();
-  let i = 0;
-  while (Date.now() < until) {
-    // A few calls each way, some slow enough to be in flight at a cut, and a broadcast.
+  const stopCutting = cutter();
+  for (let i = 0; i < ROUNDS; i++) {
+    // A call each way, some held until the next reconnection, and a broadcast.
     const key = `c${i}`;
     fromClient.push(key);
-    track(client.call(WORK, { key, ms: i % 3 === 0 ? 15 : 0 }), key);
+    track(client.call(WORK, { key, slow: i % 3 === 0 }), key);
     const back = `s${i}`;
     fromServer.push(back);
-    track(conn.call(WORK, { key: back, ms: i % 4 === 0 ? 10 : 0 }), back);
+    track(conn.call(WORK, { key: back, slow: i % 4 === 0 }), back);
     srv.chatter.broadcast("ticks", TICK, sentTicks++);
-    i++;
-    await Bun.sleep(2);
+    // The next round starts once this one's broadcast has arrived, or a cut came first: rounds follow the traffic.
+    const cutsBefore = proxy.cuts;
+    await waitFor(() => ticks.length === sentTicks || proxy.cuts > cutsBefore, 10_000, `round ${i}`, 1);
   }
-  await cutter;
+  await stopCutting();
+  reconnect.end();
   const settled = await Promise.allSettled(results);
   await waitFor(() => ticks.length >= sentTicks, 10_000, "the last broadcasts");
 

@@ -1,7 +1,8 @@
 /**
  * A TCP proxy on 127.0.0.1 for breaking connections on purpose: `cutAll()`
  * kills every connection through it at once (both ends), and `refuse()`
- * makes it reject new ones, as a network that is down would.
+ * makes it reject new ones, as a network that is down would. `chunks` counts
+ * the reads it passed on, so a test can cut at points in the traffic.
  */
 import type { Socket } from "bun";
 
@@ -30,6 +31,7 @@ export async function tcpProxy(targetPort: number) {
   let refusing = false;
   let target = targetPort;
   let cuts = 0;
+  let chunks = 0;
   const kill = (s: Socket<Side> | null) => {
     if (!s) return;
     live.delete(s);
@@ -53,7 +55,10 @@ export async function tcpProxy(targetPort: number) {
               client.data.peer = up;
               pump(up, client.data.backlog);
             },
-            data: (up, chunk) => pump(up.data.peer, up.data.backlog, chunk),
+            data: (up, chunk) => {
+              chunks++;
+              pump(up.data.peer, up.data.backlog, chunk);
+            },
             drain: (up) => pump(up, client.data.backlog),
             close: (up) => kill(up.data.peer),
             error: (up) => kill(up.data.peer),
@@ -61,7 +66,11 @@ export async function tcpProxy(targetPort: number) {
         }).catch(() => kill(client));
       },
       // A refused socket closes before it has data.
-      data: (client, chunk) => client.data && pump(client.data.peer, client.data.backlog, chunk),
+      data: (client, chunk) => {
+        if (!client.data) return;
+        chunks++;
+        pump(client.data.peer, client.data.backlog, chunk);
+      },
       drain: (client) => client.data && pump(client, client.data.peer?.data.backlog ?? []),
       close: (client) => kill(client.data?.peer ?? null),
       error: (client) => kill(client.data?.peer ?? null),
@@ -72,6 +81,10 @@ export async function tcpProxy(targetPort: number) {
     url: `ws://127.0.0.1:${listener.port}`,
     get cuts() {
       return cuts;
+    },
+    /** Reads passed on so far, both ways. */
+    get chunks() {
+      return chunks;
     },
     /** Kills every connection through the proxy, both ends, with no goodbye. */
     cutAll() {
