@@ -1,4 +1,4 @@
-/** Small helpers for starting the processes that benchmarks and tests run against. */
+/** Small helpers for starting the processes that benchmarks run against (the tests keep their own, in test/processes.ts). */
 
 /** Reads a process's stdout until `pattern` matches; @returns the text read so far */
 export async function readUntil(stream: ReadableStream<Uint8Array>, pattern: RegExp): Promise<string> {
