@@ -5,8 +5,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync } from "node:fs";
 import { type ChatterClient, createClient } from "../src/index.ts";
-import { FrameType } from "../src/wire/frames.ts";
-import { BROADCAST, CALL_CLIENT, ECHO, NOTE, PRESENCE, STATS, SUBSCRIBE } from "./cluster/procs.ts";
+import { type CallFrame, FrameType } from "../src/wire/frames.ts";
+import { ABORT_HELD, BROADCAST, CALL_CLIENT, CALL_HELD, ECHO, HOLD, NOTE, PRESENCE, STATS, SUBSCRIBE } from "./cluster/procs.ts";
 import { rawSocket, waitFor } from "./helpers.ts";
 import { freePort, readUntil, startRedis } from "./processes.ts";
 import { tcpProxy } from "./proxy.ts";
@@ -16,6 +16,7 @@ let redis: ReturnType<typeof Bun.spawn> | undefined;
 let redisPort = 0;
 const instances: { proc: ReturnType<typeof Bun.spawn>; url: string }[] = [];
 const clients: ChatterClient[] = [];
+const prefix = `test-${Date.now()}`;
 
 async function startRedisHere() {
   redis = await startRedis(redisPort);
@@ -48,7 +49,6 @@ beforeAll(async () => {
   if (!existsSync(REDIS)) throw new Error(`no ${REDIS}: apt-get install -y redis-server (.ci/run does)`);
   redisPort = freePort();
   await startRedisHere();
-  const prefix = `test-${Date.now()}`;
   for (let i = 0; i < 3; i++) await startInstance(prefix);
 });
 
@@ -106,6 +106,85 @@ describe("a cluster of three instances", () => {
     await attacker.next(FrameType.Result);
     await waitFor(() => seen.includes("from attacker"), 5000, "the victim to get the broadcast");
     attacker.ws.close();
+  });
+
+  test("aborting a call's signal rejects it with ABORTED, and cancels the client's handler on another instance", async () => {
+    const caller = await client(0);
+    const target = await client(2);
+    let started = false;
+    let cancelled: unknown;
+    target.on(HOLD, (_key, _client, ctx) => {
+      started = true;
+      return new Promise<string>((resolve) =>
+        ctx.signal.addEventListener("abort", () => {
+          cancelled = ctx.signal.reason;
+          resolve("too late");
+        }),
+      );
+    });
+    // Caught at once: it fails while the test is still busy aborting it.
+    const held = caller.call(CALL_HELD, { clientId: target.clientId, key: "abort", timeout: 0 }).catch((err: unknown) => err);
+    await waitFor(() => started, 5000, "the call to reach the client");
+    await caller.call(ABORT_HELD, "abort");
+    expect(await held).toMatchObject({ code: "ABORTED", message: expect.stringContaining('call to "hold" was aborted') });
+    await waitFor(() => cancelled, 5000, "the handler to be cancelled");
+    expect(cancelled).toMatchObject({ code: "ABORTED" });
+  });
+
+  test("a call with timeout 0 reaches a client on another instance with no deadline there, and its answer comes back", async () => {
+    const caller = await client(0);
+    const target = await rawSocket(instances[2]?.url as string);
+    const held = caller.call(CALL_HELD, { clientId: target.clientId, key: "forever", timeout: 0 });
+    const call = (await target.next(FrameType.Call)) as CallFrame;
+    expect([call[2], call[3], call[4]]).toEqual(["hold", "forever", 0]);
+    target.send([FrameType.Result, call[1], "answered"]);
+    expect(await held).toBe("answered");
+    // A timeout is kept: unanswered, the call fails with TIMEOUT.
+    const timed = caller.call(CALL_HELD, { clientId: target.clientId, key: "timed", timeout: 100 }).catch((err: unknown) => err);
+    expect(((await target.next(FrameType.Call)) as CallFrame)[4]).toBe(100);
+    expect(await timed).toMatchObject({ code: "TIMEOUT" });
+    target.ws.close();
+  });
+
+  test("closing a server fails its calls to other instances with DISCONNECTED, cancels them there, and lets the process exit", async () => {
+    const target = await client(1);
+    let started = false;
+    let cancelled = false;
+    target.on(HOLD, (_key, _client, ctx) => {
+      started = true;
+      ctx.signal.addEventListener("abort", () => {
+        cancelled = true;
+      });
+      return new Promise<string>(() => {});
+    });
+    const proc = Bun.spawn([process.execPath, `${import.meta.dir}/cluster/close.ts`], {
+      env: {
+        ...process.env,
+        REDIS_URL: `redis://127.0.0.1:${redisPort}`,
+        PREFIX: prefix,
+        SECRET: `cluster-test-secret-of-32-bytes-${prefix}`,
+        TARGET: target.clientId,
+      },
+      stdin: "pipe",
+      stdout: "pipe",
+      stderr: "inherit",
+    });
+    try {
+      await readUntil(proc.stdout as ReadableStream<Uint8Array>, /CALLING/);
+      await waitFor(() => started, 5000, "the call to reach the client");
+      await proc.stdin?.end();
+      expect(await readUntil(proc.stdout as ReadableStream<Uint8Array>, /CALL \w+/)).toContain("CALL DISCONNECTED");
+      await waitFor(() => cancelled, 5000, "the handler to be cancelled");
+      // Nothing it opened (Redis connections, timers) may keep it alive: it exits well before this deadline.
+      let deadline: ReturnType<typeof setTimeout> | undefined;
+      const stillRunning = new Promise((resolve) => {
+        deadline = setTimeout(resolve, 3000, "still running after 3 s");
+      });
+      expect(await Promise.race([proc.exited, stillRunning])).toBe(0);
+      clearTimeout(deadline);
+    } finally {
+      proc.kill();
+    }
   });
 
   test("presence counts subscribers across instances, and is right again after an instance is killed with SIGKILL", async () => {

@@ -1,57 +1,65 @@
 /**
- * The contract between a server and a cluster backend (such as chatter/redis)
- * that makes several server instances act as one: broadcasts reach every
- * instance, calls reach a client wherever it is connected, and presence is
- * counted across instances. Without a backend nothing here runs.
+ * The contract of a cluster backend (such as chatter/redis): a message bus and
+ * a small presence store, nothing more. Routing calls, deciding NOT_FOUND,
+ * deadlines, encoding and summing presence live in the cluster core
+ * (cluster-core.ts), written once, so a second backend is a page.
  */
-import type { WireError } from "../errors.ts";
 
-/** A broadcast as it travels between instances. Exclusions are by session id, which is unique cluster-wide. */
-export interface ClusterBroadcast {
-  /** The instance that sent it; it has already delivered it to its own connections. */
-  origin: string;
-  topics: string[];
-  name: string;
-  input: unknown;
-  excludeSessions: string[];
-  /** Not logged for replay, and skipped for sockets that are behind (`broadcast(..., { volatile: true })`). */
-  volatile?: boolean;
+/** Counters of what a cluster did. The cluster core keeps them; a backend only offers the object to its users. */
+export interface ClusterStats {
+  /** Messages sent: broadcasts, calls and their answers. */
+  published: number;
+  /** Messages received and decoded. */
+  received: number;
+  /** Messages the backend could not send (broadcasts and answers lost to an outage). */
+  lost: number;
 }
 
-/** What a backend may ask of the local server. */
-export interface ClusterNode {
-  /** This instance's id, unique in the cluster. */
-  readonly instanceId: string;
-  /** Delivers a broadcast from another instance to the local subscribers. */
-  deliver(broadcast: ClusterBroadcast): void;
-  /**
-   * Calls a procedure on a client connected here.
-   * @returns the answer, or `undefined` if the client is not connected to this instance
-   */
-  callLocal(clientId: string, name: string, input: unknown, timeout: number): Promise<unknown> | undefined;
-  /** Subscribers per topic on this instance, for presence. */
-  topicCounts(): Record<string, number>;
-  /** Reports trouble the backend meets (lost broadcasts, Redis errors). */
-  report(error: unknown): void;
-  log: ((msg: string) => void) | undefined;
-}
+/**
+ * Gets every message on the channels an instance listens on.
+ * @param channel - the channel's name, as given to `subscribe`
+ * @param message - its bytes; valid only during the call
+ */
+export type ClusterListener = (channel: string, message: Uint8Array) => void;
 
-/** A cluster backend. */
+/**
+ * A cluster backend: what several server instances share. Channel names and
+ * instance ids come from the core; a backend may put them under a namespace
+ * of its own (chatter/redis: its `prefix`), so clusters sharing one store stay apart.
+ */
 export interface ClusterBackend {
-  /** Called once, when the server is created. */
-  start(node: ClusterNode): void;
-  /** Sends a broadcast to the other instances. */
-  publish(broadcast: ClusterBroadcast): void;
-  /** Calls a procedure on a client connected to another instance; rejects with `NOT_FOUND` if none has it. */
-  callRemote(clientId: string, name: string, input: unknown, timeout: number): Promise<unknown>;
-  /** Subscribers to a topic across the cluster. */
-  presence(topic: string): Promise<number>;
-  /** Leaves the cluster. */
+  /** Where the core keeps its counters, for the backend's users to read (optional). */
+  readonly stats?: ClusterStats;
+  /** Milliseconds between refreshes of this instance's presence. The core defaults it to 2 000. */
+  readonly heartbeatMs?: number;
+  /** Milliseconds a presence entry lives without a refresh. The core defaults it to 3 heartbeats. */
+  readonly presenceTtlMs?: number;
+  /**
+   * Sends a message to every instance listening on the channel, this one included. Never queue it
+   * for later: a message late by minutes is worse than one reported lost.
+   * @param channel - where to send it
+   * @param message - its bytes; valid only during the call, so copy them to keep them
+   * @returns how many listeners got it; rejects if it could not be sent
+   */
+  publish(channel: string, message: Uint8Array): Promise<number>;
+  /**
+   * Listens on channels, for as long as the backend is open (again after an outage). Called once.
+   * @param channels - the channels to listen on
+   * @param listener - gets every message on them
+   * @returns a promise that resolves once the instance listens
+   */
+  subscribe(channels: string[], listener: ClusterListener): Promise<void>;
+  /**
+   * Stores an instance's presence, replacing what it stored before.
+   * @param instanceId - the instance
+   * @param value - its bytes; valid only during the call
+   * @param ttlMs - how long the entry lives unless stored again
+   */
+  putPresence(instanceId: string, value: Uint8Array, ttlMs: number): Promise<void>;
+  /** @returns every instance's presence that the store knows of, `undefined` where the entry has expired */
+  readPresence(): Promise<Map<string, Uint8Array | undefined>>;
+  /** Forgets instances: dead ones, and this one as it leaves. */
+  forgetPresence(instanceIds: string[]): Promise<void>;
+  /** Closes every connection the backend opened, so the process can exit. */
   close(): Promise<void>;
 }
-
-/** An answer to a remote call, as it travels back. */
-export type ClusterReply =
-  | { id: number; ok: true; value: unknown }
-  | { id: number; ok: false; error: WireError }
-  | { id: number; miss: true };

@@ -10,7 +10,8 @@ import { ChatterError } from "../errors.ts";
 import { addHandler, type Proc } from "../proc.ts";
 import { CloseCode, encodeFrame, FrameType } from "../wire/frames.ts";
 import type { AdapterHost, SendResult, SocketDriver } from "./adapter.ts";
-import type { ClusterBroadcast } from "./cluster.ts";
+import { Cluster } from "./cluster-core.ts";
+import { type ClusterBroadcast, clusterNode } from "./cluster-node.ts";
 import { type ServerConnection, sessionOf } from "./connection.ts";
 import { ClientIdentity } from "./identity.ts";
 import { admitSocket, HELLO_BYTES, openSocket, receive } from "./intake.ts";
@@ -46,6 +47,8 @@ export class ServerCore implements SessionHost {
   closing = false;
   /** This instance's id in a cluster. */
   readonly instanceId = crypto.randomUUID();
+  /** This instance's membership of a cluster, when `options.cluster` names a backend. */
+  readonly cluster: Cluster | undefined;
   /** Open sockets that have not finished the handshake (the others are reached through their sessions). */
   readonly handshaking = new Set<SocketState>();
   readonly options: AnyOptions;
@@ -93,6 +96,7 @@ export class ServerCore implements SessionHost {
     };
     this.clock = setInterval(() => this.onTick(), 1000);
     (this.clock as { unref?: () => void }).unref?.();
+    this.cluster = options.cluster && new Cluster(options.cluster, clusterNode(this));
   }
 
   /** What topics use of the driver; `native` is read when a broadcast goes out, so an adapter may come later. */
@@ -251,6 +255,7 @@ export class ServerCore implements SessionHost {
     if (busy()) this.log?.("shutdown deadline passed with handlers still running");
     for (const session of [...this.sessions.values()]) this.endSession(session, CloseCode.GoingAway, "server is shutting down");
     for (const state of this.handshaking) this.closeSocket(state, CloseCode.GoingAway, "server is shutting down");
+    await this.cluster?.close();
   }
 
   /** Runs an app hook; what it throws or rejects with goes to `onError`. */
@@ -277,10 +282,9 @@ export class ServerCore implements SessionHost {
     const list = typeof topics === "string" ? [topics] : [...new Set(topics)];
     const value = proc.takes === null ? null : input;
     this.topics.broadcast(list, (seq) => encodeFrame([FrameType.Event, seq, proc.name, value]), exclude, volatile);
-    const cluster = this.options.cluster;
-    if (cluster) {
+    if (this.cluster) {
       const excludeSessions = [...exclude].map((s) => s.sessionId);
-      cluster.publish({ origin: this.instanceId, topics: list, name: proc.name, input: value, excludeSessions, volatile });
+      this.cluster.broadcast({ origin: this.instanceId, topics: list, name: proc.name, input: value, excludeSessions, volatile });
     }
   }
 

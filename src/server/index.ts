@@ -5,7 +5,7 @@ import { ChatterError } from "../errors.ts";
 import { check, type InputArgs, type ParsedInputOf, type Proc, type ResultOf, type ReturnOf } from "../proc.ts";
 import { broadcastFrom } from "./broadcast.ts";
 import { type BunServerLike, type BunWebSocketHandlers, bunAdapter, type UpgradeResult } from "./bun.ts";
-import { clusterNode, localClient } from "./cluster-node.ts";
+import { localClient } from "./cluster-node.ts";
 import { type ServerConnection, sessionsOf } from "./connection.ts";
 import { ServerCore } from "./core.ts";
 import type { ServerHandler, ServerOptions } from "./options.ts";
@@ -51,7 +51,6 @@ export class ChatterServer<TData = unknown> {
   constructor(options: ServerOptions<TData> = {}) {
     const core = new ServerCore(options);
     register(this, core);
-    options.cluster?.start(clusterNode(core));
   }
 
   #bunAdapter(): ReturnType<typeof bunAdapter> {
@@ -81,19 +80,20 @@ export class ChatterServer<TData = unknown> {
     const core = coreOf(this);
     const local = localClient(core, clientId);
     if (local) return local.call(proc, ...args);
-    const cluster = core.options.cluster;
+    const cluster = core.cluster;
     if (!cluster) throw new ChatterError("NOT_FOUND", `no connection for client "${clientId}"`);
     const options = args[1] as CallOptions | undefined;
     await check(proc.takes, args[0], proc.name, "input");
     const input = proc.takes === null ? null : args[0];
-    const answer = await cluster.callRemote(clientId, proc.name, input, options?.timeout ?? proc.timeout ?? DEFAULT_TIMEOUT);
+    const timeout = options?.timeout ?? proc.timeout ?? DEFAULT_TIMEOUT;
+    const answer = await cluster.call(clientId, proc.name, input, timeout, options?.signal);
     return (await check(proc.returns, answer, proc.name, "output")) as ResultOf<P>;
   }
 
   /** @returns how many connections are subscribed to the topic, across the cluster when there is one */
   presence(topic: string): Promise<number> {
     const core = coreOf(this);
-    const cluster = core.options.cluster;
+    const cluster = core.cluster;
     return cluster ? cluster.presence(topic) : Promise.resolve(core.topics.index.get(topic)?.size ?? 0);
   }
 

@@ -13,3 +13,12 @@ export const CALL_CLIENT = createProc({
 });
 export const PRESENCE = createProc({ name: "presence", takes: z.string(), returns: z.number() });
 export const STATS = createProc({ name: "stats", returns: z.object({ published: z.number(), received: z.number(), lost: z.number() }) });
+/** Implemented by a test client, which holds the call until it is cancelled or answered by hand. */
+export const HOLD = createProc({ name: "hold", takes: z.string(), returns: z.string() });
+/** Calls HOLD on a client with a timeout, abortable with ABORT_HELD under `key`. */
+export const CALL_HELD = createProc({
+  name: "call_held",
+  takes: z.object({ clientId: z.string(), key: z.string(), timeout: z.number() }),
+  returns: z.string(),
+});
+export const ABORT_HELD = createProc({ name: "abort_held", takes: z.string() });

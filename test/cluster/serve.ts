@@ -1,7 +1,7 @@
 // One Chatter instance of the test cluster. Prints "READY <port>".
 import { createServer } from "../../src/index.ts";
 import { redisCluster } from "../../src/redis.ts";
-import { BROADCAST, CALL_CLIENT, ECHO, NOTE, PRESENCE, STATS, SUBSCRIBE } from "./procs.ts";
+import { ABORT_HELD, BROADCAST, CALL_CLIENT, CALL_HELD, ECHO, HOLD, NOTE, PRESENCE, STATS, SUBSCRIBE } from "./procs.ts";
 
 const cluster = redisCluster({ url: process.env.REDIS_URL, prefix: process.env.PREFIX, heartbeatMs: 200 });
 const chatter = createServer({ cluster, secret: process.env.SECRET, rateLimit: false, onError: (err) => console.error(String(err)) });
@@ -10,6 +10,17 @@ chatter.on(BROADCAST, ({ topic, text, fromSelf }, c) => (fromSelf ? c.broadcast(
 chatter.on(CALL_CLIENT, ({ clientId, text }) => chatter.callClient(clientId, ECHO, text));
 chatter.on(PRESENCE, (topic) => chatter.presence(topic));
 chatter.on(STATS, () => ({ ...cluster.stats }));
+const held = new Map<string, AbortController>();
+chatter.on(CALL_HELD, async ({ clientId, key, timeout }) => {
+  const controller = new AbortController();
+  held.set(key, controller);
+  try {
+    return await chatter.callClient(clientId, HOLD, key, { timeout, signal: controller.signal });
+  } finally {
+    held.delete(key);
+  }
+});
+chatter.on(ABORT_HELD, (key) => held.get(key)?.abort());
 await cluster.ready;
 const server = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: (req, srv) => chatter.upgrade(req, srv), websocket: chatter.websocket });
 console.log(`READY ${server.port}`);
