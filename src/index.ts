@@ -17,8 +17,8 @@ export {
   type Schema,
 } from "./proc.ts";
 export type { BunServerLike, BunWebSocketHandlers } from "./server/bun.ts";
-export { ServerConnection } from "./server/connection.ts";
+export { type ConnectionBroadcastOptions, ServerConnection } from "./server/connection.ts";
 export { type BroadcastOptions, ChatterServer, type CloseOptions, createServer, type TopicScope } from "./server/index.ts";
 export type { ServerHandler, ServerOptions } from "./server/options.ts";
-export type { ConnectionInfo } from "./server/upgrade.ts";
+export type { ConnectionRequest } from "./server/upgrade.ts";
 export { CloseCode, PROTOCOL_VERSION } from "./wire/frames.ts";

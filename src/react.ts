@@ -2,7 +2,7 @@
 export {
   ChatterProvider,
   type ChatterProviderProps,
-  type ConnectionInfo,
+  type ConnectionStatus,
   type ProcState,
   type ProcStatus,
   useChatter,

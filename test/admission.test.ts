@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { type ConnectionInfo, ConnectionState, createClient } from "../src/index.ts";
+import { type ConnectionRequest, ConnectionState, createClient } from "../src/index.ts";
 import { FrameType, PROTOCOL_VERSION } from "../src/wire/frames.ts";
 import { hold, rawSocket, startServer, type TestServer, upgradeStatus, waitFor } from "./helpers.ts";
 import { bunSocketOf } from "./internals.ts";
@@ -11,7 +11,7 @@ afterEach(() => srv?.stop());
 
 describe("getConnectionData", () => {
   test("gets the request, URL, headers, cookies, client id and IP before the socket opens", async () => {
-    let info: ConnectionInfo | undefined;
+    let info: ConnectionRequest | undefined;
     const order: string[] = [];
     srv = startServer({
       getConnectionData: async (i) => {

@@ -45,7 +45,7 @@ export function useChatter(): ChatterClient {
 }
 
 /** What {@link useConnectionState} reports. */
-export interface ConnectionInfo {
+export interface ConnectionStatus {
   state: ConnectionState;
   isConnected: boolean;
   /** The current connection resumed the previous session, with its calls and broadcasts intact. */
@@ -57,14 +57,14 @@ export interface ConnectionInfo {
 }
 
 /** One store per client, so every component reads the same snapshot object between changes. */
-const stores = new WeakMap<ChatterClient, { subscribe(fn: () => void): () => void; get(): ConnectionInfo }>();
+const stores = new WeakMap<ChatterClient, { subscribe(fn: () => void): () => void; get(): ConnectionStatus }>();
 
 function storeFor(client: ChatterClient) {
   let store = stores.get(client);
   if (store) return store;
   let resets = 0;
   let reset = false;
-  const read = (): ConnectionInfo => ({ state: client.state, isConnected: client.isConnected, resumed: client.resumed, reset, resets });
+  const read = (): ConnectionStatus => ({ state: client.state, isConnected: client.isConnected, resumed: client.resumed, reset, resets });
   let snapshot = read();
   const listeners = new Set<() => void>();
   const changed = () => {
@@ -92,7 +92,7 @@ function storeFor(client: ChatterClient) {
 }
 
 /** @returns the connection's state, re-rendering on every change */
-export function useConnectionState(): ConnectionInfo {
+export function useConnectionState(): ConnectionStatus {
   const store = storeFor(useChatter());
   return useSyncExternalStore(store.subscribe, store.get, store.get);
 }

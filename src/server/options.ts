@@ -6,7 +6,7 @@ import { MAX_FRAMES_PER_MESSAGE } from "../wire/frames.ts";
 import type { ClusterBackend } from "./cluster.ts";
 import type { ServerConnection } from "./connection.ts";
 import type { RateLimitOptions } from "./rate-limit.ts";
-import type { ConnectionInfo } from "./upgrade.ts";
+import type { ConnectionRequest } from "./upgrade.ts";
 
 /** Options of `createServer`. */
 export interface ServerOptions<TData = unknown> {
@@ -15,7 +15,7 @@ export interface ServerOptions<TData = unknown> {
    * `connection.data`. Throw to refuse with 401, or return or throw a
    * `Response` to refuse with that response.
    */
-  getConnectionData?: (info: ConnectionInfo) => TData | Promise<TData>;
+  getConnectionData?: (info: ConnectionRequest) => TData | Promise<TData>;
   /** Runs once a new session's handshake is done, before its calls are handled. Not run again on resume. */
   onOpen?: (connection: ServerConnection<NoInfer<TData>>) => unknown;
   /**

@@ -4,7 +4,7 @@ import { Refused } from "./refusal.ts";
 import { SocketState } from "./socket-state.ts";
 
 /** What `getConnectionData` learns about a connecting client. */
-export interface ConnectionInfo {
+export interface ConnectionRequest {
   /** The upgrade request itself. */
   request: Request;
   /** The request URL, parsed. */
@@ -21,7 +21,7 @@ export interface ConnectionInfo {
 
 /** The checks an upgrade goes through before `getConnectionData`. */
 export interface AdmissionRules<TData> {
-  getConnectionData?: ((info: ConnectionInfo) => TData | Promise<TData>) | undefined;
+  getConnectionData?: ((info: ConnectionRequest) => TData | Promise<TData>) | undefined;
   /** Origins allowed to connect; requests without an Origin header (not browsers) pass. */
   allowedOrigins?: string[] | undefined;
   /**
@@ -65,7 +65,7 @@ export function admit<TData>(
   const cid = url.searchParams.get("cid");
   const clientId = cid && ID_PATTERN.test(cid) ? cid : crypto.randomUUID();
   if (!getConnectionData) return new SocketState(clientId, undefined, address);
-  const info: ConnectionInfo = {
+  const info: ConnectionRequest = {
     request,
     url,
     headers: request.headers,
