@@ -1,3 +1,4 @@
+/** `chatter`: procedures, the client and the server. Every name here is documented (docs/types.md lists the types). */
 export { ChatterClient, type ClientHandler, type ClientOptions, createClient, type WebSocketConstructor } from "./client/client.ts";
 export { ConnectionState } from "./client/state.ts";
 export { CallContext } from "./engine/context.ts";
@@ -16,9 +17,8 @@ export {
   type ReturnOf,
   type Schema,
 } from "./proc.ts";
-export type { BunServerLike, BunWebSocketHandlers } from "./server/bun.ts";
 export { type ConnectionBroadcastOptions, ServerConnection } from "./server/connection.ts";
 export { type BroadcastOptions, ChatterServer, type CloseOptions, createServer, type TopicScope } from "./server/index.ts";
 export type { ServerHandler, ServerOptions } from "./server/options.ts";
 export type { ConnectionRequest } from "./server/upgrade.ts";
-export { CloseCode, PROTOCOL_VERSION } from "./wire/frames.ts";
+export { CloseCode } from "./wire/frames.ts";

@@ -1,3 +1,3 @@
 /** `chatter/redis`: a Redis cluster backend, so several Chatter servers act as one. */
-export { type RedisClusterOptions, type RedisClusterStats, redisCluster } from "./cluster/redis.ts";
+export { type RedisClusterOptions, redisCluster } from "./cluster/redis.ts";
 export type { ClusterBackend, ClusterListener, ClusterStats } from "./server/cluster.ts";

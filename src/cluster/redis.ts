@@ -34,15 +34,12 @@ export interface RedisClusterOptions {
   presenceTtlMs?: number;
 }
 
-/** Counters of what the backend did; `lost` counts messages that could not be sent to Redis. */
-export type RedisClusterStats = ClusterStats;
-
 /**
  * Creates a Redis cluster backend, to pass as `createServer({ cluster })`.
  * @param options - `url` or `client`, and optional `prefix` and heartbeat timing
  * @returns the backend; `stats` counts what it did, `ready` resolves once it listens (broadcasts from others reach it from then on)
  */
-export function redisCluster(options: RedisClusterOptions): ClusterBackend & { stats: RedisClusterStats; ready: Promise<void> } {
+export function redisCluster(options: RedisClusterOptions): ClusterBackend & { stats: ClusterStats; ready: Promise<void> } {
   const prefix = options.prefix ?? "chatter";
   const commands =
     options.client ?? new Redis(options.url ?? "redis://127.0.0.1:6379", { enableOfflineQueue: false, maxRetriesPerRequest: 1 });

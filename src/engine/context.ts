@@ -11,8 +11,8 @@ export class CallContext {
   readonly proc: string;
   /** The caller's timeout in milliseconds, or 0 when it waits for ever. */
   readonly timeout: number;
-  private controller: AbortController | null = null;
-  private reason: ChatterError | null = null;
+  #controller: AbortController | null = null;
+  #reason: ChatterError | null = null;
 
   constructor(proc: string, timeout: number) {
     this.proc = proc;
@@ -24,17 +24,17 @@ export class CallContext {
    * Made on first use, so handlers that never look pay nothing for it.
    */
   get signal(): AbortSignal {
-    if (!this.controller) {
-      this.controller = new AbortController();
-      if (this.reason) this.controller.abort(this.reason);
+    if (!this.#controller) {
+      this.#controller = new AbortController();
+      if (this.#reason) this.#controller.abort(this.#reason);
     }
-    return this.controller.signal;
+    return this.#controller.signal;
   }
 
   /** @internal called by the engine when the call is given up. */
   abort(reason: ChatterError): void {
-    if (this.reason) return;
-    this.reason = reason;
-    this.controller?.abort(reason);
+    if (this.#reason) return;
+    this.#reason = reason;
+    this.#controller?.abort(reason);
   }
 }
