@@ -8,42 +8,9 @@ import { ChatterError, describeThrown, toWireError, type WireError } from "../er
 import { check, type Proc } from "../proc.ts";
 import { type CallFrame, type EventFrame, encodeFrame, type Frame, FrameType } from "../wire/frames.ts";
 import { CallContext } from "./context.ts";
-import { type Middleware, runMiddleware } from "./middleware.ts";
-import type { HandlerEntry, PeerOptions } from "./peer.ts";
+import { runMiddleware } from "./middleware.ts";
 import { ReplyCache } from "./replies.ts";
-
-/** How an end wraps and reshapes its answers; part of PeerOptions. */
-export interface AnswerHooks {
-  /** Wrap every incoming call and broadcast, outermost first (`server.use`, `client.use`). */
-  middleware?: Middleware<never>[];
-  /**
-   * Reshapes every error before it is sent as an answer: handler and
-   * middleware errors, validation on arrival, refusals. One that throws or
-   * returns something else is reported, and a generic `HANDLER_ERROR` is sent.
-   */
-  formatError?: (error: unknown, ctx: CallContext) => ChatterError;
-  /** Gets this end's own failures nobody awaits (a failing `formatError`), with the peer's owner. */
-  onError?: (error: unknown, owner: never) => void;
-}
-
-/** What the answering half needs of its peer. */
-export interface AnswererHost {
-  readonly opts: PeerOptions;
-  /** Passed to handlers as their second argument. */
-  readonly owner: unknown;
-  /** The largest frame the other end accepts. */
-  readonly maxFrameBytes: number;
-  /** Sends a frame on the current link, if any. */
-  send(frame: Uint8Array): void;
-}
-
-/** Handler limits shared by many peers: checked before a handler runs, counted while an async one is running. */
-export interface CallBudget {
-  /** @returns the error that refuses a call from `owner` now, or null */
-  refuse(owner: unknown, proc: string): ChatterError | null;
-  started(owner: unknown): void;
-  done(owner: unknown): void;
-}
+import type { HandlerEntry, PeerHost, PeerOptions } from "./types.ts";
 
 export class Answerer {
   /** Incoming calls whose handler has not finished, for CANCEL and repeats. */
@@ -54,10 +21,10 @@ export class Answerer {
   private lastCallId = 0;
   /** The highest EVENT sequence number so far; broadcasts at or below it are repeats. */
   lastEvent = 0;
-  private readonly host: AnswererHost;
+  private readonly host: PeerHost;
   private readonly opts: PeerOptions;
 
-  constructor(host: AnswererHost) {
+  constructor(host: PeerHost) {
     this.host = host;
     this.opts = host.opts;
   }
@@ -80,9 +47,9 @@ export class Answerer {
    * The caller has every answer below `id`. Comes with PING, PONG and resume
    * (CALLs trim the cache themselves): an idle session lets go of its empty cache.
    */
-  settledBelow(id: number): void {
+  forgetBelow(id: number): void {
     if (!this.replies) return;
-    this.replies.settledBelow(id);
+    this.replies.forgetBelow(id);
     if (this.replies.size === 0) this.replies = null;
   }
 
@@ -103,7 +70,7 @@ export class Answerer {
 
   /** An incoming CALL: dispatch it, or answer a repeat. */
   onCall([, id, name, input, timeout, settledBelow]: CallFrame): void {
-    this.replies?.settledBelow(settledBelow);
+    this.replies?.forgetBelow(settledBelow);
     if (id <= this.lastCallId) return this.onRepeat(id, name);
     this.lastCallId = id;
     const entry = this.opts.handlers.get(name);

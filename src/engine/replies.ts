@@ -4,7 +4,7 @@
  * running the handler twice. The caller tells, in each CALL and PING, the
  * lowest call id it still waits for, and everything below it is dropped.
  */
-import { keep } from "../wire/codec.ts";
+import { copyBytes } from "../wire/codec.ts";
 
 export interface ReplyLimits {
   /** Answers kept at most. */
@@ -89,7 +89,7 @@ export class ReplyCache {
 
   /** Keeps an answer; the oldest go first when a limit is passed. */
   set(id: number, frame: Uint8Array): void {
-    this.kept.set(id, keep(frame));
+    this.kept.set(id, copyBytes(frame));
     this.order.push(id);
     this.bytes += frame.byteLength;
     while (this.kept.size > this.maxEntries || this.bytes > this.maxBytes) this.dropOldest();
@@ -110,7 +110,7 @@ export class ReplyCache {
    * they were made, which is nearly id order, so this stops at the first
    * one still needed; a straggler goes at a later call.
    */
-  settledBelow(id: number): void {
+  forgetBelow(id: number): void {
     while (this.head < this.order.length && (this.order[this.head] as number) < id) this.dropOldest();
   }
 

@@ -4,7 +4,7 @@
  * subscriber. A session can resume only if nothing it might need has been
  * dropped, so the limits here bound how long a client may be away.
  */
-import { keep } from "../wire/codec.ts";
+import { copyBytes } from "../wire/codec.ts";
 
 export interface LogLimits {
   /** Broadcasts kept at most (server-wide). */
@@ -62,7 +62,7 @@ export class BroadcastLog<C extends Subscriber> {
   /** @returns the sequence number given to the broadcast */
   append(topics: string[], exclude: ReadonlySet<C>, frame: Uint8Array): void {
     const ids = exclude.size ? new Set(Array.from(exclude, (c) => c.sessionId)) : null;
-    this.entries.push({ seq: this.seq, topics, exclude: ids, frame: keep(frame) });
+    this.entries.push({ seq: this.seq, topics, exclude: ids, frame: copyBytes(frame) });
     this.bytes += frame.byteLength;
     while (this.entries.length - this.head > this.limits.maxMessages || this.bytes > this.limits.maxBytes) {
       this.drop(this.entries[this.head++] as LoggedBroadcast);

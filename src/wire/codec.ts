@@ -53,7 +53,7 @@ export function encode(value: unknown): Uint8Array {
  * view would keep that whole buffer alive.
  * @returns a right-sized copy
  */
-export function keep(frame: Uint8Array): Uint8Array {
+export function copyBytes(frame: Uint8Array): Uint8Array {
   return new Uint8Array(frame);
 }
 

@@ -1,0 +1,317 @@
+/**
+ * The calling half of the engine: the calls this end makes and has no answer
+ * for yet. It gives them ids, times them out, aborts them, keeps them in an
+ * offline queue while there is no socket or the socket is backpressured, and
+ * sends them again after a resume (the other end answers repeats from its
+ * cache). The Peer routes the answers here.
+ */
+import { ChatterError, fromWireError } from "../errors.ts";
+import { check, type Proc } from "../proc.ts";
+import { decode } from "../wire/codec.ts";
+import { type CallFrame, encodeFrame, FrameType } from "../wire/frames.ts";
+import { tooBig } from "./answers.ts";
+import { Deadlines } from "./deadlines.ts";
+import { type CallOptions, DEFAULT_TIMEOUT, type PeerHost, type Transport } from "./types.ts";
+
+const SETTLED = new Uint8Array(0);
+/** CANCELs kept for resending after a resume. */
+const MAX_CANCELS = 1000;
+
+interface Pending {
+  id: number;
+  proc: Proc;
+  resolve: (value: unknown) => void;
+  reject: (err: unknown) => void;
+  /** Its timeout in ms, 0 for none. */
+  wait: number;
+  /** When it times out (performance.now() clock); 0 when it waits for ever. */
+  deadline: number;
+  frame: Uint8Array;
+  /** Whether the frame went out on some socket; unsent calls are the offline queue. */
+  sent: boolean;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
+}
+
+export class Calls {
+  private nextId = 1;
+  /** Set by `close`: every later call fails with it. */
+  closed: ChatterError | null = null;
+  /** Outgoing calls without an answer, in id order. */
+  private readonly pending = new Map<number, Pending>();
+  private queued = 0;
+  /** The lowest pending call id, or 0 when it must be looked up again. */
+  private lowest = 0;
+  /** Set while the socket is backpressured: new calls wait in the queue (answers still go out). */
+  private held = false;
+  /** Unsent calls with a lower id wait for `sendQueue`; 0 when nothing is held. */
+  private heldBelow = 0;
+  /**
+   * Calls given up since the last attach (made on first use). Sent again after a resume: a CANCEL
+   * sent into a socket that was already dead (but not yet known to be) is lost.
+   */
+  private cancels: number[] | null = null;
+  /** The one timer behind every call's timeout; made on the first call that has one. */
+  private deadlines: Deadlines<Pending> | null = null;
+  private readonly host: PeerHost;
+
+  constructor(host: PeerHost) {
+    this.host = host;
+  }
+
+  /** Outgoing calls waiting for an answer (queued ones included). */
+  get size(): number {
+    return this.pending.size;
+  }
+
+  /** Every call with a lower id is settled here; the other end may forget its answers. */
+  get settledBelow(): number {
+    if (this.pending.size === 0) return this.nextId;
+    // Cached: finding the lowest pending id takes a Map iterator, and this is read on every call.
+    if (this.lowest === 0) {
+      for (const id of this.pending.keys()) {
+        this.lowest = id;
+        break;
+      }
+    }
+    return this.lowest;
+  }
+
+  /**
+   * Calls `proc` on the other end.
+   * @returns the parsed result; rejects with a `ChatterError`
+   */
+  call(proc: Proc, input: unknown, options?: CallOptions): Promise<unknown> {
+    if (this.closed) return Promise.reject(this.closed);
+    const timeout = options?.timeout ?? proc.timeout ?? DEFAULT_TIMEOUT;
+    const signal = options?.signal;
+    if (signal?.aborted) return Promise.reject(aborted(proc.name, signal));
+    let checked: unknown;
+    try {
+      checked = check(proc.takes, input, proc.name, "input");
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    // Send the caller's value, not the parsed one: the receiver parses it, so transforms run once.
+    const value = proc.takes === null ? null : input;
+    if (checked instanceof Promise) return checked.then(() => this.start(proc, value, timeout, signal));
+    return this.start(proc, value, timeout, signal);
+  }
+
+  private start(proc: Proc, input: unknown, timeout: number, signal: AbortSignal | undefined): Promise<unknown> {
+    if (this.closed) return Promise.reject(this.closed);
+    const maxQueue = this.host.opts.maxQueue ?? 1000;
+    if ((!this.host.transport || this.held) && this.queued >= maxQueue) {
+      return Promise.reject(new ChatterError("LIMIT", `offline queue is full (${maxQueue} calls); "${proc.name}" was not queued`));
+    }
+    const id = this.nextId;
+    const wait = timeout > 0 && Number.isFinite(timeout) ? timeout : 0;
+    let frame: Uint8Array;
+    try {
+      frame = encodeFrame([FrameType.Call, id, proc.name, input, wait, this.settledBelow]);
+    } catch (err) {
+      return Promise.reject(new ChatterError("VALIDATION", `input of "${proc.name}" cannot be encoded: ${(err as Error).message}`));
+    }
+    const max = this.host.maxFrameBytes;
+    if (frame.byteLength > max) return Promise.reject(tooBig(proc.name, frame, max));
+    this.nextId++;
+    return new Promise((resolve, reject) =>
+      this.track({ id, proc, resolve, reject, wait, deadline: 0, frame, sent: false, signal, onAbort: undefined }),
+    );
+  }
+
+  /** Registers a new call and sends or queues it. Closures made from here on do not capture `start`'s scope, which holds the frame. */
+  private track(p: Pending): void {
+    this.pending.set(p.id, p);
+    if (p.wait) this.clock().add(p, p.wait);
+    if (p.signal) this.watch(p, p.signal);
+    const transport = this.host.transport;
+    if (transport && !this.held) {
+      p.sent = true;
+      transport.send(p.frame);
+    } else {
+      this.queued++;
+      this.host.opts.log?.(`no connection: queued call to "${p.proc.name}" (#${p.id})`);
+    }
+  }
+
+  /** The deadline clock, made on first use. Its callback lives as long as the peer, so it is made here, where it captures only `this`. */
+  private clock(): Deadlines<Pending> {
+    this.deadlines ??= new Deadlines((p) => this.giveUp(p, timedOut(p)));
+    return this.deadlines;
+  }
+
+  /** Aborting `signal` gives up on the call. */
+  private watch(p: Pending, signal: AbortSignal): void {
+    p.onAbort = () => this.giveUp(p, aborted(p.proc.name, signal));
+    signal.addEventListener("abort", p.onAbort, { once: true });
+  }
+
+  /** A timeout or abort: settle now and make sure the call never runs later. */
+  private giveUp(p: Pending, err: ChatterError): void {
+    if (!this.pending.has(p.id)) return;
+    if (!p.sent) this.queued--;
+    else {
+      this.host.transport?.send(encodeFrame([FrameType.Cancel, p.id]));
+      // A CANCEL for a call that has finished is ignored, so resending is safe; keep the list bounded.
+      this.cancels ??= [];
+      if (this.cancels.push(p.id) > MAX_CANCELS) this.cancels.shift();
+    }
+    this.settle(p);
+    p.reject(err);
+  }
+
+  private settle(p: Pending): void {
+    this.pending.delete(p.id);
+    if (p.id === this.lowest) this.lowest = 0;
+    this.deadlines?.settle(p);
+    // The deadline clock may hold the settled call a while longer; it need not hold the encoded input too.
+    p.frame = SETTLED;
+    if (p.onAbort) p.signal?.removeEventListener("abort", p.onAbort);
+  }
+
+  /** An answer to one of our calls (RESULT, or ERROR when `failed`). */
+  onAnswer(id: number, payload: unknown, failed: boolean): void {
+    const p = this.pending.get(id);
+    if (!p) return; // Late answer to a call we gave up on.
+    // Past its deadline the caller is owed a TIMEOUT: only a late event loop kept the timer from firing.
+    const late = p.deadline !== 0 && performance.now() >= p.deadline;
+    this.settle(p);
+    if (late) return p.reject(timedOut(p));
+    if (failed) return p.reject(fromWireError(payload));
+    try {
+      const parsed = check(p.proc.returns, payload, p.proc.name, "output");
+      if (parsed instanceof Promise) parsed.then(p.resolve, p.reject);
+      else p.resolve(parsed);
+    } catch (err) {
+      p.reject(err);
+    }
+  }
+
+  /**
+   * A socket is in use now (see `Peer.attach`). On a resumed session, everything unanswered goes out again
+   * along with owed CANCELs; on a fresh one, only what was never sent.
+   */
+  attach(transport: Transport, resumed: boolean, holdQueue: boolean): void {
+    this.held = false;
+    // Calls queued so far wait for `sendQueue` (a fresh session's setup runs first); a hold still pending carries on.
+    if (holdQueue) this.heldBelow = this.nextId;
+    if (resumed) for (const id of this.cancels ?? []) transport.send(encodeFrame([FrameType.Cancel, id]));
+    this.cancels = null;
+    let resent = 0;
+    for (const p of [...this.pending.values()]) {
+      if (p.sent && !resumed) continue;
+      if (!p.sent && p.id < this.heldBelow) continue;
+      if (this.sendPending(p, transport)) resent++;
+    }
+    if (resent) this.host.opts.log?.(`sent ${resent} call(s) held while disconnected`);
+  }
+
+  /**
+   * Sends a pending call (again, after a resume). One queued before this end knew the other's limit, and over
+   * it, fails instead: it would only get the socket closed.
+   * @returns whether it went out
+   */
+  private sendPending(p: Pending, transport: Transport): boolean {
+    if (!p.sent) this.queued--;
+    const max = this.host.maxFrameBytes;
+    if (p.frame.byteLength > max) {
+      this.settle(p);
+      p.reject(tooBig(p.proc.name, p.frame, max));
+      return false;
+    }
+    p.sent = true;
+    transport.send(p.frame);
+    return true;
+  }
+
+  /** The socket is backpressured: hold new calls until `release`. */
+  hold(): void {
+    this.held = true;
+  }
+
+  /**
+   * The socket drained: send the calls held meanwhile, in order.
+   * @param force - send even if no backpressure was noted (the queue's hold ended)
+   */
+  release(force = false): void {
+    if (!this.held && !force) return;
+    this.held = false;
+    const transport = this.host.transport;
+    if (!transport) return;
+    for (const p of [...this.pending.values()]) {
+      if (this.held) break; // Pushed back again: wait for the next drain.
+      if (p.sent || p.id < this.heldBelow) continue;
+      this.sendPending(p, transport);
+    }
+  }
+
+  /**
+   * Ends the hold `attach` put on the queue: the calls queued before it go out now, in order. Calls made
+   * meanwhile went out first with higher ids, so the held ones (never sent, so never seen by the other end)
+   * take fresh ids above them: the other end takes an id at or below one it has seen for a repeat.
+   */
+  sendQueue(): void {
+    const below = this.heldBelow;
+    this.heldBelow = 0;
+    const renumber = this.nextId > below;
+    for (const p of [...this.pending.values()]) {
+      if (p.sent || p.id >= below) continue;
+      if (renumber) this.renumber(p);
+    }
+    // Backpressured or away: the drain or the next attach sends them.
+    if (this.host.transport && !this.held) this.release(true);
+  }
+
+  private renumber(p: Pending): void {
+    const call = decode(p.frame) as CallFrame;
+    // Read while the call still counts as pending: the watermark must stay at or below its (new) id.
+    call[5] = this.settledBelow;
+    this.pending.delete(p.id);
+    p.id = this.nextId++;
+    call[1] = p.id;
+    p.frame = encodeFrame(call);
+    this.pending.set(p.id, p);
+    this.lowest = 0;
+  }
+
+  /** The other end has forgotten this session: calls that went out fail with `DISCONNECTED`; calls never sent stay queued. */
+  reset(reason: string): void {
+    for (const p of [...this.pending.values()]) {
+      if (!p.sent) continue;
+      this.settle(p);
+      p.reject(new ChatterError("DISCONNECTED", `session lost during call to "${p.proc.name}" (${reason}); it may or may not have run`));
+    }
+    this.cancels = null;
+  }
+
+  /** The session is given up: calls never sent fail with `error`. */
+  failQueued(error: ChatterError): void {
+    for (const p of [...this.pending.values()]) {
+      if (p.sent) continue;
+      this.queued--;
+      this.settle(p);
+      p.reject(error);
+    }
+  }
+
+  /** Ends for good: every call fails, and so does every later one. */
+  close(reason: string): void {
+    this.closed = new ChatterError("DISCONNECTED", `${this.host.opts.side} connection is closed (${reason})`);
+    for (const p of [...this.pending.values()]) {
+      this.settle(p);
+      p.reject(new ChatterError("DISCONNECTED", `call to "${p.proc.name}" failed: ${reason}`));
+    }
+    this.queued = 0;
+    this.deadlines?.clear();
+  }
+}
+
+function timedOut(p: Pending): ChatterError {
+  return new ChatterError("TIMEOUT", `call to "${p.proc.name}" timed out after ${p.wait} ms`);
+}
+
+function aborted(proc: string, signal: AbortSignal): ChatterError {
+  const why = signal.reason instanceof Error ? `: ${signal.reason.message}` : "";
+  return new ChatterError("ABORTED", `call to "${proc}" was aborted${why}`);
+}
