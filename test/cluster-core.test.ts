@@ -4,9 +4,8 @@
  * backend is a page. The real thing, over redis-server, is cluster.test.ts.
  */
 import { expect, jest, test } from "bun:test";
-import type { ClusterBackend, ClusterListener } from "../src/server/cluster.ts";
+import type { ClusterBackend, ClusterListener, ClusterNode } from "../src/server/cluster.ts";
 import { Cluster } from "../src/server/cluster-core.ts";
-import type { ClusterNode } from "../src/server/cluster-node.ts";
 import { withFakeTimers } from "./helpers.ts";
 
 /** One process's shared store: who listens where, and each instance's presence with its expiry. */

@@ -16,8 +16,7 @@ import { Deadlines } from "../engine/deadlines.ts";
 import { unref } from "../engine/timers.ts";
 import { ChatterError, fromWireError, toWireError, type WireError } from "../errors.ts";
 import { decode, encode } from "../wire/codec.ts";
-import type { ClusterBackend, ClusterStats } from "./cluster.ts";
-import type { ClusterBroadcast, ClusterNode } from "./cluster-node.ts";
+import type { ClusterBackend, ClusterBroadcast, ClusterNode, ClusterStats } from "./cluster.ts";
 
 type CallMessage =
   | { id: number; from: string; clientId: string; name: string; input: unknown; timeout: number }

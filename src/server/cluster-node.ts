@@ -1,44 +1,10 @@
-/** The local server as the cluster core sees it (see cluster-core.ts), kept apart so the cluster core needs no server internals. */
+/** Builds the local server as the cluster core sees it (a `ClusterNode`, cluster.ts), so the cluster core needs no server internals. */
 import type { StandardSchemaV1 } from "@standard-schema/spec";
 import type { Proc } from "../proc.ts";
+import type { ClusterNode } from "./cluster.ts";
 import type { ServerConnection } from "./connection.ts";
 import type { ServerCore } from "./core.ts";
 import type { Session } from "./session.ts";
-
-/** A broadcast as it travels between instances. Exclusions are by session id, which is unique cluster-wide. */
-export interface ClusterBroadcast {
-  /** The instance that sent it; it has already delivered it to its own connections. */
-  origin: string;
-  topics: string[];
-  name: string;
-  input: unknown;
-  excludeSessions: string[];
-  /** Not logged for replay, and skipped for sockets that are behind (`broadcast(..., { volatile: true })`). */
-  volatile?: boolean;
-}
-
-/** What the cluster core asks of the local server (`clusterNode` builds it). */
-export interface ClusterNode {
-  /** This instance's id, unique in the cluster. */
-  readonly instanceId: string;
-  /** Delivers a broadcast from another instance to the local subscribers. */
-  deliver(broadcast: ClusterBroadcast): void;
-  /**
-   * Calls a procedure on a client connected here; `timeout` 0 waits for ever.
-   * @returns the answer, or `undefined` if the client is not connected to this instance
-   */
-  callLocal(
-    clientId: string,
-    name: string,
-    input: unknown,
-    options: { timeout: number; signal: AbortSignal },
-  ): Promise<unknown> | undefined;
-  /** Subscribers per topic on this instance, for presence. */
-  topicCounts(): Record<string, number>;
-  /** Reports trouble (lost messages, an unreachable backend). */
-  report(error: unknown): void;
-  log: ((msg: string) => void) | undefined;
-}
 
 /** Accepts anything: calls relayed for another instance were checked there, and are checked there on return. */
 const PASS: StandardSchemaV1 = { "~standard": { version: 1, vendor: "chatter", validate: (value) => ({ value }) } };

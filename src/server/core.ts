@@ -6,15 +6,13 @@
  */
 import type { HandlerEntry, PeerOptions } from "../engine/peer.ts";
 import { SharedReplyBudget } from "../engine/replies.ts";
-import { ChatterError } from "../errors.ts";
 import { addHandler, type Proc } from "../proc.ts";
 import { CloseCode, encodeFrame, FrameType } from "../wire/frames.ts";
 import type { AdapterHost, SendResult, SocketDriver } from "./adapter.ts";
-import { Cluster } from "./cluster-core.ts";
-import { type ClusterBroadcast, clusterNode } from "./cluster-node.ts";
+import type { ClusterBroadcast } from "./cluster.ts";
+import type { Cluster } from "./cluster-core.ts";
 import { type ServerConnection, sessionOf } from "./connection.ts";
 import { ClientIdentity } from "./identity.ts";
-import { admitSocket, HELLO_BYTES, openSocket, receive } from "./intake.ts";
 import { Occupancy, RunningCalls } from "./limits.ts";
 import { limitsOf, type ServerOptions, withSeedSpellings } from "./options.ts";
 import { RateLimiter } from "./rate-limit.ts";
@@ -48,7 +46,7 @@ export class ServerCore implements SessionHost {
   /** This instance's id in a cluster. */
   readonly instanceId = crypto.randomUUID();
   /** This instance's membership of a cluster, when `options.cluster` names a backend. */
-  readonly cluster: Cluster | undefined;
+  cluster: Cluster | undefined = undefined;
   /** Open sockets that have not finished the handshake (the others are reached through their sessions). */
   readonly handshaking = new Set<SocketState>();
   readonly options: AnyOptions;
@@ -56,8 +54,8 @@ export class ServerCore implements SessionHost {
   readonly peerOptions: PeerOptions;
   /** Signs and checks client ids. */
   readonly identity: ClientIdentity;
-  /** How this server's sockets are worked, set by the one adapter that serves it (adapter.ts). */
-  private driver: SocketDriver<unknown> | null = null;
+  /** How this server's sockets are worked, set by the one adapter that serves it (host.ts). */
+  driver: SocketDriver<unknown> | null = null;
   /** What the adapter reports to; made on `serve`. */
   adapterHost: AdapterHost<unknown> | null = null;
 
@@ -96,7 +94,6 @@ export class ServerCore implements SessionHost {
     };
     this.clock = setInterval(() => this.onTick(), 1000);
     (this.clock as { unref?: () => void }).unref?.();
-    this.cluster = options.cluster && new Cluster(options.cluster, clusterNode(this));
   }
 
   /** What topics use of the driver; `native` is read when a broadcast goes out, so an adapter may come later. */
@@ -114,29 +111,6 @@ export class ServerCore implements SessionHost {
         };
       },
     };
-  }
-
-  /**
-   * Connects the adapter that serves this server (see adapter.ts).
-   * @returns the host it reports its sockets' events to; throws if another driver serves the server already
-   */
-  serve<S>(driver: SocketDriver<S>): AdapterHost<S> {
-    if (this.driver && this.driver !== driver) {
-      throw new ChatterError("INTERNAL", "this server is already served by another runtime adapter; make one server per adapter");
-    }
-    this.driver = driver as SocketDriver<unknown>;
-    this.adapterHost ??= {
-      maxMessageBytes: Math.max(this.maxMessageBytes, HELLO_BYTES),
-      maxBufferedBytes: this.limits.maxBufferedBytes,
-      idleTimeout: this.limits.idleTimeout,
-      admit: (request, ip) => admitSocket(this, request, ip),
-      open: (state, socket) => openSocket(this, state, socket),
-      message: (state, message) => receive(this, state, message),
-      closed: (state, code, reason) => this.closed(state, code, reason),
-      drained: (state) => this.drained(state),
-      report: (err) => this.report(err),
-    };
-    return this.adapterHost as AdapterHost<S>;
   }
 
   /** Sends one message to a socket through the driver. */

@@ -5,7 +5,8 @@ import { ChatterError } from "../errors.ts";
 import { check, type InputArgs, type ParsedInputOf, type Proc, type ResultOf, type ReturnOf } from "../proc.ts";
 import { broadcastFrom } from "./broadcast.ts";
 import { type BunServerLike, type BunWebSocketHandlers, bunAdapter, type UpgradeResult } from "./bun.ts";
-import { localClient } from "./cluster-node.ts";
+import { Cluster } from "./cluster-core.ts";
+import { clusterNode, localClient } from "./cluster-node.ts";
 import { type ServerConnection, sessionsOf } from "./connection.ts";
 import { ServerCore } from "./core.ts";
 import type { ServerHandler, ServerOptions } from "./options.ts";
@@ -50,6 +51,7 @@ export class ChatterServer<TData = unknown> {
 
   constructor(options: ServerOptions<TData> = {}) {
     const core = new ServerCore(options);
+    if (options.cluster) core.cluster = new Cluster(options.cluster, clusterNode(core));
     register(this, core);
   }
 

@@ -4,6 +4,7 @@
  */
 import type { AdapterHost, SocketDriver } from "./adapter.ts";
 import type { ServerCore } from "./core.ts";
+import { serveCore } from "./host.ts";
 
 const cores = new WeakMap<object, ServerCore>();
 
@@ -26,5 +27,5 @@ export function coreOf(server: object): ServerCore {
  * @returns the host the adapter reports its sockets' events to
  */
 export function hostFor<S>(server: object, driver: SocketDriver<S>): AdapterHost<S> {
-  return coreOf(server).serve(driver);
+  return serveCore(coreOf(server), driver);
 }
