@@ -7,7 +7,8 @@
  * rounds of 100,000 calls each (10,000 for the 64 KiB payload).
  */
 import { z } from "zod";
-import { type HandlerEntry, Peer } from "../src/engine/peer.ts";
+import { Peer } from "../src/engine/peer.ts";
+import type { HandlerEntry } from "../src/engine/types.ts";
 import { createProc, type Proc } from "../src/index.ts";
 import { decodeFrames } from "../src/wire/frames.ts";
 import { PAYLOAD } from "./procs.ts";

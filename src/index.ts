@@ -3,7 +3,7 @@ export { ChatterClient, type ClientHandler, type ClientOptions, createClient, ty
 export { ConnectionState } from "./client/state.ts";
 export { CallContext } from "./engine/context.ts";
 export type { Middleware, Next } from "./engine/middleware.ts";
-export type { CallOptions } from "./engine/peer.ts";
+export type { CallOptions } from "./engine/types.ts";
 export { ChatterError, type ErrorCode, type ErrorIssue, type WireError } from "./errors.ts";
 export {
   createProc,

@@ -100,22 +100,22 @@ export function addHandler<E extends { proc: Proc }>(handlers: Map<string, E>, e
   };
 }
 
-/** Which side of a call a check is for; it shapes the error message. */
-export type CheckKind = "input" | "output";
+/** Which side of a call a value is parsed for; it shapes the error message. */
+export type ParseKind = "input" | "output";
 
 /**
  * Runs a schema, synchronously when the schema allows (most do), so the hot
  * path allocates no promise.
  * @returns the parsed value, or a promise of it; throws or rejects with `VALIDATION`
  */
-export function check(schema: Schema | null, value: unknown, proc: string, kind: CheckKind): unknown {
+export function parse(schema: Schema | null, value: unknown, proc: string, kind: ParseKind): unknown {
   if (schema === null) return null;
   const result = schema["~standard"].validate(value);
   if (result instanceof Promise) return result.then((r) => unwrap(r, proc, kind));
   return unwrap(result, proc, kind);
 }
 
-function unwrap(result: StandardSchemaV1.Result<unknown>, proc: string, kind: CheckKind): unknown {
+function unwrap(result: StandardSchemaV1.Result<unknown>, proc: string, kind: ParseKind): unknown {
   if (!result.issues) return result.value;
   const issues = plainIssues(result.issues);
   const omitted = result.issues.length - issues.length;

@@ -3,7 +3,8 @@
 import { heapStats } from "bun:jsc";
 import { expect, test } from "bun:test";
 import { z } from "zod";
-import { type HandlerEntry, Peer } from "../src/engine/peer.ts";
+import { Peer } from "../src/engine/peer.ts";
+import type { HandlerEntry } from "../src/engine/types.ts";
 import { createProc } from "../src/index.ts";
 import { decodeFrames, FrameType } from "../src/wire/frames.ts";
 

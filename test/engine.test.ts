@@ -1,7 +1,8 @@
 /** The two-way engine on its own, over an in-memory link pair. */
 import { describe, expect, jest, test } from "bun:test";
 import { z } from "zod";
-import { type HandlerEntry, Peer } from "../src/engine/peer.ts";
+import { Peer } from "../src/engine/peer.ts";
+import type { HandlerEntry } from "../src/engine/types.ts";
 import { createProc } from "../src/index.ts";
 import { decodeFrames, FrameType } from "../src/wire/frames.ts";
 import { withFakeTimers } from "./helpers.ts";

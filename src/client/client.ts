@@ -4,7 +4,8 @@
  * every socket, and the Connection (connection.ts) that opens, keeps and replaces those sockets.
  */
 import { addMiddleware, type Middleware } from "../engine/middleware.ts";
-import { type CallOptions, type HandlerEntry, Peer } from "../engine/peer.ts";
+import { Peer } from "../engine/peer.ts";
+import type { CallOptions, HandlerEntry } from "../engine/types.ts";
 import type { ChatterError } from "../errors.ts";
 import { addHandler, type InputArgs, type ParsedInputOf, type Proc, type ResultOf, type ReturnOf } from "../proc.ts";
 import { Connection } from "./connection.ts";

@@ -5,7 +5,7 @@
  * delivers broadcasts once each.
  */
 import { ChatterError, describeThrown, toWireError, type WireError } from "../errors.ts";
-import { check, type Proc } from "../proc.ts";
+import { type Proc, parse } from "../proc.ts";
 import { type CallFrame, type EventFrame, encodeFrame, type Frame, FrameType } from "../wire/frames.ts";
 import { CallContext } from "./context.ts";
 import { runMiddleware } from "./middleware.ts";
@@ -125,7 +125,7 @@ export class Answerer {
    * synchronous when the schema and handler are and there is no middleware.
    */
   private run(entry: HandlerEntry, input: unknown, ctx: CallContext): unknown {
-    const parsed = check(entry.proc.takes, input, entry.proc.name, "input");
+    const parsed = parse(entry.proc.takes, input, entry.proc.name, "input");
     const handler = entry.handler as (input: unknown, owner: unknown, ctx: CallContext) => unknown;
     const chain = this.opts.middleware;
     if (chain !== undefined && chain.length > 0) {
@@ -140,7 +140,7 @@ export class Answerer {
   private reply(id: number, proc: Proc, value: unknown, ctx: CallContext): void {
     let checked: unknown;
     try {
-      checked = check(proc.returns, value, proc.name, "output");
+      checked = parse(proc.returns, value, proc.name, "output");
     } catch (err) {
       return this.replyError(id, err, ctx);
     }

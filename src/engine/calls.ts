@@ -6,7 +6,7 @@
  * cache). The Peer routes the answers here.
  */
 import { ChatterError, fromWireError } from "../errors.ts";
-import { check, type Proc } from "../proc.ts";
+import { type Proc, parse } from "../proc.ts";
 import { decode } from "../wire/codec.ts";
 import { type CallFrame, encodeFrame, FrameType } from "../wire/frames.ts";
 import { tooBig } from "./answers.ts";
@@ -83,19 +83,7 @@ export class Calls {
    */
   call(proc: Proc, input: unknown, options?: CallOptions): Promise<unknown> {
     if (this.closed) return Promise.reject(this.closed);
-    const timeout = options?.timeout ?? proc.timeout ?? DEFAULT_TIMEOUT;
-    const signal = options?.signal;
-    if (signal?.aborted) return Promise.reject(aborted(proc.name, signal));
-    let checked: unknown;
-    try {
-      checked = check(proc.takes, input, proc.name, "input");
-    } catch (err) {
-      return Promise.reject(err);
-    }
-    // Send the caller's value, not the parsed one: the receiver parses it, so transforms run once.
-    const value = proc.takes === null ? null : input;
-    if (checked instanceof Promise) return checked.then(() => this.start(proc, value, timeout, signal));
-    return this.start(proc, value, timeout, signal);
+    return callSteps(proc, input, options, (value, timeout, signal) => this.start(proc, value, timeout, signal));
   }
 
   private start(proc: Proc, input: unknown, timeout: number, signal: AbortSignal | undefined): Promise<unknown> {
@@ -180,7 +168,7 @@ export class Calls {
     if (late) return p.reject(timedOut(p));
     if (failed) return p.reject(fromWireError(payload));
     try {
-      const parsed = check(p.proc.returns, payload, p.proc.name, "output");
+      const parsed = parse(p.proc.returns, payload, p.proc.name, "output");
       if (parsed instanceof Promise) parsed.then(p.resolve, p.reject);
       else p.resolve(parsed);
     } catch (err) {
@@ -314,4 +302,31 @@ function timedOut(p: Pending): ChatterError {
 function aborted(proc: string, signal: AbortSignal): ChatterError {
   const why = signal.reason instanceof Error ? `: ${signal.reason.message}` : "";
   return new ChatterError("ABORTED", `call to "${proc}" was aborted${why}`);
+}
+
+/**
+ * The steps every outgoing call takes before it is sent, wherever it goes (a peer, or a client on another
+ * instance of a cluster): the timeout settled, an aborted signal refused, the input parsed (synchronously
+ * where the schema allows).
+ * @param send - sends the caller's value (not the parsed one: the receiver parses it, so transforms run once)
+ * @returns what `send` returns; rejects with `VALIDATION` or `ABORTED` before sending
+ */
+export function callSteps(
+  proc: Proc,
+  input: unknown,
+  options: CallOptions | undefined,
+  send: (value: unknown, timeout: number, signal: AbortSignal | undefined) => Promise<unknown>,
+): Promise<unknown> {
+  const timeout = options?.timeout ?? proc.timeout ?? DEFAULT_TIMEOUT;
+  const signal = options?.signal;
+  if (signal?.aborted) return Promise.reject(aborted(proc.name, signal));
+  let parsed: unknown;
+  try {
+    parsed = parse(proc.takes, input, proc.name, "input");
+  } catch (err) {
+    return Promise.reject(err);
+  }
+  const value = proc.takes === null ? null : input;
+  if (parsed instanceof Promise) return parsed.then(() => send(value, timeout, signal));
+  return send(value, timeout, signal);
 }

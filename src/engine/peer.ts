@@ -12,9 +12,6 @@ import { Answerer } from "./answers.ts";
 import { Calls } from "./calls.ts";
 import type { CallOptions, PeerHost, PeerOptions, Transport } from "./types.ts";
 
-// Kept while other modules move their imports to types.ts.
-export { type CallOptions, DEFAULT_TIMEOUT, type HandlerEntry, type PeerOptions } from "./types.ts";
-
 /** Both ends of a Chatter connection are a Peer. */
 export class Peer implements PeerHost {
   /** Where frames go now: set by `attach`, null between sockets. */

@@ -17,7 +17,7 @@ import {
 } from "react";
 import type { ChatterClient, ClientHandler } from "../client/client.ts";
 import { ConnectionState } from "../client/state.ts";
-import type { CallOptions } from "../engine/peer.ts";
+import type { CallOptions } from "../engine/types.ts";
 import type { ChatterError } from "../errors.ts";
 import type { InputArgs, ParsedInputOf, Proc, ResultOf, ReturnOf } from "../proc.ts";
 

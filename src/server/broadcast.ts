@@ -3,7 +3,7 @@
  * `connection.broadcast`: the input is checked once (synchronously where the
  * schema allows, which keeps broadcasts in order), then the core fans it out.
  */
-import { check, type Proc } from "../proc.ts";
+import { type Proc, parse } from "../proc.ts";
 import type { Session, SessionHost } from "./session.ts";
 
 /**
@@ -47,7 +47,7 @@ export function broadcastFrom(
 ): Promise<void> {
   const report = (err: unknown) => host.report(err);
   try {
-    const checked = check(proc.takes, input, proc.name, "input");
+    const checked = parse(proc.takes, input, proc.name, "input");
     if (!(checked instanceof Promise)) {
       host.broadcast(topics, proc, input, exclude, volatile);
       return Promise.resolve();

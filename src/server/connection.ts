@@ -3,7 +3,7 @@
  * argument, and what `find`, `filter` and `onOpen` hand out. Its state lives
  * in the core's `Session` (session.ts), out of reach.
  */
-import type { CallOptions } from "../engine/peer.ts";
+import type { CallOptions } from "../engine/types.ts";
 import type { InputArgs, Proc, ResultOf } from "../proc.ts";
 import { broadcastFrom } from "./broadcast.ts";
 import type { Session } from "./session.ts";

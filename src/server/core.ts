@@ -4,8 +4,9 @@
  * and broadcasts. The handshake is in handshake.ts, topics and fan-out in
  * topics.ts, admission in upgrade.ts.
  */
-import type { HandlerEntry, PeerOptions } from "../engine/peer.ts";
+
 import { SharedReplyBudget } from "../engine/replies.ts";
+import type { HandlerEntry, PeerOptions } from "../engine/types.ts";
 import { addHandler, type Proc } from "../proc.ts";
 import { CloseCode, encodeFrame, FrameType } from "../wire/frames.ts";
 import type { AdapterHost, SendResult, SocketDriver } from "./adapter.ts";

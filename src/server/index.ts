@@ -1,8 +1,9 @@
+import { callSteps } from "../engine/calls.ts";
 import type { CallContext } from "../engine/context.ts";
 import { addMiddleware, type Middleware } from "../engine/middleware.ts";
-import { type CallOptions, DEFAULT_TIMEOUT } from "../engine/peer.ts";
+import type { CallOptions } from "../engine/types.ts";
 import { ChatterError } from "../errors.ts";
-import { check, type InputArgs, type ParsedInputOf, type Proc, type ResultOf, type ReturnOf } from "../proc.ts";
+import { type InputArgs, type ParsedInputOf, type Proc, parse, type ResultOf, type ReturnOf } from "../proc.ts";
 import { broadcastFrom } from "./broadcast.ts";
 import { type BunServerLike, type BunWebSocketHandlers, bunAdapter, type UpgradeResult } from "./bun.ts";
 import { Cluster } from "./cluster-core.ts";
@@ -75,7 +76,7 @@ export class ChatterServer<TData = unknown> {
    * connected (on this instance, or through the cluster backend).
    * @param clientId - the client's `clientId`
    * @param proc - the procedure, made with `createProc`
-   * @param args - its input, then `{ timeout }`
+   * @param args - its input, then `{ timeout, signal }`
    * @returns the client's answer; rejects with `NOT_FOUND` if no instance has the client
    */
   async callClient<P extends Proc>(clientId: string, proc: P, ...args: [...InputArgs<P>, options?: CallOptions]): Promise<ResultOf<P>> {
@@ -84,12 +85,9 @@ export class ChatterServer<TData = unknown> {
     if (local) return local.call(proc, ...args);
     const cluster = core.cluster;
     if (!cluster) throw new ChatterError("NOT_FOUND", `no connection for client "${clientId}"`);
-    const options = args[1] as CallOptions | undefined;
-    await check(proc.takes, args[0], proc.name, "input");
-    const input = proc.takes === null ? null : args[0];
-    const timeout = options?.timeout ?? proc.timeout ?? DEFAULT_TIMEOUT;
-    const answer = await cluster.call(clientId, proc.name, input, timeout, options?.signal);
-    return (await check(proc.returns, answer, proc.name, "output")) as ResultOf<P>;
+    const call = (value: unknown, timeout: number, signal: AbortSignal | undefined) =>
+      cluster.call(clientId, proc.name, value, timeout, signal).then((answer) => parse(proc.returns, answer, proc.name, "output"));
+    return callSteps(proc, args[0], args[1] as CallOptions | undefined, call) as Promise<ResultOf<P>>;
   }
 
   /** @returns how many connections are subscribed to the topic, across the cluster when there is one */

@@ -4,7 +4,8 @@
  * on with its data, topics and calls in flight. Apps see it only through its
  * public face, `ServerConnection` (connection.ts).
  */
-import { Peer, type PeerOptions } from "../engine/peer.ts";
+import { Peer } from "../engine/peer.ts";
+import type { PeerOptions } from "../engine/types.ts";
 import type { Proc } from "../proc.ts";
 import { FrameBatch } from "../wire/batch.ts";
 import type { SendResult } from "./adapter.ts";
