@@ -10,8 +10,9 @@ import { type Proc, parse } from "../proc.ts";
 import { decode } from "../wire/codec.ts";
 import { type CallFrame, encodeFrame, FrameType } from "../wire/frames.ts";
 import { tooBig } from "./answers.ts";
+import { aborted, callSteps } from "./call-steps.ts";
 import { Deadlines } from "./deadlines.ts";
-import { type CallOptions, DEFAULT_TIMEOUT, type PeerHost, type Transport } from "./types.ts";
+import type { CallOptions, PeerHost, Transport } from "./types.ts";
 
 const SETTLED = new Uint8Array(0);
 /** CANCELs kept for resending after a resume. */
@@ -83,10 +84,11 @@ export class Calls {
    */
   call(proc: Proc, input: unknown, options?: CallOptions): Promise<unknown> {
     if (this.closed) return Promise.reject(this.closed);
-    return callSteps(proc, input, options, (value, timeout, signal) => this.start(proc, value, timeout, signal));
+    return callSteps(proc, input, options, this);
   }
 
-  private start(proc: Proc, input: unknown, timeout: number, signal: AbortSignal | undefined): Promise<unknown> {
+  /** Sends or queues a call whose input is parsed (see callSteps). */
+  start(proc: Proc, input: unknown, timeout: number, signal: AbortSignal | undefined): Promise<unknown> {
     if (this.closed) return Promise.reject(this.closed);
     const maxQueue = this.host.opts.maxQueue ?? 1000;
     if ((!this.host.transport || this.held) && this.queued >= maxQueue) {
@@ -297,36 +299,4 @@ export class Calls {
 
 function timedOut(p: Pending): ChatterError {
   return new ChatterError("TIMEOUT", `call to "${p.proc.name}" timed out after ${p.wait} ms`);
-}
-
-function aborted(proc: string, signal: AbortSignal): ChatterError {
-  const why = signal.reason instanceof Error ? `: ${signal.reason.message}` : "";
-  return new ChatterError("ABORTED", `call to "${proc}" was aborted${why}`);
-}
-
-/**
- * The steps every outgoing call takes before it is sent, wherever it goes (a peer, or a client on another
- * instance of a cluster): the timeout settled, an aborted signal refused, the input parsed (synchronously
- * where the schema allows).
- * @param send - sends the caller's value (not the parsed one: the receiver parses it, so transforms run once)
- * @returns what `send` returns; rejects with `VALIDATION` or `ABORTED` before sending
- */
-export function callSteps(
-  proc: Proc,
-  input: unknown,
-  options: CallOptions | undefined,
-  send: (value: unknown, timeout: number, signal: AbortSignal | undefined) => Promise<unknown>,
-): Promise<unknown> {
-  const timeout = options?.timeout ?? proc.timeout ?? DEFAULT_TIMEOUT;
-  const signal = options?.signal;
-  if (signal?.aborted) return Promise.reject(aborted(proc.name, signal));
-  let parsed: unknown;
-  try {
-    parsed = parse(proc.takes, input, proc.name, "input");
-  } catch (err) {
-    return Promise.reject(err);
-  }
-  const value = proc.takes === null ? null : input;
-  if (parsed instanceof Promise) return parsed.then(() => send(value, timeout, signal));
-  return send(value, timeout, signal);
 }

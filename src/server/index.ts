@@ -1,4 +1,4 @@
-import { callSteps } from "../engine/calls.ts";
+import { type CallSender, callSteps } from "../engine/call-steps.ts";
 import type { CallContext } from "../engine/context.ts";
 import { addMiddleware, type Middleware } from "../engine/middleware.ts";
 import type { CallOptions } from "../engine/types.ts";
@@ -85,9 +85,11 @@ export class ChatterServer<TData = unknown> {
     if (local) return local.call(proc, ...args);
     const cluster = core.cluster;
     if (!cluster) throw new ChatterError("NOT_FOUND", `no connection for client "${clientId}"`);
-    const call = (value: unknown, timeout: number, signal: AbortSignal | undefined) =>
-      cluster.call(clientId, proc.name, value, timeout, signal).then((answer) => parse(proc.returns, answer, proc.name, "output"));
-    return callSteps(proc, args[0], args[1] as CallOptions | undefined, call) as Promise<ResultOf<P>>;
+    const remote: CallSender = {
+      start: (_proc, value, timeout, signal) =>
+        cluster.call(clientId, proc.name, value, timeout, signal).then((answer) => parse(proc.returns, answer, proc.name, "output")),
+    };
+    return callSteps(proc, args[0], args[1] as CallOptions | undefined, remote) as Promise<ResultOf<P>>;
   }
 
   /** @returns how many connections are subscribed to the topic, across the cluster when there is one */

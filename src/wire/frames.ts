@@ -13,7 +13,7 @@ export const PROTOCOL_VERSION = 1;
  * The most frames one message may hold, by default, on the server: past it
  * the message is refused before any frame is decoded, so a 1 MiB message of
  * tiny frames cannot hold the event loop. The client puts 256 at most in a
- * message (src/client/batch.ts).
+ * message (src/wire/batch.ts; the client sends in client/transport.ts, the server in server/session.ts).
  */
 export const MAX_FRAMES_PER_MESSAGE = 1000;
 
