@@ -1,8 +1,10 @@
 /**
  * The public client: what an app calls (call, on, use, the on… callbacks, close) and reads (state, ids). Its
  * workings sit in #private fields, out of reach and out of the built .d.ts: the engine Peer that outlives
- * every socket, and the Connection (connection.ts) that opens, keeps and replaces those sockets.
+ * every socket, and the Connection (connection.ts) that opens, keeps and replaces those sockets. It sits at
+ * the top of src/client: the modules below take what they need of it as small interfaces, never this class.
  */
+import type { CallContext } from "../engine/context.ts";
 import { addMiddleware, type Middleware } from "../engine/middleware.ts";
 import { Peer } from "../engine/peer.ts";
 import type { CallOptions, HandlerEntry } from "../engine/types.ts";
@@ -11,14 +13,21 @@ import { addHandler, type InputArgs, type ParsedInputOf, type Proc, type ResultO
 import { Connection } from "./connection.ts";
 import { exposeInternals } from "./internal.ts";
 import { Listeners, listen } from "./listeners.ts";
-import type { ClientHandler, ClientOptions, StateListener, WebSocketConstructor } from "./options.ts";
+import type { ClientOptions, StateListener, WebSocketConstructor } from "./options.ts";
 import { ConnectionState } from "./state.ts";
 
-export type { ClientHandler, ClientOptions, StateInfo, WebSocketConstructor } from "./options.ts";
+export type { ClientOptions, StateInfo, WebSocketConstructor } from "./options.ts";
+
+/** A handler on the client: gets the parsed input, the client and the call's context. */
+export type ClientHandler<TIn, TOut> = (
+  input: TIn,
+  client: ChatterClient,
+  ctx: CallContext,
+) => TOut | undefined | Promise<TOut | undefined> | void | Promise<void>;
 
 export class ChatterClient {
   readonly #handlers = new Map<string, HandlerEntry>();
-  readonly #listeners: Listeners;
+  readonly #listeners: Listeners<ChatterClient>;
   readonly #peer: Peer;
   readonly #connection: Connection;
 
@@ -28,7 +37,7 @@ export class ChatterClient {
     if (!WS) {
       throw new TypeError('[chatter] no global WebSocket here; pass one, e.g. createClient({ url, WebSocket }) with WebSocket from "ws"');
     }
-    this.#listeners = new Listeners(this, log);
+    this.#listeners = new Listeners<ChatterClient>(this, log);
     this.#peer = new Peer(
       {
         handlers: this.#handlers,

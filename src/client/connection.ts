@@ -9,7 +9,7 @@ import { ChatterError, describeThrown } from "../errors.ts";
 import { CloseCode, decodeFrames, encodeFrame, type Frame, FrameType, type WelcomeFrame } from "../wire/frames.ts";
 import { socketUrl, watchEnvironment } from "./environment.ts";
 import { Keepalive } from "./keepalive.ts";
-import type { Listeners } from "./listeners.ts";
+import type { ClientEvents } from "./listeners.ts";
 import type { ClientOptions, Log, WebSocketConstructor } from "./options.ts";
 import { isTransient, MAX_DELAY, refusalError } from "./refusal.ts";
 import { ClientSession } from "./session.ts";
@@ -36,12 +36,12 @@ export class Connection {
   readonly #opts: ClientOptions;
   readonly #WS: WebSocketConstructor;
   readonly #peer: Peer;
-  readonly #listeners: Listeners;
+  readonly #listeners: ClientEvents;
   readonly #log: Log;
   readonly #unwatch: () => void;
 
   /** Starts connecting at once. */
-  constructor(opts: ClientOptions, WS: WebSocketConstructor, peer: Peer, listeners: Listeners, log: Log) {
+  constructor(opts: ClientOptions, WS: WebSocketConstructor, peer: Peer, listeners: ClientEvents, log: Log) {
     this.#opts = opts;
     this.#WS = WS;
     this.#peer = peer;

@@ -1,10 +1,11 @@
 /**
  * The callbacks an app registers on a client (onStateChange, onReset, onSession, onError) and how they are
  * called: each in turn, over a copy of the set so a callback may unregister itself, with a throw or a
- * rejection logged rather than let loose in the connection code that fired it.
+ * rejection logged rather than let loose in the connection code that fired it. The client is a type
+ * parameter here, and the connection sees only the ClientEvents interface, so nothing below client.ts
+ * imports it.
  */
 import { ChatterError, describeThrown } from "../errors.ts";
-import type { ChatterClient } from "./client.ts";
 import type { Log, StateInfo, StateListener } from "./options.ts";
 import type { ConnectionState } from "./state.ts";
 
@@ -17,17 +18,30 @@ export function listen<T>(set: Set<T>, item: T): () => void {
   return () => set.delete(item);
 }
 
-export class Listeners {
+/** What the connection (connection.ts) tells the app's callbacks, and asks of them. */
+export interface ClientEvents {
+  /** The onSession callbacks; the connection holds the queue only when there is one. */
+  readonly session: { readonly size: number };
+  /** The onError callbacks; with none, a fatal error is printed. */
+  readonly error: { readonly size: number };
+  stateChanged(state: ConnectionState, info: StateInfo): void;
+  sessionReset(): void;
+  failed(error: ChatterError): void;
+  setUpSession(release: () => void): void;
+}
+
+/** The callbacks registered on the client `C` (ChatterClient), which each onSession callback is given. */
+export class Listeners<C> implements ClientEvents {
   readonly state = new Set<StateListener>();
   readonly reset = new Set<() => unknown>();
-  readonly session = new Set<(client: ChatterClient) => unknown>();
+  readonly session = new Set<(client: C) => unknown>();
   readonly error = new Set<(error: ChatterError) => unknown>();
   /** Counts session setups, so only the newest one releases the queue. */
   #setupRun = 0;
-  readonly #client: ChatterClient;
+  readonly #client: C;
   readonly #log: Log;
 
-  constructor(client: ChatterClient, log: Log) {
+  constructor(client: C, log: Log) {
     this.#client = client;
     this.#log = log;
   }

@@ -1,10 +1,9 @@
 /**
- * What a client is given and what it hands back, as types only: the options of `createClient`, the shape of
- * a handler the server can call, and of a state listener. They sit apart from the code so a reader of the
- * public API finds every knob in one place, and so connection.ts and client.ts can share them.
+ * What a client is given and what it hands back, as types only: the options of `createClient` and the shape
+ * of a state listener. They sit apart from the code so a reader of the public API finds every knob in one
+ * place, and so connection.ts, session.ts and client.ts can share them. Nothing here names ChatterClient
+ * (ClientHandler, which must, lives in client.ts), so the modules below the client never import it.
  */
-import type { CallContext } from "../engine/context.ts";
-import type { ChatterClient } from "./client.ts";
 import type { ConnectionState } from "./state.ts";
 
 /** The standard WebSocket constructor, or a compatible one such as `ws`'s. */
@@ -40,13 +39,6 @@ export interface ClientOptions {
   /** Milliseconds a socket has to open and finish the handshake before it is dropped and retried. Defaults to 10 000. */
   connectTimeout?: number;
 }
-
-/** A handler on the client: gets the parsed input, the client and the call's context. */
-export type ClientHandler<TIn, TOut> = (
-  input: TIn,
-  client: ChatterClient,
-  ctx: CallContext,
-) => TOut | undefined | Promise<TOut | undefined> | void | Promise<void>;
 
 /** What a state listener learns besides the state. */
 export interface StateInfo {
