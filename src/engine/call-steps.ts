@@ -25,12 +25,7 @@ export function aborted(proc: string, signal: AbortSignal): ChatterError {
  * @param sender - its `start` sends the caller's value (not the parsed one: the receiver parses it, so transforms run once)
  * @returns what `start` returns; rejects with `VALIDATION` or `ABORTED` before sending
  */
-export function callSteps(
-  proc: Proc,
-  input: unknown,
-  options: CallOptions | undefined,
-  sender: CallSender,
-): Promise<unknown> {
+export function callSteps(proc: Proc, input: unknown, options: CallOptions | undefined, sender: CallSender): Promise<unknown> {
   const timeout = options?.timeout ?? proc.timeout ?? DEFAULT_TIMEOUT;
   const signal = options?.signal;
   if (signal?.aborted) return Promise.reject(aborted(proc.name, signal));
