@@ -5,6 +5,8 @@
  *   s2c <port> <n> <window>             Chatter server-to-client calls, after a warm-up; prints {"rate"}
  *   fanout <system> <port> <conns> <k> <size>  k broadcasts to conns sockets; prints {"rate"} in deliveries/s
  *   idle <system> <port> <conns> [batch] opens conns idle connections (ids unique per batch), prints OPEN, exits on stdin "close"
+ *   stream <system> <port> <n>         one stream of n items from server to client, after a warm-up stream;
+ *                                       prints {"rate"} in items/s (bench/systems/<system>/stream.ts)
  * Every loop is bounded by its count.
  */
 import { createInterface } from "node:readline";
@@ -87,6 +89,21 @@ async function openSockets(system: string, port: number, count: number, batch = 
   return sockets;
 }
 
+/** A warm-up stream, then one measured stream of n items on the same connection; @returns items per second */
+async function stream(system: string, port: number, n: number) {
+  const { connect } = (await import(`./systems/${system}/stream.ts`)) as {
+    connect(port: number): Promise<{ stream(n: number): Promise<number>; close(): unknown }>;
+  };
+  const conn = await connect(port);
+  await conn.stream(WARM_UP);
+  const t0 = performance.now();
+  const got = await conn.stream(n);
+  const rate = (n / (performance.now() - t0)) * 1000;
+  if (got !== n) throw new Error(`${system} stream: ${got} items of ${n}`);
+  await conn.close();
+  return rate;
+}
+
 let callId = 0;
 /** Calls made before every measured echo run (100 in flight). */
 const WARM_UP = 20_000;
@@ -145,6 +162,7 @@ let rate = 0;
 if (mode === "echo") rate = await echo(args[0] as string, num(1), num(2), num(3));
 else if (mode === "s2c") rate = await serverToClient(num(0), num(1), num(2));
 else if (mode === "fanout") rate = await fanout(args[0] as string, num(1), num(2), num(3), num(4));
+else if (mode === "stream") rate = await stream(args[0] as string, num(1), num(2));
 else if (mode === "idle") await idle(args[0] as string, num(1), num(2), Number(args[3] ?? 0));
 else throw new Error(`unknown mode ${mode}`);
 if (mode !== "idle") console.log(JSON.stringify({ rate, clientCpu }));

@@ -1,17 +1,20 @@
 /**
  * `npm run bench`: Chatter side by side with raw Bun WebSockets (the limit),
- * Socket.IO 4, birpc and capnweb. Each server and each load generator is its
+ * Socket.IO 4, birpc and capnweb; and a stream row beside raw Bun, tRPC 11
+ * and capnweb. Each server and each load generator is its
  * own process on 127.0.0.1; systems alternate within every round so the
  * machine's drift falls on all of them; each figure is the median of the
  * rounds. Prints a table, then the figures as one JSON object on the last line.
  * `--quick` runs fewer, shorter rounds (under a minute). A full run also
- * writes bench/results.svg.
+ * writes bench/results.svg. `--stream-only` runs the stream row alone (the
+ * other figures print as NaN), for work on streams.
  */
 import { writeFileSync } from "node:fs";
 import { build } from "esbuild";
 import { measureClientBundle, measurePeerBundles } from "./client-bundle.ts";
 
 const quick = process.argv.includes("--quick");
+const streamOnly = process.argv.includes("--stream-only");
 /**
  * The 1-in-flight runs put the server on core 0 and the load client on core 1.
  * A ping-pong pair is idle most of the time, and left to the scheduler it
@@ -32,6 +35,8 @@ const FANOUT_K = quick ? 100 : 200;
 const FANOUT_FRAME = 64;
 const IDLE_CONNS = quick ? 500 : 1000;
 const IDLE_ROUNDS = quick ? 3 : 5;
+/** Items in the measured stream, server to client, each `{ i, text: "token" }` like an LLM's tokens. */
+const STREAM_ITEMS = 100_000;
 const ROOT = `${import.meta.dir}/..`;
 const BUN = process.execPath;
 
@@ -46,6 +51,15 @@ const SYSTEMS: System[] = [
   { name: "socketio", label: "Socket.IO 4, Node server", runtime: "node" },
   { name: "birpc", label: "birpc over Bun WebSocket", runtime: "bun" },
   { name: "capnweb", label: "capnweb on Bun", runtime: "bun" },
+];
+
+/** The stream row: each server's stream procedure, read by bench/systems/<name>/stream.ts. */
+const STREAMERS: System[] = [
+  { name: "raw", label: "raw Bun, ws.send per item (msgpackr), no flow control", runtime: "bun" },
+  // Chatter joins here once client.stream is on main (issue 14).
+  // On Bun, tRPC's `ws` server runs on Bun's own sockets: 300k items/s here against 40k on Node.
+  { name: "trpc", label: "tRPC 11 subscription (async generator), ws adapter on Bun, JSON", runtime: "bun" },
+  { name: "capnweb", label: "capnweb ReadableStream on Bun", runtime: "bun" },
 ];
 
 /** A server process speaking the bench contract (bench/commands.ts), pinned to `core` if given. */
@@ -149,7 +163,7 @@ const results: Samples = {};
 const t0 = performance.now();
 for (let round = 0; round < ROUNDS; round++) {
   // Rotate the starting system each round, so none always runs first.
-  const order = SYSTEMS.map((_, i) => SYSTEMS[(i + round) % SYSTEMS.length] as System);
+  const order = streamOnly ? [] : SYSTEMS.map((_, i) => SYSTEMS[(i + round) % SYSTEMS.length] as System);
   for (const system of order) {
     const pinned = await startServer(system, 0);
     try {
@@ -170,7 +184,7 @@ for (let round = 0; round < ROUNDS; round++) {
     }
   }
   // Fan-out and idle memory: raw and Chatter only, alternating.
-  for (const name of round % 2 ? ["chatter", "raw"] : ["raw", "chatter"]) {
+  for (const name of streamOnly ? [] : round % 2 ? ["chatter", "raw"] : ["raw", "chatter"]) {
     const system = SYSTEMS.find((s) => s.name === name) as System;
     const server = await startServer(system);
     try {
@@ -182,6 +196,14 @@ for (let round = 0; round < ROUNDS; round++) {
       const [first, next] = await idleBytes(system);
       push(results, `${name}.idleFirst`, first);
       push(results, `${name}.idle`, next);
+    }
+  }
+  for (const system of STREAMERS.map((_, i) => STREAMERS[(i + round) % STREAMERS.length] as System)) {
+    const server = await startServer(system);
+    try {
+      push(results, `${system.name}.stream`, (await load({}, "stream", system.name, server.port, STREAM_ITEMS)).rate);
+    } finally {
+      await server.stop();
     }
   }
   console.error(`round ${round + 1}/${ROUNDS} done (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
@@ -237,6 +259,9 @@ const figures = {
   vs_capnweb_pipelined: round2(m("chatter.pipe") / m("capnweb.pipe")),
   fanout_ratio_vs_raw_publish: round2(m("chatter.fanout") / m("raw.fanout")),
   server_to_client_ratio: round2(m("chatter.s2c") / m("chatter.pipe")),
+  stream_ratio_vs_raw: round2(m("chatter.stream") / m("raw.stream")),
+  stream_vs_trpc: round2(m("chatter.stream") / m("trpc.stream")),
+  stream_vs_capnweb: round2(m("chatter.stream") / m("capnweb.stream")),
   bytes_per_idle_conn: Math.round(m("chatter.idle") - m("raw.idle")),
   client_bundle_gzip_bytes: bundle.gzip,
   rounds: ROUNDS,
@@ -260,13 +285,16 @@ console.log(
 );
 console.log(`| server RSS per idle connection, next ${IDLE_CONNS}, bytes | ${k(m("raw.idle"))} | ${k(m("chatter.idle"))} |`);
 console.log(`| server-to-client calls/s, 1,000 in flight | | ${k(m("chatter.s2c"))} |`);
+console.log(`\n| stream of ${STREAM_ITEMS.toLocaleString("en")} items, server to client | items/s | vs raw |\n|---|--:|--:|`);
+for (const s of STREAMERS)
+  console.log(`| ${s.label} | ${k(m(`${s.name}.stream`))} | ${(m(`${s.name}.stream`) / m("raw.stream")).toFixed(2)} |`);
 console.log(`\nbrowser client, esbuild --minify then gzip -9: Chatter ${bundle.gzip} B (${bundle.minified} B minified)`);
 console.log(
   `the peers' clients, bundled the same way: ${Object.entries(peerBundles)
     .map(([name, gzip]) => `${name} ${gzip} B`)
     .join(", ")}`,
 );
-if (!quick) writeFileSync(`${import.meta.dir}/results.svg`, chart());
+if (!quick && !streamOnly) writeFileSync(`${import.meta.dir}/results.svg`, chart());
 console.log(JSON.stringify(figures));
 
 async function nodeVersion(): Promise<string> {

@@ -2,7 +2,9 @@
 /**
  * Benchmark server for Cap'n Web (capnweb) on Bun, using the Bun WebSocket
  * handler capnweb documents (README, "HTTP server on Bun"): one RPC session
- * per socket, whose main object is an RpcTarget with `echo`.
+ * per socket, whose main object is an RpcTarget with `echo`, and `tokens`
+ * for the stream row: a ReadableStream that makes one item per pull, as a
+ * generator would (capnweb README, "Streaming with flow control").
  * Follows the bench system contract: prints "READY <port>", then answers the
  * stdin line "cpu" with "CPU <microseconds>".
  * Run: bun bench/systems/capnweb/server.ts
@@ -18,6 +20,12 @@ type Payload = { id: number; name: string; value: number };
 class EchoApi extends RpcTarget {
   echo(payload: Payload): Payload {
     return payload;
+  }
+  tokens(n: number): ReadableStream<{ i: number; text: string }> {
+    let i = 0;
+    return new ReadableStream({
+      pull: (controller) => (i < n ? controller.enqueue({ i: i++, text: "token" }) : controller.close()),
+    });
   }
 }
 

@@ -1,10 +1,15 @@
 // runtime: bun
 /**
- * The limit: a bare Bun WebSocket server that echoes every message, and
- * publishes to a topic for the fan-out benchmark. Follows the bench system
- * contract (bench/systems.ts): "READY <port>", then answers stdin commands.
+ * The limit: a bare Bun WebSocket server that echoes every message, publishes
+ * to a topic for the fan-out benchmark, and sends a stream of items for the
+ * stream row. Follows the bench system contract (bench/commands.ts): "READY
+ * <port>", then answers stdin commands.
  */
+import { Packr } from "msgpackr";
 import { serveCommands } from "../../commands.ts";
+
+// The stream row's items as MessagePack, as Chatter encodes them (src/wire/codec.ts: msgpackr, no records).
+const packr = new Packr({ useRecords: false });
 
 const server = Bun.serve({
   port: 0,
@@ -19,6 +24,12 @@ const server = Bun.serve({
         const { fanout, size } = JSON.parse(msg) as { fanout: number; size: number };
         const frame = new Uint8Array(size);
         for (let i = 0; i < fanout; i++) server.publish("fanout", frame);
+        return;
+      }
+      // {"stream":n} asks for n items, one binary message each, sent as fast as Bun takes them (no flow control).
+      if (typeof msg === "string" && msg.startsWith('{"stream"')) {
+        const { stream } = JSON.parse(msg) as { stream: number };
+        for (let i = 0; i < stream; i++) ws.send(packr.pack({ i, text: "token" }));
         return;
       }
       ws.send(msg);
