@@ -3,12 +3,14 @@ export { ChatterClient, type ClientHandler, type ClientOptions, createClient, ty
 export { ConnectionState } from "./client/state.ts";
 export { CallContext } from "./engine/context.ts";
 export type { Middleware, Next } from "./engine/middleware.ts";
-export type { CallOptions } from "./engine/types.ts";
+export type { CallOptions, ChatterStream, StreamOptions } from "./engine/types.ts";
 export { ChatterError, type ErrorCode, type ErrorIssue, type WireError } from "./errors.ts";
 export {
   createProc,
+  type HandlerOutput,
   type HandlerReturn,
   type InputOf,
+  type ItemOf,
   type MaybePromise,
   type ParsedInputOf,
   type Proc,
@@ -16,6 +18,7 @@ export {
   type ResultOf,
   type ReturnOf,
   type Schema,
+  type YieldOf,
 } from "./proc.ts";
 export { type ConnectionBroadcastOptions, ServerConnection } from "./server/connection.ts";
 export { type BroadcastOptions, ChatterServer, type CloseOptions, createServer, type TopicScope } from "./server/index.ts";

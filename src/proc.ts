@@ -4,27 +4,38 @@ import { ChatterError, describeIssues, plainIssues } from "./errors.ts";
 /** Any Standard Schema validator (Zod, Valibot, ArkType, ...). */
 export type Schema = StandardSchemaV1;
 
-/** A procedure: a name and, optionally, schemas for what it takes and returns. */
-export interface Proc<TTakes extends Schema | null = Schema | null, TReturns extends Schema | null = Schema | null> {
+/**
+ * A procedure: a name and, optionally, schemas for what it takes and returns. A procedure with `yields` is a
+ * stream: its handler yields many items, and callers read them with `stream` instead of `call`.
+ */
+export interface Proc<
+  TTakes extends Schema | null = Schema | null,
+  TReturns extends Schema | null = Schema | null,
+  TYields extends Schema | null = Schema | null,
+> {
   /** Identifies the procedure on the wire; unique per app. */
   readonly name: string;
   /** Validates the input, or `null` when the procedure takes nothing. */
   readonly takes: TTakes;
-  /** Validates the result, or `null` when the procedure returns nothing. */
+  /** Validates the result, or `null` when the procedure returns nothing (always for a stream). */
   readonly returns: TReturns;
-  /** Milliseconds a caller waits for the result before failing with `TIMEOUT`. */
+  /** Validates each item of a stream, or `null` when the procedure is not a stream. */
+  readonly yields: TYields;
+  /** Milliseconds a caller waits for the result (for a stream: for each next item) before failing with `TIMEOUT`. */
   readonly timeout: number | undefined;
 }
 
 /** Options for {@link createProc}. */
-export interface ProcOptions<TTakes extends Schema | undefined, TReturns extends Schema | undefined> {
+export interface ProcOptions<TTakes extends Schema | undefined, TReturns extends Schema | undefined, TYields extends Schema | undefined> {
   /** A string that identifies the procedure; by convention snake_case. */
   name: string;
   /** Schema for the data the procedure takes. Omit it and `null` is used. */
   takes?: TTakes;
-  /** Schema for the data the procedure returns. Omit it and `null` is used. */
+  /** Schema for the data the procedure returns. Omit it and `null` is used. Not with `yields`. */
   returns?: TReturns;
-  /** Milliseconds to wait for the result. Defaults to 30 000; `0` or `Infinity` waits for ever. */
+  /** Schema for each item the procedure yields: it is a stream. Not with `returns`. */
+  yields?: TYields;
+  /** Milliseconds to wait for the result (a stream: for each next item). Defaults to 30 000; `0` or `Infinity` waits for ever. */
   timeout?: number;
 }
 
@@ -50,22 +61,54 @@ export type ResultOf<P> = P extends Proc<Schema | null, infer R> ? (R extends Sc
 export type InputArgs<P> =
   P extends Proc<infer T, Schema | null> ? (T extends Schema ? [input: StandardSchemaV1.InferInput<T>] : [input?: null]) : never;
 
+/** What a stream's handler yields: the `yields` schema's input type. */
+export type YieldOf<P> =
+  P extends Proc<Schema | null, Schema | null, infer Y> ? (Y extends Schema ? StandardSchemaV1.InferInput<Y> : never) : never;
+/** What a stream's reader gets for each item: the `yields` schema's output type. */
+export type ItemOf<P> =
+  P extends Proc<Schema | null, Schema | null, infer Y> ? (Y extends Schema ? StandardSchemaV1.InferOutput<Y> : never) : never;
+/**
+ * What a handler of `P` returns: for a stream, any `AsyncIterable` of its items (an `async function*`), or a
+ * promise of one; otherwise the `returns` schema's input type, or a promise of it.
+ */
+export type HandlerOutput<P> =
+  P extends Proc<Schema | null, Schema | null, infer Y>
+    ? Y extends Schema
+      ? AsyncIterable<StandardSchemaV1.InferInput<Y>>
+      : ReturnOf<P>
+    : never;
+/** Whether `P` is known to be a stream (it has `yields`); a `Proc` that may be either is not. */
+export type IsStream<P> = P extends Proc<Schema | null, Schema | null, infer Y> ? (Y extends Schema ? true : false) : false;
+/** The arguments of `call` after the procedure; for a stream, a type error that says to use `stream`. */
+export type CallArgs<P, O> =
+  IsStream<P> extends true ? [useStreamInstead: "this procedure yields: read it with stream()"] : [...InputArgs<P>, options?: O];
+/** The arguments of `stream` after the procedure; for a procedure that is not a stream, a type error. */
+export type StreamArgs<P, O> =
+  IsStream<P> extends true ? [...InputArgs<P>, options?: O] : [useCallInstead: "this procedure has no yields: use call()"];
+
 /**
  * Declares a procedure once, in a file shared by both ends. It only describes
  * the signature; implement it with `.on(proc, handler)` on either end.
- * @param options - the name, the optional `takes`/`returns` schemas and timeout
+ * @param options - the name, the optional `takes` schema, a `returns` or a `yields` schema, and the timeout
  * @returns the procedure, to pass to `on`, `call` and `broadcast`
  */
-export function createProc<TTakes extends Schema | undefined = undefined, TReturns extends Schema | undefined = undefined>(
-  options: ProcOptions<TTakes, TReturns>,
-): Proc<OrNull<TTakes>, OrNull<TReturns>> {
+export function createProc<
+  TTakes extends Schema | undefined = undefined,
+  TReturns extends Schema | undefined = undefined,
+  TYields extends Schema | undefined = undefined,
+>(
+  options: ProcOptions<TTakes, TReturns, TYields> & (TReturns extends Schema ? { yields?: undefined } : unknown),
+): Proc<OrNull<TTakes>, OrNull<TReturns>, OrNull<TYields>> {
   if (typeof options?.name !== "string" || options.name.length === 0) {
     throw new TypeError("[chatter] createProc needs a non-empty `name`");
   }
   if (options.timeout !== undefined && !(options.timeout >= 0)) {
     throw new TypeError(`[chatter] createProc "${options.name}": timeout must be a number of milliseconds >= 0`);
   }
-  for (const key of ["takes", "returns"] as const) {
+  if (options.returns !== undefined && options.yields !== undefined) {
+    throw new TypeError(`[chatter] createProc "${options.name}": a procedure has \`returns\` or \`yields\`, not both`);
+  }
+  for (const key of ["takes", "returns", "yields"] as const) {
     const schema = options[key];
     if (schema !== undefined && typeof schema?.["~standard"]?.validate !== "function") {
       throw new TypeError(`[chatter] createProc "${options.name}": \`${key}\` is not a Standard Schema validator`);
@@ -75,6 +118,7 @@ export function createProc<TTakes extends Schema | undefined = undefined, TRetur
     name: options.name,
     takes: (options.takes ?? null) as OrNull<TTakes>,
     returns: (options.returns ?? null) as OrNull<TReturns>,
+    yields: (options.yields ?? null) as OrNull<TYields>,
     timeout: options.timeout,
   });
 }

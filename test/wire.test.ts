@@ -108,6 +108,9 @@ const validFrames = [
   [FrameType.Cancel, 7],
   [FrameType.Ping, 4],
   [FrameType.Pong, 2],
+  [FrameType.Call, 8, "count", 10, 0, 5, 64],
+  [FrameType.Item, 8, 0, { token: "hi" }],
+  [FrameType.Credit, 8, 32, 96],
 ] as const;
 
 describe("frames", () => {
@@ -159,7 +162,7 @@ describe("frames", () => {
         "|byte 0xc1 is not part of the wire format" +
         "|extension type 0x[0-9a-f]{2}( \\([A-Za-z0-9 -]+\\))? (is not part of the wire format|in a form the wire format does not use)" +
         "|unknown frame type (-?[0-9.]+(e[-+][0-9]+)?|NaN|-?Infinity|null|undefined|\\((an array|an object|a string|a boolean|a bigint)\\))" +
-        "|(HELLO|WELCOME|CALL|RESULT|ERROR|EVENT|CANCEL|PING/PONG|REFUSED) (fields|token|counters|id|client key|client id))$",
+        "|(HELLO|WELCOME|CALL|RESULT|ERROR|EVENT|CANCEL|PING/PONG|REFUSED|ITEM|CREDIT) (fields|token|counters|id|client key|client id|credit))$",
     );
     const mutated = fc
       .tuple(fc.uint8Array({ minLength: 1, maxLength: 8 }), fc.nat(), fc.constantFrom(...validFrames.map((f) => encodeFrame(f as never))))

@@ -7,9 +7,18 @@
 import type { CallContext } from "../engine/context.ts";
 import { addMiddleware, type Middleware } from "../engine/middleware.ts";
 import { Peer } from "../engine/peer.ts";
-import type { CallOptions, HandlerEntry } from "../engine/types.ts";
+import type { CallOptions, ChatterStream, HandlerEntry, StreamOptions } from "../engine/types.ts";
 import type { ChatterError } from "../errors.ts";
-import { addHandler, type InputArgs, type ParsedInputOf, type Proc, type ResultOf, type ReturnOf } from "../proc.ts";
+import {
+  addHandler,
+  type CallArgs,
+  type HandlerOutput,
+  type ItemOf,
+  type ParsedInputOf,
+  type Proc,
+  type ResultOf,
+  type StreamArgs,
+} from "../proc.ts";
 import { Connection } from "./connection.ts";
 import { exposeInternals } from "./internal.ts";
 import { Listeners, listen } from "./listeners.ts";
@@ -151,7 +160,7 @@ export class ChatterClient {
    * @param handler - gets the parsed input, the client and a context with an abort `signal`
    * @returns a function that removes the handler
    */
-  on<P extends Proc>(proc: P, handler: ClientHandler<ParsedInputOf<P>, ReturnOf<P>>): () => void {
+  on<P extends Proc>(proc: P, handler: ClientHandler<ParsedInputOf<P>, HandlerOutput<P>>): () => void {
     return addHandler(this.#handlers, { proc, handler } as HandlerEntry, "client");
   }
 
@@ -162,8 +171,20 @@ export class ChatterClient {
    * @param args - its input (checked against `takes` before sending), then `{ timeout, signal }`
    * @returns the server's result, checked against `returns`
    */
-  call<P extends Proc>(proc: P, ...args: [...InputArgs<P>, options?: CallOptions]): Promise<ResultOf<P>> {
+  call<P extends Proc>(proc: P, ...args: CallArgs<P, CallOptions>): Promise<ResultOf<P>> {
     return this.#peer.call(proc, args[0], args[1] as CallOptions | undefined) as Promise<ResultOf<P>>;
+  }
+
+  /**
+   * Reads a stream from the server: `for await (const item of client.stream(proc, input)) { ... }`. The server's
+   * handler is pulled only as fast as the loop takes items, and the stream survives a dropped connection
+   * within the resume window with no item lost, doubled or reordered. Leaving the loop stops the handler.
+   * @param proc - a procedure with `yields`, made with `createProc`
+   * @param args - its input (checked against `takes` before sending), then `{ timeout, signal, window }`
+   * @returns an async iterable of the items, each checked against `yields`
+   */
+  stream<P extends Proc>(proc: P, ...args: StreamArgs<P, StreamOptions>): ChatterStream<ItemOf<P>> {
+    return this.#peer.stream(proc, args[0], args[1] as StreamOptions | undefined) as ChatterStream<ItemOf<P>>;
   }
 
   /** Shuts the client down for good: closes the socket, fails pending calls, clears every timer. */

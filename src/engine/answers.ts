@@ -10,11 +10,14 @@ import { type CallFrame, type EventFrame, encodeFrame, type Frame, FrameType } f
 import { CallContext } from "./context.ts";
 import { runMiddleware } from "./middleware.ts";
 import { ReplyCache } from "./replies.ts";
+import { StreamWriter, type WriterHost } from "./stream-writer.ts";
 import type { HandlerEntry, PeerHost, PeerOptions } from "./types.ts";
 
-export class Answerer {
+export class Answerer implements WriterHost {
   /** Incoming calls whose handler has not finished, for CANCEL and repeats. */
   private readonly running = new Map<number, CallContext>();
+  /** Streams this end writes, until the reader has every item (made on the first). */
+  private writers: Map<number, StreamWriter> | null = null;
   /** Made on the first answer: an idle session keeps none. */
   private replies: ReplyCache | null = null;
   /** The highest incoming call id so far; ids at or below it are repeats. */
@@ -29,7 +32,8 @@ export class Answerer {
     this.opts = host.opts;
   }
 
-  private send(frame: Uint8Array): void {
+  /** Sends a frame on the current socket, if any. */
+  send(frame: Uint8Array): void {
     this.host.send(frame);
   }
 
@@ -48,19 +52,38 @@ export class Answerer {
    * (CALLs trim the cache themselves): an idle session lets go of its empty cache.
    */
   forgetBelow(id: number): void {
+    // A reader that settled a stream has every item: its writer can go.
+    if (this.writers) for (const w of this.writers.keys()) if (w < id && !this.running.has(w)) this.writers.delete(w);
     if (!this.replies) return;
     this.replies.forgetBelow(id);
     if (this.replies.size === 0) this.replies = null;
   }
 
-  /** The caller gave up on a call: abort its handler, if it still runs. */
+  /** The caller gave up on a call: abort its handler, if it still runs; stop its stream's iterator. */
   cancel(id: number): void {
-    this.running.get(id)?.abort(new ChatterError("ABORTED", "the caller cancelled the call"));
+    const reason = new ChatterError("ABORTED", "the caller cancelled the call");
+    const writer = this.writers?.get(id);
+    if (!writer) return this.running.get(id)?.abort(reason);
+    this.writers?.delete(id);
+    writer.cancel(reason);
+    if (this.running.delete(id)) this.opts.budget?.done(this.host.owner);
+  }
+
+  /** A reader's CREDIT: what it has and what it takes. */
+  onCredit(id: number, received: number, limit: number): void {
+    const writer = this.writers?.get(id);
+    if (writer?.credit(received, limit)) this.writers?.delete(id);
   }
 
   /** The session is gone: abort running handlers and forget everything (a new session starts from scratch). */
   reset(reason: string): void {
-    for (const ctx of this.running.values()) ctx.abort(new ChatterError("DISCONNECTED", `caller went away (${reason})`));
+    const err = new ChatterError("DISCONNECTED", `caller went away (${reason})`);
+    for (const [id, writer] of this.writers ?? []) {
+      writer.cancel(err);
+      if (this.running.delete(id)) this.opts.budget?.done(this.host.owner);
+    }
+    this.writers = null;
+    for (const ctx of this.running.values()) ctx.abort(err);
     this.running.clear();
     this.replies?.clear(); // Gives its bytes back to a shared budget.
     this.replies = null;
@@ -69,7 +92,7 @@ export class Answerer {
   }
 
   /** An incoming CALL: dispatch it, or answer a repeat. */
-  onCall([, id, name, input, timeout, settledBelow]: CallFrame): void {
+  onCall([, id, name, input, timeout, settledBelow, credit]: CallFrame): void {
     this.replies?.forgetBelow(settledBelow);
     if (id <= this.lastCallId) return this.onRepeat(id, name);
     this.lastCallId = id;
@@ -87,12 +110,14 @@ export class Answerer {
     const refused = budget?.refuse(this.host.owner, name);
     if (refused) return this.replyError(id, refused, new CallContext(name, timeout));
     const ctx = new CallContext(name, timeout);
+    if ((entry.proc.yields !== null) !== (credit !== undefined)) return this.replyError(id, misread(name, credit), ctx);
     let out: unknown;
     try {
       out = this.run(entry, input, ctx);
     } catch (err) {
       return this.replyError(id, err, ctx);
     }
+    if (credit !== undefined) return this.write(id, entry.proc, out, ctx, credit);
     if (!(out instanceof Promise)) return this.reply(id, entry.proc, out, ctx);
     // It stays "running" until its answer is kept (see answer()), so a repeat arriving meanwhile waits for it.
     this.running.set(id, ctx);
@@ -110,8 +135,53 @@ export class Answerer {
     );
   }
 
+  /** Starts writing a stream: the handler's iterable (or a promise of one) is pulled as the reader grants credit. */
+  private write(id: number, proc: Proc, out: unknown, ctx: CallContext, credit: number): void {
+    this.running.set(id, ctx);
+    this.opts.budget?.started(this.host.owner);
+    const begin = (iterable: unknown) => {
+      if (!this.running.has(id)) return; // Cancelled while the handler's promise was pending.
+      const iterator = iteratorOf(iterable);
+      if (!iterator) {
+        const what = iterable === null ? "null" : typeof iterable;
+        return this.fail(
+          id,
+          new ChatterError("HANDLER_ERROR", `handler for stream "${proc.name}" returned ${what}, not an async iterable`),
+          ctx,
+        );
+      }
+      const writer = new StreamWriter(this, id, proc, iterator, ctx, credit);
+      this.writers ??= new Map();
+      this.writers.set(id, writer);
+      writer.pump();
+    };
+    if (out instanceof Promise) out.then(begin, (err) => this.fail(id, err, ctx));
+    else begin(out);
+  }
+
+  /** A stream's iterator is done (see WriterHost): END carries the item count, kept for repeats like any answer. */
+  end(id: number, count: number, ctx: CallContext): void {
+    if (!this.running.has(id)) return;
+    this.opts.budget?.done(this.host.owner);
+    this.answer(id, [FrameType.Result, id, count], ctx);
+  }
+
+  /** A stream failed (see WriterHost). */
+  fail(id: number, err: unknown, ctx: CallContext): void {
+    if (!this.running.has(id)) return;
+    this.opts.budget?.done(this.host.owner);
+    this.replyError(id, err, ctx);
+  }
+
+  /** The largest frame the other end takes. */
+  get maxFrameBytes(): number {
+    return this.host.maxFrameBytes;
+  }
+
   /** A call sent again after a resume: answer from the cache, or wait for the running handler. */
   private onRepeat(id: number, name: string): void {
+    // A stream's reader resumed: its CREDIT, right behind this CALL, says where to go on from.
+    this.writers?.get(id)?.pause();
     const kept = this.replies?.get(id);
     if (kept) return this.send(kept);
     if (this.running.has(id)) return;
@@ -232,6 +302,22 @@ export class Answerer {
       fail(err);
     }
   }
+}
+
+/** @returns the error for a CALL that reads a stream as a call, or a call as a stream */
+function misread(name: string, credit: number | undefined): ChatterError {
+  if (credit === undefined) return new ChatterError("NOT_IMPLEMENTED", `"${name}" yields a stream: read it with stream(), not call()`);
+  return new ChatterError("NOT_IMPLEMENTED", `"${name}" is not a stream (it has no yields): use call(), not stream()`);
+}
+
+/** @returns the iterator of an async or sync iterable, or null for anything else */
+function iteratorOf(value: unknown): AsyncIterator<unknown> | Iterator<unknown> | null {
+  if (value === null || typeof value !== "object") return null;
+  const source = value as Partial<AsyncIterable<unknown> & Iterable<unknown>>;
+  const asyncIterator = source[Symbol.asyncIterator];
+  if (typeof asyncIterator === "function") return asyncIterator.call(value);
+  const iterator = source[Symbol.iterator];
+  return typeof iterator === "function" ? iterator.call(value) : null;
 }
 
 /** @returns the `LIMIT` error for a frame over the other end's `maxMessageBytes` */

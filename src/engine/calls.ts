@@ -12,13 +12,14 @@ import { type CallFrame, encodeFrame, FrameType } from "../wire/frames.ts";
 import { tooBig } from "./answers.ts";
 import { aborted, callSteps } from "./call-steps.ts";
 import { Deadlines } from "./deadlines.ts";
+import type { StreamReader } from "./stream-reader.ts";
 import type { CallOptions, PeerHost, Transport } from "./types.ts";
 
 const SETTLED = new Uint8Array(0);
 /** CANCELs kept for resending after a resume. */
 const MAX_CANCELS = 1000;
 
-interface Pending {
+export interface Pending {
   id: number;
   proc: Proc;
   resolve: (value: unknown) => void;
@@ -32,6 +33,8 @@ interface Pending {
   sent: boolean;
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
+  /** Set for a stream: it takes the items, and the call settles at END once every item is here. */
+  reader: StreamReader | undefined;
 }
 
 export class Calls {
@@ -87,8 +90,8 @@ export class Calls {
     return callSteps(proc, input, options, this);
   }
 
-  /** Sends or queues a call whose input is parsed (see callSteps). */
-  start(proc: Proc, input: unknown, timeout: number, signal: AbortSignal | undefined): Promise<unknown> {
+  /** Sends or queues a call whose input is parsed (see callSteps); with a reader, a stream granted `window` items. */
+  start(proc: Proc, input: unknown, timeout: number, signal: AbortSignal | undefined, reader?: StreamReader, window = 0): Promise<unknown> {
     if (this.closed) return Promise.reject(this.closed);
     const maxQueue = this.host.opts.maxQueue ?? 1000;
     if ((!this.host.transport || this.held) && this.queued >= maxQueue) {
@@ -98,15 +101,23 @@ export class Calls {
     const wait = timeout > 0 && Number.isFinite(timeout) ? timeout : 0;
     let frame: Uint8Array;
     try {
-      frame = encodeFrame([FrameType.Call, id, proc.name, input, wait, this.settledBelow]);
+      const call: CallFrame = [FrameType.Call, id, proc.name, input, wait, this.settledBelow];
+      if (reader) call.push(window);
+      frame = encodeFrame(call);
     } catch (err) {
       return Promise.reject(new ChatterError("VALIDATION", `input of "${proc.name}" cannot be encoded: ${(err as Error).message}`));
     }
     const max = this.host.maxFrameBytes;
     if (frame.byteLength > max) return Promise.reject(tooBig(proc.name, frame, max));
     this.nextId++;
+    if (reader) {
+      reader.id = id;
+      reader.timeout = wait;
+    }
+    // A stream's timeout bounds each wait for an item (the reader's clock), not the whole call.
+    const whole = reader ? 0 : wait;
     return new Promise((resolve, reject) =>
-      this.track({ id, proc, resolve, reject, wait, deadline: 0, frame, sent: false, signal, onAbort: undefined }),
+      this.track({ id, proc, resolve, reject, wait: whole, deadline: 0, frame, sent: false, signal, onAbort: undefined, reader }),
     );
   }
 
@@ -138,7 +149,7 @@ export class Calls {
   }
 
   /** A timeout or abort: settle now and make sure the call never runs later. */
-  private giveUp(p: Pending, err: ChatterError): void {
+  giveUp(p: Pending, err: ChatterError): void {
     if (!this.pending.has(p.id)) return;
     if (!p.sent) this.queued--;
     else {
@@ -160,10 +171,35 @@ export class Calls {
     if (p.onAbort) p.signal?.removeEventListener("abort", p.onAbort);
   }
 
-  /** An answer to one of our calls (RESULT, or ERROR when `failed`). */
+  /** An ITEM of one of our streams. */
+  onItem(id: number, index: number, item: unknown): void {
+    const p = this.pending.get(id);
+    if (!p?.reader) return; // A stream we gave up on.
+    p.reader.onItem(index, item);
+    this.endStream(p, p.reader);
+  }
+
+  /** A stream is over once its END came and every item with it. */
+  private endStream(p: Pending, reader: StreamReader): void {
+    if (!reader.complete) return;
+    this.settle(p);
+    p.resolve(reader.received);
+  }
+
+  /** @returns the pending stream a reader reads, if it has not settled */
+  pendingStream(reader: StreamReader): Pending | undefined {
+    const p = this.pending.get(reader.id);
+    return p?.reader === reader ? p : undefined;
+  }
+
+  /** An answer to one of our calls (RESULT, or ERROR when `failed`); for a stream, RESULT is its END. */
   onAnswer(id: number, payload: unknown, failed: boolean): void {
     const p = this.pending.get(id);
     if (!p) return; // Late answer to a call we gave up on.
+    if (p.reader && !failed) {
+      p.reader.onEnd(payload);
+      return this.endStream(p, p.reader);
+    }
     // Past its deadline the caller is owed a TIMEOUT: only a late event loop kept the timer from firing.
     const late = p.deadline !== 0 && performance.now() >= p.deadline;
     this.settle(p);
@@ -210,8 +246,11 @@ export class Calls {
       p.reject(tooBig(p.proc.name, p.frame, max));
       return false;
     }
+    const again = p.sent;
     p.sent = true;
     transport.send(p.frame);
+    // A stream sent again after a resume: tell the writer which items are here, so it goes on from the next.
+    if (again && p.reader) transport.send(p.reader.creditFrame());
     return true;
   }
 

@@ -10,7 +10,8 @@ import type { Proc } from "../proc.ts";
 import { encodeFrame, type Frame, FrameType } from "../wire/frames.ts";
 import { Answerer } from "./answers.ts";
 import { Calls } from "./calls.ts";
-import type { CallOptions, PeerHost, PeerOptions, Transport } from "./types.ts";
+import { StreamCalls } from "./stream-calls.ts";
+import type { CallOptions, ChatterStream, PeerHost, PeerOptions, StreamOptions, Transport } from "./types.ts";
 
 /** Both ends of a Chatter connection are a Peer. */
 export class Peer implements PeerHost {
@@ -18,6 +19,8 @@ export class Peer implements PeerHost {
   transport: Transport | null = null;
   /** The calling half: outgoing calls, their timeouts and the offline queue. */
   private readonly calls: Calls;
+  /** Streams this end reads, made on the first. */
+  private streams: StreamCalls | null = null;
   /** The answering half: incoming calls, kept answers, broadcasts. */
   private readonly answers: Answerer;
   /** The largest frame the other end accepts (its `maxMessageBytes`, learned in WELCOME). */
@@ -64,6 +67,15 @@ export class Peer implements PeerHost {
    */
   call(proc: Proc, input: unknown, options?: CallOptions): Promise<unknown> {
     return this.calls.call(proc, input, options);
+  }
+
+  /**
+   * Reads stream `proc` from the other end.
+   * @returns an async iterable of its items; the CALL goes out when the loop first asks for one
+   */
+  stream(proc: Proc, input: unknown, options?: StreamOptions): ChatterStream<unknown> {
+    this.streams ??= new StreamCalls(this.calls, this);
+    return this.streams.stream(proc, input, options);
   }
 
   /** Sends a frame if there is a transport. Without one it is dropped: answers stay in the reply cache. */
@@ -147,6 +159,10 @@ export class Peer implements PeerHost {
         return this.answers.onEvent(frame);
       case FrameType.Cancel:
         return this.answers.cancel(frame[1]);
+      case FrameType.Item:
+        return this.calls.onItem(frame[1], frame[2], frame[3]);
+      case FrameType.Credit:
+        return this.answers.onCredit(frame[1], frame[2], frame[3]);
       case FrameType.Ping:
         this.answers.forgetBelow(frame[1]);
         return this.send(encodeFrame([FrameType.Pong, this.settledBelow]));

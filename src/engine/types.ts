@@ -31,6 +31,23 @@ export interface CallOptions {
   signal?: AbortSignal;
 }
 
+/** Options of one stream. */
+export interface StreamOptions {
+  /** Milliseconds to wait for each next item; overrides the procedure's own timeout. `0` waits for ever. */
+  timeout?: number;
+  /** Aborting it ends the loop at once with `ABORTED` and stops the remote iterator. */
+  signal?: AbortSignal;
+  /** Items the writer may send before the loop takes them (its credit). Defaults to 64. */
+  window?: number;
+}
+
+/** What `stream()` returns: read it with `for await`; `return()` (or `break`) stops the remote iterator. */
+export interface ChatterStream<T> extends AsyncIterableIterator<T> {
+  next(): Promise<IteratorResult<T, undefined>>;
+  return(): Promise<IteratorResult<T, undefined>>;
+  [Symbol.asyncIterator](): ChatterStream<T>;
+}
+
 export const DEFAULT_TIMEOUT = 30_000;
 
 /** How an end wraps and reshapes its answers; part of PeerOptions. */

@@ -38,7 +38,7 @@ export function clusterNode(core: ServerCore): ClusterNode {
     callLocal(clientId, name, input, options) {
       const session = localSession(core, clientId);
       if (!session) return undefined;
-      const relay: Proc = { name, takes: PASS, returns: PASS, timeout: options.timeout };
+      const relay: Proc = { name, takes: PASS, returns: PASS, yields: null, timeout: options.timeout };
       return session.peer.call(relay, input, options);
     },
     topicCounts() {

@@ -3,8 +3,8 @@
  * argument, and what `find`, `filter` and `onOpen` hand out. Its state lives
  * in the core's `Session` (session.ts), out of reach.
  */
-import type { CallOptions } from "../engine/types.ts";
-import type { InputArgs, Proc, ResultOf } from "../proc.ts";
+import type { CallOptions, ChatterStream, StreamOptions } from "../engine/types.ts";
+import type { CallArgs, InputArgs, ItemOf, Proc, ResultOf, StreamArgs } from "../proc.ts";
 import { broadcastFrom } from "./broadcast.ts";
 import type { Session } from "./session.ts";
 
@@ -75,8 +75,20 @@ export class ServerConnection<TData = unknown> {
    * @param args - its input, checked against `takes` before it is sent, then `{ timeout, signal }`
    * @returns the client handler's result, checked against `returns`
    */
-  call<P extends Proc>(proc: P, ...args: [...InputArgs<P>, options?: CallOptions]): Promise<ResultOf<P>> {
+  call<P extends Proc>(proc: P, ...args: CallArgs<P, CallOptions>): Promise<ResultOf<P>> {
     return this.#session.peer.call(proc, args[0], args[1] as CallOptions | undefined) as Promise<ResultOf<P>>;
+  }
+
+  /**
+   * Reads a stream from this client: `for await (const item of connection.stream(proc, input)) { ... }`. The
+   * client's handler is pulled only as fast as the loop takes items, and the stream survives a dropped
+   * connection within the resume window. Leaving the loop stops the client's handler.
+   * @param proc - a procedure with `yields`, made with `createProc`
+   * @param args - its input (checked against `takes` before sending), then `{ timeout, signal, window }`
+   * @returns an async iterable of the items, each checked against `yields`
+   */
+  stream<P extends Proc>(proc: P, ...args: StreamArgs<P, StreamOptions>): ChatterStream<ItemOf<P>> {
+    return this.#session.peer.stream(proc, args[0], args[1] as StreamOptions | undefined) as ChatterStream<ItemOf<P>>;
   }
 
   /**

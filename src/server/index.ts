@@ -3,7 +3,7 @@ import type { CallContext } from "../engine/context.ts";
 import { addMiddleware, type Middleware } from "../engine/middleware.ts";
 import type { CallOptions } from "../engine/types.ts";
 import { ChatterError } from "../errors.ts";
-import { type InputArgs, type ParsedInputOf, type Proc, parse, type ResultOf, type ReturnOf } from "../proc.ts";
+import { type CallArgs, type HandlerOutput, type InputArgs, type ParsedInputOf, type Proc, parse, type ResultOf } from "../proc.ts";
 import { broadcastFrom } from "./broadcast.ts";
 import { type BunServerLike, type BunWebSocketHandlers, bunAdapter, type UpgradeResult } from "./bun.ts";
 import { Cluster } from "./cluster-core.ts";
@@ -79,10 +79,11 @@ export class ChatterServer<TData = unknown> {
    * @param args - its input, then `{ timeout, signal }`
    * @returns the client's answer; rejects with `NOT_FOUND` if no instance has the client
    */
-  async callClient<P extends Proc>(clientId: string, proc: P, ...args: [...InputArgs<P>, options?: CallOptions]): Promise<ResultOf<P>> {
+  async callClient<P extends Proc>(clientId: string, proc: P, ...args: CallArgs<P, CallOptions>): Promise<ResultOf<P>> {
     const core = coreOf(this);
     const local = localClient(core, clientId);
     if (local) return local.call(proc, ...args);
+    if (proc.yields !== null) throw new ChatterError("NOT_IMPLEMENTED", `"${proc.name}" yields a stream: read it with connection.stream()`);
     const cluster = core.cluster;
     if (!cluster) throw new ChatterError("NOT_FOUND", `no connection for client "${clientId}"`);
     const remote: CallSender = {
@@ -117,7 +118,7 @@ export class ChatterServer<TData = unknown> {
    * @param handler - gets the parsed input, the calling connection and a context with an abort `signal`
    * @returns a function that removes the handler
    */
-  on<P extends Proc>(proc: P, handler: ServerHandler<TData, ParsedInputOf<P>, ReturnOf<P>>): () => void {
+  on<P extends Proc>(proc: P, handler: ServerHandler<TData, ParsedInputOf<P>, HandlerOutput<P>>): () => void {
     return coreOf(this).on(proc, handler);
   }
 

@@ -28,6 +28,8 @@ export const FrameType = {
   Ping: 8,
   Pong: 9,
   Refused: 10,
+  Item: 11,
+  Credit: 12,
 } as const;
 
 export type HelloFrame = [
@@ -52,7 +54,8 @@ export type WelcomeFrame = [
   clientId?: string,
   clientKey?: string,
 ];
-export type CallFrame = [type: 3, id: number, name: string, input: unknown, timeout: number, settledBelow: number];
+/** A call; with `credit`, a stream: the producer may send items `0 .. credit - 1` before it hears more (see CREDIT). */
+export type CallFrame = [type: 3, id: number, name: string, input: unknown, timeout: number, settledBelow: number, credit?: number];
 export type ResultFrame = [type: 4, id: number, value: unknown];
 export type ErrorFrame = [type: 5, id: number, error: WireError];
 export type EventFrame = [type: 6, seq: number, name: string, input: unknown];
@@ -66,6 +69,10 @@ export interface Refusal {
   retryAfter?: number;
 }
 export type RefusedFrame = [type: 10, refusal: Refusal];
+/** One item of stream `id`, numbered from 0. */
+export type ItemFrame = [type: 11, id: number, index: number, item: unknown];
+/** The consumer of stream `id` has every item below `received`, and takes items below `limit`. */
+export type CreditFrame = [type: 12, id: number, received: number, limit: number];
 
 export type Frame =
   | HelloFrame
@@ -77,7 +84,9 @@ export type Frame =
   | CancelFrame
   | PingFrame
   | PongFrame
-  | RefusedFrame;
+  | RefusedFrame
+  | ItemFrame
+  | CreditFrame;
 
 /** Close codes Chatter uses, in the range RFC 6455 leaves to applications. */
 export const CloseCode = {
@@ -190,8 +199,9 @@ function checkFrame(f: unknown): Frame {
       }
       if ((f[6] !== undefined && typeof f[6] !== "string") || (f[7] !== undefined && typeof f[7] !== "string")) bad("WELCOME client id");
       return f as WelcomeFrame;
-    case FrameType.Call: // [3, id, name, input, timeout, settledBelow]
+    case FrameType.Call: // [3, id, name, input, timeout, settledBelow, credit?]
       if (!isId(f[1]) || typeof f[2] !== "string" || typeof f[4] !== "number" || !isId(f[5])) bad("CALL fields");
+      if (f[6] !== undefined && !(isId(f[6]) && f[6] > 0)) bad("CALL credit");
       return f as CallFrame;
     case FrameType.Result: // [4, id, value]
       if (!isId(f[1]) || f.length !== 3) bad("RESULT fields");
@@ -214,6 +224,12 @@ function checkFrame(f: unknown): Frame {
         bad("REFUSED fields");
       }
       return f as RefusedFrame;
+    case FrameType.Item: // [11, id, index, item]
+      if (!isId(f[1]) || !isId(f[2]) || f.length !== 4) bad("ITEM fields");
+      return f as ItemFrame;
+    case FrameType.Credit: // [12, id, received, limit]
+      if (!isId(f[1]) || !isId(f[2]) || !isId(f[3]) || f[3] < f[2]) bad("CREDIT fields");
+      return f as CreditFrame;
     default:
       return bad(`unknown frame type ${describe(f[0])}`);
   }

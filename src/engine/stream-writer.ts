@@ -1,0 +1,166 @@
+/**
+ * The producing end of a stream (PROTOCOL.md, "Streams"). The handler's
+ * iterator is pulled only while the reader has credit, so a slow reader
+ * keeps this end's memory flat. Items sent but not yet acknowledged are kept
+ * (at most about one window of them), so that after a dropped socket the
+ * stream carries on from the first item the reader did not get: the handler
+ * is never run again, and no item is lost or sent twice.
+ */
+import { ChatterError, describeThrown } from "../errors.ts";
+import { type Proc, parse } from "../proc.ts";
+import { encodeFrame, FrameType } from "../wire/frames.ts";
+import type { CallContext } from "./context.ts";
+
+/** What a writer needs of the answering half. */
+export interface WriterHost {
+  /** Sends a frame on the current socket, if there is one (frames sent with none are resent on resume). */
+  send(frame: Uint8Array): void;
+  /** The largest frame the other end takes. */
+  readonly maxFrameBytes: number;
+  /** The iterator is done after `count` items: answer with END (a RESULT of the count). */
+  end(id: number, count: number, ctx: CallContext): void;
+  /** The iterator threw, or an item could not be sent: answer with ERROR. */
+  fail(id: number, err: unknown, ctx: CallContext): void;
+}
+
+export class StreamWriter {
+  /** ITEM frames from index `base` on, sent or not, that the reader has not acknowledged. */
+  private frames: Uint8Array[] = [];
+  private base = 0;
+  /** Items made so far: the next item's index. */
+  private made = 0;
+  /** Items below this went out on the current socket. */
+  private sent = 0;
+  /** The reader takes items below this. */
+  private limit: number;
+  private pulling = false;
+  /** The iterator is done (or failed, or was stopped): nothing more is pulled. */
+  private finished = false;
+  /** After a resume, nothing goes out until the reader says what it has (its CREDIT). */
+  private paused = false;
+
+  constructor(
+    private readonly host: WriterHost,
+    private readonly id: number,
+    private readonly proc: Proc,
+    private readonly iterator: AsyncIterator<unknown> | Iterator<unknown>,
+    private readonly ctx: CallContext,
+    credit: number,
+  ) {
+    this.limit = credit;
+  }
+
+  /** Pulls the next item while there is credit; one pull at a time, so items keep their order. */
+  pump(): void {
+    if (this.pulling || this.finished || this.made >= this.limit) return;
+    this.pulling = true;
+    let step: unknown;
+    try {
+      step = this.iterator.next();
+    } catch (err) {
+      return this.stop(err);
+    }
+    if (step instanceof Promise)
+      step.then(
+        (r) => this.onStep(r),
+        (err) => this.stop(err),
+      );
+    else this.onStep(step as IteratorResult<unknown>);
+  }
+
+  private onStep(step: IteratorResult<unknown>): void {
+    this.pulling = false;
+    if (this.finished) return; // Cancelled while the iterator was busy.
+    if (step.done) {
+      this.finished = true;
+      return this.host.end(this.id, this.made, this.ctx);
+    }
+    let parsed: unknown;
+    try {
+      parsed = parse(this.proc.yields, step.value, this.proc.name, "output");
+    } catch (err) {
+      return this.stop(err);
+    }
+    // The value sent is the handler's, not the parsed one: the reader parses it, so transforms run once.
+    if (parsed instanceof Promise)
+      parsed.then(
+        () => this.push(step.value),
+        (err) => this.stop(err),
+      );
+    else this.push(step.value);
+  }
+
+  private push(value: unknown): void {
+    if (this.finished) return;
+    let frame: Uint8Array;
+    try {
+      frame = encodeFrame([FrameType.Item, this.id, this.made, value]);
+    } catch (err) {
+      return this.stop(
+        new ChatterError("HANDLER_ERROR", `item ${this.made} of "${this.proc.name}" cannot be encoded: ${describeThrown(err)}`),
+      );
+    }
+    if (frame.byteLength > this.host.maxFrameBytes) {
+      const why = `item ${this.made} of "${this.proc.name}" is ${frame.byteLength} bytes, over the other end's maxMessageBytes (${this.host.maxFrameBytes})`;
+      return this.stop(new ChatterError("LIMIT", why));
+    }
+    this.frames.push(frame);
+    this.made++;
+    this.flush();
+    this.pump();
+  }
+
+  /** Sends what the reader has not been sent on this socket. */
+  private flush(): void {
+    if (this.paused) return;
+    while (this.sent < this.made) this.host.send(this.frames[this.sent++ - this.base] as Uint8Array);
+  }
+
+  /**
+   * The reader's CREDIT: it has every item below `received` and takes items below `limit`.
+   * @returns whether the writer is spent (done, and every item acknowledged): it can be forgotten
+   */
+  credit(received: number, limit: number): boolean {
+    const acked = Math.min(received, this.made) - this.base;
+    if (acked > 0) {
+      this.frames = this.frames.slice(acked);
+      this.base += acked;
+    }
+    if (limit > this.limit) this.limit = limit;
+    if (this.paused) {
+      // The first CREDIT after a resume: go on from the first item the reader did not get.
+      this.paused = false;
+      this.sent = Math.max(this.base, Math.min(received, this.made));
+    }
+    this.flush();
+    this.pump();
+    return this.finished && this.base === this.made;
+  }
+
+  /** The reader resumed on a new socket (its CALL came again): wait for its CREDIT to know where to go on from. */
+  pause(): void {
+    this.paused = true;
+  }
+
+  /** The reader gave up, or the session ended: stop pulling, and let the iterator clean up (`finally` blocks run). */
+  cancel(reason: ChatterError): void {
+    const done = this.finished && !this.pulling;
+    this.finished = true;
+    this.frames = [];
+    if (done) return;
+    this.ctx.abort(reason);
+    try {
+      const out = this.iterator.return?.();
+      if (out instanceof Promise) out.catch(() => {});
+    } catch {
+      // An iterator whose return() throws has still been told to stop.
+    }
+  }
+
+  private stop(err: unknown): void {
+    if (this.finished) return;
+    this.finished = true;
+    this.pulling = false;
+    this.host.fail(this.id, err, this.ctx);
+  }
+}
