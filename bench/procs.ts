@@ -15,3 +15,9 @@ export const CALL_ME_BACK = createProc({
 });
 export const FANOUT = createProc({ name: "fanout", takes: z.object({ k: z.number(), size: z.number() }) });
 export const NOTE = createProc({ name: "note", takes: z.instanceof(Uint8Array) });
+/** The stream row's procedure: n items like an LLM's tokens, read at the default credit. */
+export const TOKENS = createProc({
+  name: "tokens",
+  takes: z.object({ n: z.number() }),
+  yields: z.object({ i: z.number(), text: z.string() }),
+});

@@ -56,7 +56,7 @@ const SYSTEMS: System[] = [
 /** The stream row: each server's stream procedure, read by bench/systems/<name>/stream.ts. */
 const STREAMERS: System[] = [
   { name: "raw", label: "raw Bun, ws.send per item (msgpackr), no flow control", runtime: "bun" },
-  // Chatter joins here once client.stream is on main (issue 14).
+  { name: "chatter", label: "Chatter client.stream, default credit (zod-checked items)", runtime: "bun" },
   // On Bun, tRPC's `ws` server runs on Bun's own sockets: 300k items/s here against 40k on Node.
   { name: "trpc", label: "tRPC 11 subscription (async generator), ws adapter on Bun, JSON", runtime: "bun" },
   { name: "capnweb", label: "capnweb ReadableStream on Bun", runtime: "bun" },

@@ -1,12 +1,13 @@
 // runtime: bun
 /**
  * Chatter on Bun: an echo procedure, a procedure that calls the client back,
- * and one that broadcasts to every connection (all join "fanout" on open).
+ * one that broadcasts to every connection (all join "fanout" on open), and a
+ * stream of n items for the stream row.
  */
 import { createServer } from "../../../src/index.ts";
 import { redisCluster } from "../../../src/redis.ts";
 import { serveCommands } from "../../commands.ts";
-import { CALL_ME_BACK, ECHO, FANOUT, NOTE } from "../../procs.ts";
+import { CALL_ME_BACK, ECHO, FANOUT, NOTE, TOKENS } from "../../procs.ts";
 
 // With REDIS_URL set, this instance joins a cluster (bench/cluster-fanout.ts).
 const cluster = process.env.REDIS_URL ? redisCluster({ url: process.env.REDIS_URL, prefix: process.env.PREFIX }) : undefined;
@@ -35,6 +36,9 @@ chatter.on(CALL_ME_BACK, async ({ n, window }, conn) => {
 chatter.on(FANOUT, ({ k, size }) => {
   const blob = new Uint8Array(size);
   for (let i = 0; i < k; i++) chatter.broadcast("fanout", NOTE, blob);
+});
+chatter.on(TOKENS, async function* ({ n }) {
+  for (let i = 0; i < n; i++) yield { i, text: "token" };
 });
 await cluster?.ready;
 const server = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: (req, srv) => chatter.upgrade(req, srv), websocket: chatter.websocket });
