@@ -19,7 +19,7 @@ import type { ChatterClient, ClientHandler } from "../client/client.ts";
 import { ConnectionState } from "../client/state.ts";
 import type { CallOptions } from "../engine/types.ts";
 import type { ChatterError } from "../errors.ts";
-import type { InputArgs, ParsedInputOf, Proc, ResultOf, ReturnOf } from "../proc.ts";
+import type { CallArgs, HandlerOutput, InputArgs, ParsedInputOf, Proc, ResultOf } from "../proc.ts";
 
 const ClientContext = createContext<ChatterClient | null>(null);
 
@@ -138,7 +138,7 @@ export function useProc<P extends Proc>(proc: P): ProcState<P> {
         if (mounted.current && id === latest.current) setOutcome(next);
       };
       settle({ status: "pending", result: undefined, error: undefined });
-      const promise = client.call(proc, ...args);
+      const promise = client.call(proc, ...(args as CallArgs<P, CallOptions>));
       promise.then(
         (result) => settle({ status: "success", result, error: undefined }),
         (error: ChatterError) => settle({ status: "error", result: undefined, error }),
@@ -156,7 +156,7 @@ export function useProc<P extends Proc>(proc: P): ProcState<P> {
  * @param proc - the procedure, made with `createProc`
  * @param handler - gets the parsed input, the client and the call's context
  */
-export function useHandler<P extends Proc>(proc: P, handler: ClientHandler<ParsedInputOf<P>, ReturnOf<P>>): void {
+export function useHandler<P extends Proc>(proc: P, handler: ClientHandler<ParsedInputOf<P>, HandlerOutput<P>>): void {
   const client = useChatter();
   const current = useRef(handler);
   current.current = handler;
