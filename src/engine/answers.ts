@@ -4,13 +4,14 @@
  * repeat after a resume is answered without running the handler again, and
  * delivers broadcasts once each.
  */
-import { ChatterError, describeThrown, toWireError, type WireError } from "../errors.ts";
+import { ChatterError, describeThrown } from "../errors.ts";
 import { type Proc, parse } from "../proc.ts";
 import { type CallFrame, type EventFrame, encodeFrame, type Frame, FrameType } from "../wire/frames.ts";
 import { CallContext } from "./context.ts";
+import { wireError } from "./error-shape.ts";
 import { runMiddleware } from "./middleware.ts";
 import { ReplyCache } from "./replies.ts";
-import { StreamWriter, type WriterHost } from "./stream-writer.ts";
+import { iteratorOf, misread, StreamWriter, type WriterHost } from "./stream-writer.ts";
 import type { HandlerEntry, PeerHost, PeerOptions } from "./types.ts";
 
 export class Answerer implements WriterHost {
@@ -161,16 +162,19 @@ export class Answerer implements WriterHost {
 
   /** A stream's iterator is done (see WriterHost): END carries the item count, kept for repeats like any answer. */
   end(id: number, count: number, ctx: CallContext): void {
-    if (!this.running.has(id)) return;
-    this.opts.budget?.done(this.host.owner);
-    this.answer(id, [FrameType.Result, id, count], ctx);
+    if (this.settleStream(id)) this.answer(id, [FrameType.Result, id, count], ctx);
   }
 
   /** A stream failed (see WriterHost). */
   fail(id: number, err: unknown, ctx: CallContext): void {
-    if (!this.running.has(id)) return;
+    if (this.settleStream(id)) this.replyError(id, err, ctx);
+  }
+
+  /** @returns whether the stream was still running; it no longer counts against the shared limits */
+  private settleStream(id: number): boolean {
+    if (!this.running.has(id)) return false;
     this.opts.budget?.done(this.host.owner);
-    this.replyError(id, err, ctx);
+    return true;
   }
 
   /** The largest frame the other end takes. */
@@ -187,7 +191,7 @@ export class Answerer implements WriterHost {
     if (this.running.has(id)) return;
     // Neither kept nor running: the cache limit pushed the answer out.
     const err = new ChatterError("LIMIT", `the answer to call #${id} ("${name}") is no longer kept; it ran once`);
-    this.send(encodeFrame([FrameType.Error, id, this.wireError(err, new CallContext(name, 0))]));
+    this.send(encodeFrame([FrameType.Error, id, wireError(this.opts, this.host.owner, err, new CallContext(name, 0))]));
   }
 
   /**
@@ -224,40 +228,7 @@ export class Answerer implements WriterHost {
   }
 
   private replyError(id: number, err: unknown, ctx: CallContext): void {
-    this.answer(id, [FrameType.Error, id, this.wireError(err, ctx)], ctx);
-  }
-
-  /** @returns the error in wire form, reshaped by `formatError` when there is one */
-  private wireError(err: unknown, ctx: CallContext): WireError {
-    const stack = this.opts.exposeStack ?? false;
-    const format = this.opts.formatError;
-    const log = this.opts.log;
-    if (!format || log) {
-      const wire = toWireError(err, ctx.proc, stack);
-      // The log keeps the real cause, whatever formatError hides from the caller.
-      log?.(`call to "${ctx.proc}" failed: ${wire.code} ${wire.message}`);
-      if (!format) return wire;
-    }
-    try {
-      const shaped: unknown = format(err, ctx);
-      if (shaped instanceof ChatterError) return shaped.toWire(stack);
-      const what = shaped === null ? "null" : shaped instanceof Error ? "an Error" : `a value of type ${typeof shaped}`;
-      throw new TypeError(`[chatter] formatError returned ${what} for "${ctx.proc}", not a ChatterError`);
-    } catch (bad) {
-      this.report(bad);
-      // Nothing of the original: hiding it may be why formatError is there.
-      return { code: "HANDLER_ERROR", message: `call to "${ctx.proc}" failed` };
-    }
-  }
-
-  /** Hands a failure of this end's own hooks to `onError` (the server's), or the console. */
-  private report(err: unknown): void {
-    try {
-      if (this.opts.onError) this.opts.onError(err, this.host.owner as never);
-      else console.error(`[chatter] ${this.opts.side}:`, err);
-    } catch {
-      // A reporter that throws must not stop the answer.
-    }
+    this.answer(id, [FrameType.Error, id, wireError(this.opts, this.host.owner, err, ctx)], ctx);
   }
 
   /** Encodes an answer, keeps it for repeats, and sends it. */
@@ -302,22 +273,6 @@ export class Answerer implements WriterHost {
       fail(err);
     }
   }
-}
-
-/** @returns the error for a CALL that reads a stream as a call, or a call as a stream */
-function misread(name: string, credit: number | undefined): ChatterError {
-  if (credit === undefined) return new ChatterError("NOT_IMPLEMENTED", `"${name}" yields a stream: read it with stream(), not call()`);
-  return new ChatterError("NOT_IMPLEMENTED", `"${name}" is not a stream (it has no yields): use call(), not stream()`);
-}
-
-/** @returns the iterator of an async or sync iterable, or null for anything else */
-function iteratorOf(value: unknown): AsyncIterator<unknown> | Iterator<unknown> | null {
-  if (value === null || typeof value !== "object") return null;
-  const source = value as Partial<AsyncIterable<unknown> & Iterable<unknown>>;
-  const asyncIterator = source[Symbol.asyncIterator];
-  if (typeof asyncIterator === "function") return asyncIterator.call(value);
-  const iterator = source[Symbol.iterator];
-  return typeof iterator === "function" ? iterator.call(value) : null;
 }
 
 /** @returns the `LIMIT` error for a frame over the other end's `maxMessageBytes` */

@@ -7,35 +7,13 @@
  */
 import { ChatterError, fromWireError } from "../errors.ts";
 import { type Proc, parse } from "../proc.ts";
-import { decode } from "../wire/codec.ts";
 import { type CallFrame, encodeFrame, FrameType } from "../wire/frames.ts";
 import { tooBig } from "./answers.ts";
 import { aborted, callSteps } from "./call-steps.ts";
 import { Deadlines } from "./deadlines.ts";
+import { MAX_CANCELS, type Pending, renumbered, SETTLED, timedOut } from "./pending.ts";
 import type { StreamReader } from "./stream-reader.ts";
 import type { CallOptions, PeerHost, Transport } from "./types.ts";
-
-const SETTLED = new Uint8Array(0);
-/** CANCELs kept for resending after a resume. */
-const MAX_CANCELS = 1000;
-
-export interface Pending {
-  id: number;
-  proc: Proc;
-  resolve: (value: unknown) => void;
-  reject: (err: unknown) => void;
-  /** Its timeout in ms, 0 for none. */
-  wait: number;
-  /** When it times out (performance.now() clock); 0 when it waits for ever. */
-  deadline: number;
-  frame: Uint8Array;
-  /** Whether the frame went out on some socket; unsent calls are the offline queue. */
-  sent: boolean;
-  signal: AbortSignal | undefined;
-  onAbort: (() => void) | undefined;
-  /** Set for a stream: it takes the items, and the call settles at END once every item is here. */
-  reader: StreamReader | undefined;
-}
 
 export class Calls {
   private nextId = 1;
@@ -171,25 +149,15 @@ export class Calls {
     if (p.onAbort) p.signal?.removeEventListener("abort", p.onAbort);
   }
 
-  /** An ITEM of one of our streams. */
-  onItem(id: number, index: number, item: unknown): void {
-    const p = this.pending.get(id);
-    if (!p?.reader) return; // A stream we gave up on.
-    p.reader.onItem(index, item);
-    this.endStream(p, p.reader);
+  /** @returns a pending call by id (streams look theirs up) */
+  pendingOf(id: number): Pending | undefined {
+    return this.pending.get(id);
   }
 
-  /** A stream is over once its END came and every item with it. */
-  private endStream(p: Pending, reader: StreamReader): void {
-    if (!reader.complete) return;
+  /** Settles a call with a value (a stream, at its END). */
+  settleWith(p: Pending, value: unknown): void {
     this.settle(p);
-    p.resolve(reader.received);
-  }
-
-  /** @returns the pending stream a reader reads, if it has not settled */
-  pendingStream(reader: StreamReader): Pending | undefined {
-    const p = this.pending.get(reader.id);
-    return p?.reader === reader ? p : undefined;
+    p.resolve(value);
   }
 
   /** An answer to one of our calls (RESULT, or ERROR when `failed`); for a stream, RESULT is its END. */
@@ -198,7 +166,8 @@ export class Calls {
     if (!p) return; // Late answer to a call we gave up on.
     if (p.reader && !failed) {
       p.reader.onEnd(payload);
-      return this.endStream(p, p.reader);
+      if (p.reader.complete) this.settleWith(p, p.reader.received);
+      return;
     }
     // Past its deadline the caller is owed a TIMEOUT: only a late event loop kept the timer from firing.
     const late = p.deadline !== 0 && performance.now() >= p.deadline;
@@ -293,13 +262,10 @@ export class Calls {
   }
 
   private renumber(p: Pending): void {
-    const call = decode(p.frame) as CallFrame;
     // Read while the call still counts as pending: the watermark must stay at or below its (new) id.
-    call[5] = this.settledBelow;
+    const below = this.settledBelow;
     this.pending.delete(p.id);
-    p.id = this.nextId++;
-    call[1] = p.id;
-    p.frame = encodeFrame(call);
+    renumbered(p, this.nextId++, below);
     this.pending.set(p.id, p);
     this.lowest = 0;
   }
@@ -334,8 +300,4 @@ export class Calls {
     this.queued = 0;
     this.deadlines?.clear();
   }
-}
-
-function timedOut(p: Pending): ChatterError {
-  return new ChatterError("TIMEOUT", `call to "${p.proc.name}" timed out after ${p.wait} ms`);
 }

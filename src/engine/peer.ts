@@ -160,7 +160,7 @@ export class Peer implements PeerHost {
       case FrameType.Cancel:
         return this.answers.cancel(frame[1]);
       case FrameType.Item:
-        return this.calls.onItem(frame[1], frame[2], frame[3]);
+        return this.streams?.onItem(frame[1], frame[2], frame[3]);
       case FrameType.Credit:
         return this.answers.onCredit(frame[1], frame[2], frame[3]);
       case FrameType.Ping:

@@ -34,7 +34,15 @@ export class StreamCalls implements ReaderHost {
   }
 
   cancel(reader: StreamReader, err: ChatterError): void {
-    const p = this.calls.pendingStream(reader);
-    if (p) this.calls.giveUp(p, err);
+    const p = this.calls.pendingOf(reader.id);
+    if (p?.reader === reader) this.calls.giveUp(p, err);
+  }
+
+  /** An ITEM of one of our streams; the stream settles once its END came and every item with it. */
+  onItem(id: number, index: number, item: unknown): void {
+    const p = this.calls.pendingOf(id);
+    if (!p?.reader) return; // A stream we gave up on.
+    p.reader.onItem(index, item);
+    if (p.reader.complete) this.calls.settleWith(p, p.reader.received);
   }
 }

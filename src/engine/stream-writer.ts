@@ -164,3 +164,19 @@ export class StreamWriter {
     this.host.fail(this.id, err, this.ctx);
   }
 }
+
+/** @returns the error for a CALL that reads a stream as a call, or a call as a stream */
+export function misread(name: string, credit: number | undefined): ChatterError {
+  if (credit === undefined) return new ChatterError("NOT_IMPLEMENTED", `"${name}" yields a stream: read it with stream(), not call()`);
+  return new ChatterError("NOT_IMPLEMENTED", `"${name}" is not a stream (it has no yields): use call(), not stream()`);
+}
+
+/** @returns the iterator of an async or sync iterable, or null for anything else */
+export function iteratorOf(value: unknown): AsyncIterator<unknown> | Iterator<unknown> | null {
+  if (value === null || typeof value !== "object") return null;
+  const source = value as Partial<AsyncIterable<unknown> & Iterable<unknown>>;
+  const asyncIterator = source[Symbol.asyncIterator];
+  if (typeof asyncIterator === "function") return asyncIterator.call(value);
+  const iterator = source[Symbol.iterator];
+  return typeof iterator === "function" ? iterator.call(value) : null;
+}
