@@ -10,3 +10,4 @@ export {
   useHandler,
   useProc,
 } from "./react/hooks.ts";
+export { type StreamState, type StreamStatus, type UseStreamOptions, useStream } from "./react/stream.ts";

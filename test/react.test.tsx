@@ -7,8 +7,9 @@ import { GlobalRegistrator } from "@happy-dom/global-registrator";
 import { StrictMode, useEffect, useState } from "react";
 import { z } from "zod";
 import { peerOfClient } from "../src/client/internal.ts";
-import { type ChatterClient, ConnectionState, createClient, createProc, type ServerConnection } from "../src/index.ts";
-import { ChatterProvider, useChatter, useConnectionState, useHandler, useProc } from "../src/react.ts";
+import { type ChatterClient, ChatterError, ConnectionState, createClient, createProc, type ServerConnection } from "../src/index.ts";
+import { inputKey } from "../src/react/stream.ts";
+import { ChatterProvider, useChatter, useConnectionState, useHandler, useProc, useStream } from "../src/react.ts";
 import { hold, startServer, type TestServer, waitFor } from "./helpers.ts";
 import { dropSocket } from "./internals.ts";
 import { ADD, NOTE, SLOW } from "./procs.ts";
@@ -28,12 +29,32 @@ let srv: TestServer<unknown>;
 let client: ChatterClient;
 /** SLOW answers at once when asked for 0 ms, and otherwise once the test releases this. */
 const slowCalls = hold();
+/** Yields `label0`, `label1`... `count` items, then ends, fails with `GONE`, or waits to be cancelled. */
+const TICKS = createProc({
+  name: "ticks",
+  takes: z.object({ label: z.string(), count: z.number(), ending: z.enum(["end", "fail", "hang"]) }),
+  yields: z.string(),
+});
+/** The server's TICKS generators, by label: which started, which run now, and which reached `finally`. */
+const ticks = { started: [] as string[], running: new Set<string>(), finished: [] as string[] };
 beforeAll(async () => {
   srv = startServer({ onOpen: (c) => c.subscribe("news") });
   srv.chatter.on(ADD, ({ a, b }) => a + b);
   srv.chatter.on(SLOW, async (ms) => {
     if (ms) await slowCalls.wait();
     return `slept ${ms}`;
+  });
+  srv.chatter.on(TICKS, async function* ({ label, count, ending }, _conn, ctx) {
+    ticks.started.push(label);
+    ticks.running.add(label);
+    try {
+      for (let i = 0; i < count; i++) yield `${label}${i}`;
+      if (ending === "fail") throw new ChatterError("GONE", `ticks "${label}" ran out`);
+      if (ending === "hang" && !ctx.signal.aborted) await new Promise((resolve) => ctx.signal.addEventListener("abort", resolve));
+    } finally {
+      ticks.running.delete(label);
+      ticks.finished.push(label);
+    }
   });
 });
 afterEach(() => {
@@ -51,9 +72,11 @@ async function connected() {
 /** The client's registered handlers, to check registration and cleanup. */
 const handlers = (c: ChatterClient) => peerOfClient(c).opts.handlers;
 
-const wrap = (ui: React.ReactNode, strict = false) => (
-  <ChatterProvider client={client}>{strict ? <StrictMode>{ui}</StrictMode> : ui}</ChatterProvider>
-);
+/** StrictMode goes outermost: React 19.3 runs effects twice only under a StrictMode at the root, not under a nested one. */
+const wrap = (ui: React.ReactNode, strict = false) => {
+  const tree = <ChatterProvider client={client}>{ui}</ChatterProvider>;
+  return strict ? <StrictMode>{tree}</StrictMode> : tree;
+};
 
 describe("ChatterProvider and useChatter", () => {
   test("useChatter returns the provided client; without a provider it says what is missing", async () => {
@@ -216,5 +239,163 @@ describe("useConnectionState", () => {
     // A session the server ends: the client comes back with a fresh one.
     conn.close(1000, "reset by test");
     await rtl.waitFor(() => expect(view.getByTestId("state").textContent).toBe("connected|false|true|1"));
+  });
+});
+
+describe("useStream", () => {
+  type TicksInput = { label: string; count: number; ending: "end" | "fail" | "hang" };
+  let renders = 0;
+  /** Builds its input as a new object literal on every render, as an app would. */
+  function Ticks({ label, count = 3, ending = "hang", enabled }: Partial<TicksInput> & { label: string; enabled?: boolean }) {
+    const s = useStream(TICKS, { label, count, ending }, { enabled });
+    renders++;
+    return (
+      <div>
+        <p data-testid="items">{s.items.join(",")}</p>
+        <p data-testid="latest">{String(s.latest)}</p>
+        <p data-testid="status">{s.status}</p>
+        <p data-testid="error">{s.error?.code ?? ""}</p>
+      </div>
+    );
+  }
+  const text = (view: ReturnType<typeof rtl.render>, id: string) => view.getByTestId(id).textContent;
+
+  test("shows every item in order, the latest, and done when the generator ends", async () => {
+    await connected();
+    const view = rtl.render(wrap(<Ticks label="order" count={50} ending="end" />));
+    expect(text(view, "status")).toBe("streaming");
+    await rtl.waitFor(() => expect(text(view, "status")).toBe("done"));
+    expect(text(view, "items")).toBe(Array.from({ length: 50 }, (_, i) => `order${i}`).join(","));
+    expect(text(view, "latest")).toBe("order49");
+  });
+
+  test("items re-render once per animation frame, not once per item; the end shows at once", async () => {
+    await connected();
+    const frames: FrameRequestCallback[] = [];
+    const { requestAnimationFrame: raf, cancelAnimationFrame: caf } = globalThis;
+    globalThis.requestAnimationFrame = (fn) => frames.push(fn);
+    globalThis.cancelAnimationFrame = (id) => {
+      frames[id - 1] = () => {};
+    };
+    try {
+      renders = 0;
+      const view = rtl.render(wrap(<Ticks label="frames" count={200} ending="end" />));
+      // No frame ever comes: the items wait for one, and the end brings them all.
+      await rtl.waitFor(() => expect(text(view, "status")).toBe("done"));
+      expect(text(view, "items")?.split(",")).toHaveLength(200);
+      expect(frames).toHaveLength(1);
+      expect(renders).toBe(2);
+      view.unmount();
+      // A generator that keeps going shows its items when a frame comes.
+      const live = rtl.render(wrap(<Ticks label="live" count={3} />));
+      await rtl.waitFor(() => {
+        for (const fn of frames.splice(0)) fn(0);
+        expect(text(live, "items")).toBe("live0,live1,live2");
+      });
+      expect(text(live, "status")).toBe("streaming");
+    } finally {
+      Object.assign(globalThis, { requestAnimationFrame: raf, cancelAnimationFrame: caf });
+    }
+  });
+
+  test("unmount cancels the server's generator", async () => {
+    await connected();
+    const view = rtl.render(wrap(<Ticks label="unmount" />));
+    await rtl.waitFor(() => expect(text(view, "items")).toBe("unmount0,unmount1,unmount2"));
+    expect(ticks.running.has("unmount")).toBe(true);
+    view.unmount();
+    await waitFor(() => ticks.finished.includes("unmount"), 3000, "the generator's finally");
+    expect(ticks.running.has("unmount")).toBe(false);
+  });
+
+  test("an equal input keeps the stream; a new one stops it and starts afresh, never mixing the two", async () => {
+    await connected();
+    const seen: string[] = [];
+    function Watch({ label }: { label: string }) {
+      const s = useStream(TICKS, { label, count: 2, ending: "hang" });
+      seen.push(s.items.join(","));
+      return <p data-testid="items">{s.items.join(",")}</p>;
+    }
+    const view = rtl.render(wrap(<Watch label="first" />));
+    await rtl.waitFor(() => expect(text(view, "items")).toBe("first0,first1"));
+    view.rerender(wrap(<Watch label="first" />));
+    view.rerender(wrap(<Watch label="first" />));
+    expect(ticks.started.filter((l) => l === "first")).toHaveLength(1);
+    view.rerender(wrap(<Watch label="second" />));
+    expect(text(view, "items")).toBe("");
+    await rtl.waitFor(() => expect(text(view, "items")).toBe("second0,second1"));
+    await waitFor(() => ticks.finished.includes("first"), 3000, "the first generator's finally");
+    expect(ticks.running.has("second")).toBe(true);
+    expect(seen.filter((items) => items.includes("first") && items.includes("second"))).toEqual([]);
+    view.unmount();
+    await waitFor(() => ticks.finished.includes("second"), 3000, "the second generator's finally");
+  });
+
+  test("a failing generator shows status error with its code, and keeps the items so far", async () => {
+    await connected();
+    const view = rtl.render(wrap(<Ticks label="fails" count={2} ending="fail" />));
+    await rtl.waitFor(() => expect(text(view, "status")).toBe("error"));
+    expect(text(view, "error")).toBe("GONE");
+    expect(text(view, "items")).toBe("fails0,fails1");
+  });
+
+  test("enabled: false stops the generator and resets to idle; enabling again starts afresh", async () => {
+    await connected();
+    const view = rtl.render(wrap(<Ticks label="toggle" count={1} enabled={false} />));
+    expect(text(view, "status")).toBe("idle");
+    view.rerender(wrap(<Ticks label="toggle" count={1} />));
+    await rtl.waitFor(() => expect(text(view, "items")).toBe("toggle0"));
+    view.rerender(wrap(<Ticks label="toggle" count={1} enabled={false} />));
+    expect(text(view, "status")).toBe("idle");
+    expect(text(view, "items")).toBe("");
+    await waitFor(() => ticks.finished.includes("toggle"), 3000, "the generator's finally");
+    view.rerender(wrap(<Ticks label="toggle" count={1} />));
+    expect(text(view, "items")).toBe("");
+    await rtl.waitFor(() => expect(text(view, "items")).toBe("toggle0"));
+    expect(ticks.started.filter((l) => l === "toggle")).toHaveLength(2);
+  });
+
+  test("under StrictMode exactly one generator starts, and unmount stops it", async () => {
+    await connected();
+    const view = rtl.render(wrap(<Ticks label="strict" />, true));
+    await rtl.waitFor(() => expect(text(view, "items")).toBe("strict0,strict1,strict2"));
+    expect(ticks.started.filter((l) => l === "strict")).toHaveLength(1);
+    expect(ticks.running.has("strict")).toBe(true);
+    view.unmount();
+    await waitFor(() => ticks.finished.includes("strict"), 3000, "the generator's finally");
+    expect(ticks.started.filter((l) => l === "strict")).toHaveLength(1);
+  });
+  test("types: items are the yields schema's output; useStream wants yields, and useProc's call refuses a stream", () => {
+    // Never rendered: tsc checks it.
+    function Typed() {
+      const s = useStream(TICKS, { label: "t", count: 1, ending: "end" }, { enabled: false, timeout: 0 });
+      const first: string | undefined = s.items[0] ?? s.latest;
+      // @ts-expect-error ADD has no yields: call it with useProc
+      useStream(ADD, { a: 1, b: 2 });
+      // @ts-expect-error TICKS yields: read it with useStream
+      useProc(TICKS).call({ label: "t", count: 1, ending: "end" });
+      return first ?? null;
+    }
+    expect(Typed).toBeFunction();
+  });
+});
+
+describe("inputKey", () => {
+  test("equal exactly when the wire would carry equal values", () => {
+    expect(inputKey({ a: 1, b: [2, { c: 3 }] })).toBe(inputKey({ b: [2, { c: 3 }], a: 1 }));
+    expect(inputKey(new Map([["k", 1]]))).not.toBe(inputKey(new Map([["k", 2]])));
+    expect(inputKey(new Set([1]))).not.toBe(inputKey(new Set([2])));
+    expect(inputKey(new Map())).not.toBe(inputKey({}));
+    expect(inputKey(1n)).not.toBe(inputKey(1));
+    expect(inputKey("1")).not.toBe(inputKey(1));
+    expect(inputKey(new Date(1))).not.toBe(inputKey(new Date(2)));
+    expect(inputKey(new Uint8Array([1, 2]))).not.toBe(inputKey([1, 2]));
+    expect(inputKey({ a: undefined })).not.toBe(inputKey({}));
+    expect(inputKey(null)).not.toBe(inputKey(undefined));
+    const shared = { x: 1 };
+    expect(inputKey([shared, shared])).toBe(inputKey([{ x: 1 }, { x: 1 }]));
+    const loop: Record<string, unknown> = {};
+    loop.self = loop;
+    expect(() => inputKey(loop)).toThrow("refers to itself");
   });
 });

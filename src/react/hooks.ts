@@ -19,7 +19,7 @@ import type { ChatterClient, ClientHandler } from "../client/client.ts";
 import { ConnectionState } from "../client/state.ts";
 import type { CallOptions } from "../engine/types.ts";
 import type { ChatterError } from "../errors.ts";
-import type { CallArgs, HandlerOutput, InputArgs, ParsedInputOf, Proc, ResultOf } from "../proc.ts";
+import type { CallArgs, HandlerOutput, ParsedInputOf, Proc, ResultOf } from "../proc.ts";
 
 const ClientContext = createContext<ChatterClient | null>(null);
 
@@ -102,8 +102,8 @@ export type ProcStatus = "idle" | "pending" | "success" | "error";
 
 /** What {@link useProc} returns. */
 export interface ProcState<P extends Proc> {
-  /** Calls the procedure; stable across renders. Its promise settles as `client.call`'s does. */
-  call: (...args: [...InputArgs<P>, options?: CallOptions]) => Promise<ResultOf<P>>;
+  /** Calls the procedure; stable across renders. Its promise settles as `client.call`'s does (a stream is a type error: see `useStream`). */
+  call: (...args: CallArgs<P, CallOptions>) => Promise<ResultOf<P>>;
   status: ProcStatus;
   /** The latest successful call's result. */
   result: ResultOf<P> | undefined;
@@ -132,13 +132,13 @@ export function useProc<P extends Proc>(proc: P): ProcState<P> {
     };
   }, []);
   const call = useCallback(
-    (...args: [...InputArgs<P>, options?: CallOptions]) => {
+    (...args: CallArgs<P, CallOptions>) => {
       const id = ++latest.current;
       const settle = (next: Outcome<P>) => {
         if (mounted.current && id === latest.current) setOutcome(next);
       };
       settle({ status: "pending", result: undefined, error: undefined });
-      const promise = client.call(proc, ...(args as CallArgs<P, CallOptions>));
+      const promise = client.call(proc, ...args);
       promise.then(
         (result) => settle({ status: "success", result, error: undefined }),
         (error: ChatterError) => settle({ status: "error", result: undefined, error }),
