@@ -67,6 +67,30 @@ describe("server to client", () => {
     await items.return();
   });
 
+  test("big items: the writer holds at most about 1 MiB for a reader that does not take them", async () => {
+    srv = startServer();
+    const BLOBS = createProc({ name: "blobs", yields: z.instanceof(Uint8Array) });
+    let pulled = 0;
+    srv.chatter.on(BLOBS, async function* () {
+      for (;;) {
+        pulled++;
+        yield new Uint8Array(300 * 1024);
+      }
+    });
+    const client = await srv.client();
+    const items = client.stream(BLOBS, null, { window: 64 });
+    await items.next();
+    await waitFor(() => pulled >= 4, 2000, "the writer to fill its bytes");
+    srv.chatter.on(ADD, ({ a, b }) => a + b);
+    expect(await client.call(ADD, { a: 1, b: 1 })).toBe(2);
+    // 1 MiB of 300 KiB items is 4 held (the 5th waits), however much credit the reader gave; 1 taken is acknowledged.
+    expect(pulled).toBeLessThanOrEqual(6);
+    // Once the reader has taken what it holds it acknowledges it, and the writer goes on.
+    for (let i = 0; i < 6; i++) expect((await items.next()).done).toBe(false);
+    expect(pulled).toBeGreaterThanOrEqual(7);
+    await items.return();
+  });
+
   test("leaving the loop stops the generator: its finally runs and ctx.signal aborts", async () => {
     srv = startServer();
     let finished = false;

@@ -11,7 +11,7 @@ import { CallContext } from "./context.ts";
 import { wireError } from "./error-shape.ts";
 import { runMiddleware } from "./middleware.ts";
 import { ReplyCache } from "./replies.ts";
-import { iteratorOf, misread, StreamWriter, type WriterHost } from "./stream-writer.ts";
+import { iteratorOf, misread, type StreamBudget, StreamWriter, type WriterHost } from "./stream-writer.ts";
 import type { HandlerEntry, PeerHost, PeerOptions } from "./types.ts";
 
 export class Answerer implements WriterHost {
@@ -54,7 +54,13 @@ export class Answerer implements WriterHost {
    */
   forgetBelow(id: number): void {
     // A reader that settled a stream has every item: its writer can go.
-    if (this.writers) for (const w of this.writers.keys()) if (w < id && !this.running.has(w)) this.writers.delete(w);
+    if (this.writers) {
+      for (const [w, writer] of this.writers) {
+        if (w >= id || this.running.has(w)) continue;
+        this.writers.delete(w);
+        writer.release();
+      }
+    }
     if (!this.replies) return;
     this.replies.forgetBelow(id);
     if (this.replies.size === 0) this.replies = null;
@@ -73,7 +79,10 @@ export class Answerer implements WriterHost {
   /** A reader's CREDIT: what it has and what it takes. */
   onCredit(id: number, received: number, limit: number): void {
     const writer = this.writers?.get(id);
-    if (writer?.credit(received, limit)) this.writers?.delete(id);
+    if (writer?.credit(received, limit)) {
+      this.writers?.delete(id);
+      writer.release();
+    }
   }
 
   /** The session is gone: abort running handlers and forget everything (a new session starts from scratch). */
@@ -180,6 +189,11 @@ export class Answerer implements WriterHost {
   /** The largest frame the other end takes. */
   get maxFrameBytes(): number {
     return this.host.maxFrameBytes;
+  }
+
+  /** The bound on stream items held, shared by every session of a server. */
+  get streamBudget(): StreamBudget | undefined {
+    return this.opts.streamBudget;
   }
 
   /** A call sent again after a resume: answer from the cache, or wait for the running handler. */

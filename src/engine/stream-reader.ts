@@ -36,6 +36,8 @@ export class StreamReader implements AsyncIterableIterator<unknown> {
   private head = 0;
   /** Items that arrived: the index the next one must have. */
   received = 0;
+  /** `received` as the writer last heard it. */
+  private acked = 0;
   private taken = 0;
   /** The writer may send items below this. */
   limit: number;
@@ -58,8 +60,9 @@ export class StreamReader implements AsyncIterableIterator<unknown> {
     private readonly options: StreamOptions | undefined,
   ) {
     const window = options?.window ?? DEFAULT_WINDOW;
-    if (!(Number.isInteger(window) && window > 0))
+    if (!(Number.isInteger(window) && window > 0)) {
       throw new TypeError(`[chatter] stream "${proc.name}": window must be a whole number above 0`);
+    }
     this.window = window;
     this.limit = window;
   }
@@ -72,8 +75,11 @@ export class StreamReader implements AsyncIterableIterator<unknown> {
     if (!this.started) this.start();
     if (this.head < this.queue.length) return this.take();
     if (this.outcome) return this.settled();
-    if (this.waiter)
+    if (this.waiter) {
       return Promise.reject(new ChatterError("PROTOCOL", `stream "${this.proc.name}": next() called again before the last one settled`));
+    }
+    // Waiting with items unacknowledged: say so, so a writer held back by its byte bound can go on.
+    if (this.id !== 0 && this.received > this.acked) this.host.send(this.creditFrame());
     this.waitingSince = performance.now();
     this.arm();
     return new Promise((resolve, reject) => {
@@ -123,6 +129,7 @@ export class StreamReader implements AsyncIterableIterator<unknown> {
 
   /** The frame that tells the writer what this end has and takes, sent with each grant and after a resume. */
   creditFrame(): Uint8Array {
+    this.acked = this.received;
     return encodeFrame([FrameType.Credit, this.id, this.received, this.limit]);
   }
 

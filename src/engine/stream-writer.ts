@@ -11,12 +11,25 @@ import { type Proc, parse } from "../proc.ts";
 import { encodeFrame, FrameType } from "../wire/frames.ts";
 import type { CallContext } from "./context.ts";
 
+/** Items a reader may have outstanding at once, whatever credit it grants: a writer never holds more. */
+export const MAX_WINDOW = 1024;
+/** Bytes of unacknowledged items one writer holds before it waits for the reader (it may always hold one item). */
+export const STREAM_KEPT_BYTES = 1024 * 1024;
+
+/** Bytes of unacknowledged items held by every writer of a server (or a client): shared, with its bound. */
+export interface StreamBudget {
+  used: number;
+  readonly max: number;
+}
+
 /** What a writer needs of the answering half. */
 export interface WriterHost {
   /** Sends a frame on the current socket, if there is one (frames sent with none are resent on resume). */
   send(frame: Uint8Array): void;
   /** The largest frame the other end takes. */
   readonly maxFrameBytes: number;
+  /** The bound shared with the other writers of this server, if any. */
+  readonly streamBudget: StreamBudget | undefined;
   /** The iterator is done after `count` items: answer with END (a RESULT of the count). */
   end(id: number, count: number, ctx: CallContext): void;
   /** The iterator threw, or an item could not be sent: answer with ERROR. */
@@ -27,6 +40,8 @@ export class StreamWriter {
   /** ITEM frames from index `base` on, sent or not, that the reader has not acknowledged. */
   private frames: Uint8Array[] = [];
   private base = 0;
+  /** Their bytes. */
+  private kept = 0;
   /** Items made so far: the next item's index. */
   private made = 0;
   /** Items below this went out on the current socket. */
@@ -47,12 +62,27 @@ export class StreamWriter {
     private readonly ctx: CallContext,
     credit: number,
   ) {
-    this.limit = credit;
+    this.limit = Math.min(credit, MAX_WINDOW);
+  }
+
+  /** Whether another item may be made now: within the reader's credit, and within the bytes this end may hold. */
+  private get room(): boolean {
+    if (this.made >= this.limit) return false;
+    if (this.kept === 0) return true; // Always one item, so every stream moves however full the shared budget is.
+    const budget = this.host.streamBudget;
+    return this.kept < STREAM_KEPT_BYTES && (!budget || budget.used < budget.max);
+  }
+
+  /** Counts bytes held (or, negative, let go) here and in the shared budget. */
+  private hold(bytes: number): void {
+    this.kept += bytes;
+    const budget = this.host.streamBudget;
+    if (budget) budget.used += bytes;
   }
 
   /** Pulls the next item while there is credit; one pull at a time, so items keep their order. */
   pump(): void {
-    if (this.pulling || this.finished || this.made >= this.limit) return;
+    if (this.pulling || this.finished || !this.room) return;
     this.pulling = true;
     let step: unknown;
     try {
@@ -105,6 +135,7 @@ export class StreamWriter {
       return this.stop(new ChatterError("LIMIT", why));
     }
     this.frames.push(frame);
+    this.hold(frame.byteLength);
     this.made++;
     this.flush();
     this.pump();
@@ -123,10 +154,15 @@ export class StreamWriter {
   credit(received: number, limit: number): boolean {
     const acked = Math.min(received, this.made) - this.base;
     if (acked > 0) {
+      let bytes = 0;
+      for (let i = 0; i < acked; i++) bytes += (this.frames[i] as Uint8Array).byteLength;
+      this.hold(-bytes);
       this.frames = this.frames.slice(acked);
       this.base += acked;
     }
-    if (limit > this.limit) this.limit = limit;
+    // A reader may not make this end hold more than MAX_WINDOW items, whatever it grants.
+    const most = Math.min(limit, this.base + MAX_WINDOW);
+    if (most > this.limit) this.limit = most;
     if (this.paused) {
       // The first CREDIT after a resume: go on from the first item the reader did not get.
       this.paused = false;
@@ -146,7 +182,7 @@ export class StreamWriter {
   cancel(reason: ChatterError): void {
     const done = this.finished && !this.pulling;
     this.finished = true;
-    this.frames = [];
+    this.release();
     if (done) return;
     this.ctx.abort(reason);
     try {
@@ -155,6 +191,12 @@ export class StreamWriter {
     } catch {
       // An iterator whose return() throws has still been told to stop.
     }
+  }
+
+  /** Lets go of every item held (the writer is being forgotten). */
+  release(): void {
+    this.hold(-this.kept);
+    this.frames = [];
   }
 
   private stop(err: unknown): void {

@@ -89,6 +89,8 @@ export interface PeerOptions extends AnswerHooks {
   maxConcurrent?: number;
   /** Bounds on the answers kept for repeats. */
   replies?: Partial<ReplyLimits>;
+  /** Bytes of stream items held for readers, shared by many peers (a server's sessions). */
+  streamBudget?: { used: number; readonly max: number };
   /** Limits shared by many peers (the server's per-client and server-wide handler counts). */
   budget?: CallBudget;
 }

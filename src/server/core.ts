@@ -85,6 +85,7 @@ export class ServerCore implements SessionHost {
       exposeStack: options.exposeStack ?? false,
       maxConcurrent: limits.maxConcurrentCalls,
       replies: { shared: new SharedReplyBudget(limits.maxKeptBytes) },
+      streamBudget: { used: 0, max: limits.maxStreamBytes },
       budget: runningBudget(new RunningCalls(limits)),
       formatError: options.formatError,
       onError: (err, conn) => this.report(err, conn as ServerConnection),

@@ -71,6 +71,12 @@ export interface ServerOptions<TData = unknown> {
    * anywhere are dropped; a repeat of one is answered `LIMIT`. Defaults to 64 MiB.
    */
   maxKeptBytes?: number;
+  /**
+   * Bytes of stream items held for readers that have not acknowledged them (kept so a stream survives a drop),
+   * across every stream of the server; past it, writers wait for their readers. Each stream also holds at most
+   * 1 MiB and 1024 items. Defaults to 64 MiB.
+   */
+  maxStreamBytes?: number;
   /** Seconds a socket may stay silent (clients ping every 30 s) before it is closed with 4002. Defaults to 120. */
   idleTimeout?: number;
   /** Bytes that may wait to be written to one socket; past it the socket is closed with 4003. Defaults to 4 MiB. */
@@ -158,6 +164,7 @@ export function limitsOf<TData>(options: ServerOptions<TData>) {
     maxFramesPerSecond: options.maxFramesPerSecond === 0 ? Number.POSITIVE_INFINITY : (options.maxFramesPerSecond ?? 50_000),
     maxFramesPerMessage: options.maxFramesPerMessage ?? MAX_FRAMES_PER_MESSAGE,
     maxKeptBytes: options.maxKeptBytes ?? 64 * 1024 * 1024,
+    maxStreamBytes: options.maxStreamBytes ?? 64 * 1024 * 1024,
     idleTimeout: options.idleTimeout ?? 120,
     maxTopicsPerConnection: options.maxTopicsPerConnection ?? 1000,
     maxTopicLength: options.maxTopicLength ?? 256,
