@@ -229,4 +229,27 @@ describe("across a dropped socket", () => {
     expect(got).toEqual(Array.from({ length: 2000 }, (_, i) => i));
     expect(runs).toBe(1);
   });
+
+  test("an error made while the reader was away still comes after every item it lacks", async () => {
+    srv = startServer();
+    const gate = hold();
+    srv.chatter.on(COUNT, async function* (n) {
+      yield 0;
+      await gate.wait();
+      for (let i = 1; i < n; i++) yield i;
+      throw new ChatterError("FORBIDDEN", "done with errors");
+    });
+    const client = await srv.client();
+    const conn = srv.chatter.find(() => true);
+    if (!conn) throw new Error("no connection");
+    const items = client.stream(COUNT, 10);
+    const got = [(await items.next()).value];
+    dropSocket(conn, 4010, "test drop");
+    gate.release();
+    const err = await (async () => {
+      for await (const n of items) got.push(n);
+    })().catch((e) => e);
+    expect(got).toEqual(Array.from({ length: 10 }, (_, i) => i));
+    expect(err.code).toBe("FORBIDDEN");
+  });
 });

@@ -198,8 +198,13 @@ export class Answerer implements WriterHost {
 
   /** A call sent again after a resume: answer from the cache, or wait for the running handler. */
   private onRepeat(id: number, name: string): void {
-    // A stream's reader resumed: its CREDIT, right behind this CALL, says where to go on from.
-    this.writers?.get(id)?.pause();
+    // A stream's reader resumed: its CREDIT, right behind this CALL, says where to go on from; a kept END or
+    // ERROR goes again after the items it lacks, never before them.
+    const writer = this.writers?.get(id);
+    if (writer) {
+      const last = this.replies?.get(id);
+      return writer.pause(last ? () => this.send(last) : null);
+    }
     const kept = this.replies?.get(id);
     if (kept) return this.send(kept);
     if (this.running.has(id)) return;

@@ -53,6 +53,10 @@ export class StreamWriter {
   private finished = false;
   /** After a resume, nothing goes out until the reader says what it has (its CREDIT). */
   private paused = false;
+  /** A send of what was made is due (see flush). */
+  private flushing = false;
+  /** The END or ERROR held back while paused. */
+  private closing: (() => void) | null = null;
 
   constructor(
     private readonly host: WriterHost,
@@ -103,7 +107,7 @@ export class StreamWriter {
     if (this.finished) return; // Cancelled while the iterator was busy.
     if (step.done) {
       this.finished = true;
-      return this.host.end(this.id, this.made, this.ctx);
+      return this.last(() => this.host.end(this.id, this.made, this.ctx));
     }
     let parsed: unknown;
     try {
@@ -141,8 +145,20 @@ export class StreamWriter {
     this.pump();
   }
 
-  /** Sends what the reader has not been sent on this socket. */
+  /**
+   * Sends what the reader has not been sent on this socket, once the items an iterator makes without waiting
+   * (each step is a microtask) are all made: they then go out together, batched into few messages, rather
+   * than one message per item.
+   */
   private flush(): void {
+    if (this.paused || this.flushing) return;
+    this.flushing = true;
+    setImmediate(() => this.sendNow());
+  }
+
+  /** Sends, now, every item made that this socket has not had; the END or ERROR that follows must not overtake them. */
+  private sendNow(): void {
+    this.flushing = false;
     if (this.paused) return;
     while (this.sent < this.made) this.host.send(this.frames[this.sent++ - this.base] as Uint8Array);
   }
@@ -167,15 +183,22 @@ export class StreamWriter {
       // The first CREDIT after a resume: go on from the first item the reader did not get.
       this.paused = false;
       this.sent = Math.max(this.base, Math.min(received, this.made));
+      const closing = this.closing;
+      this.closing = null;
+      if (closing) this.last(closing);
     }
     this.flush();
     this.pump();
     return this.finished && this.base === this.made;
   }
 
-  /** The reader resumed on a new socket (its CALL came again): wait for its CREDIT to know where to go on from. */
-  pause(): void {
+  /**
+   * The reader resumed on a new socket (its CALL came again): wait for its CREDIT to know where to go on from.
+   * @param resendLast - sends the END or ERROR already made again, after the items the reader lacks
+   */
+  pause(resendLast: (() => void) | null): void {
     this.paused = true;
+    if (resendLast) this.closing = resendLast;
   }
 
   /** The reader gave up, or the session ended: stop pulling, and let the iterator clean up (`finally` blocks run). */
@@ -203,7 +226,17 @@ export class StreamWriter {
     if (this.finished) return;
     this.finished = true;
     this.pulling = false;
-    this.host.fail(this.id, err, this.ctx);
+    this.last(() => this.host.fail(this.id, err, this.ctx));
+  }
+
+  /** Sends the END or ERROR after every item made; while paused for a resume, once the reader's CREDIT comes. */
+  private last(send: () => void): void {
+    if (this.paused) {
+      this.closing = send;
+      return;
+    }
+    this.sendNow();
+    send();
   }
 }
 
