@@ -150,7 +150,13 @@ export class Answerer implements WriterHost {
     this.running.set(id, ctx);
     this.opts.budget?.started(this.host.owner);
     const begin = (iterable: unknown) => {
-      if (!this.running.has(id)) return; // Cancelled while the handler's promise was pending.
+      if (!this.running.has(id)) return; // The session ended while the handler's promise was pending.
+      if (ctx.signal.aborted) {
+        // Cancelled meanwhile: never start pulling; let a generator object that was made clean up.
+        this.settleStream(id);
+        this.running.delete(id);
+        return void iteratorOf(iterable)?.return?.();
+      }
       const iterator = iteratorOf(iterable);
       if (!iterator) {
         const what = iterable === null ? "null" : typeof iterable;
