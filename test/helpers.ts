@@ -224,3 +224,23 @@ function refusalIn(data: Buffer): Refusal | null {
   const [frame] = decodeFrames(data.subarray(at, at + length));
   return frame?.[0] === FrameType.Refused ? frame[1] : null;
 }
+
+/**
+ * Cuts every connection through a proxy (test/proxy.ts) after a random `min` to `min + spread` reads of
+ * traffic, again and again, so cuts land at points in the traffic rather than in time.
+ * @returns a function that stops the cutting; it resolves once the cutter is done
+ */
+export function cutAtRandom(proxy: { readonly chunks: number; cutAll(): void }, min = 10, spread = 50): () => Promise<void> {
+  let stopped = false;
+  const done = (async () => {
+    while (!stopped) {
+      const at = proxy.chunks + min + Math.floor(Math.random() * spread);
+      await waitFor(() => stopped || proxy.chunks >= at, 20_000, "traffic to cut", 1);
+      if (!stopped) proxy.cutAll();
+    }
+  })();
+  return async () => {
+    stopped = true;
+    await done;
+  };
+}

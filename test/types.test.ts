@@ -1,16 +1,27 @@
 /**
  * Type-level tests: `tsc --noEmit` checks this file, and each `@ts-expect-error` line must fail to compile
- * (an unneeded one is itself an error). The functions are never called; the one runtime test only keeps
- * `bun test` from reporting an empty file.
+ * (an unneeded one is itself an error). The functions are never called; the runtime tests keep `bun test`
+ * from reporting an empty file, and check at run time what the types refuse where a cast could get past them.
  */
 import { expect, test } from "bun:test";
 import { z } from "zod";
-import { createProc, createServer, type ServerHandler } from "../src/index.ts";
+import {
+  type ChatterClient,
+  type ChatterServer,
+  type ChatterStream,
+  createProc,
+  createServer,
+  type ServerConnection,
+  type ServerHandler,
+} from "../src/index.ts";
 import type { HandlerReturn, MaybePromise } from "../src/proc.ts";
 
 const ADD = createProc({ name: "add", takes: z.object({ a: z.number(), b: z.number() }), returns: z.number() });
 const NOTE = createProc({ name: "note", takes: z.string() });
 const NOTHING = createProc({ name: "nothing" });
+const TICKS = createProc({ name: "ticks", takes: z.number(), yields: z.number() });
+/** A stream whose handler yields strings and whose readers get their lengths: `yields` has a transform. */
+const LENGTHS = createProc({ name: "lengths", yields: z.string().transform((text) => text.length) });
 
 /** A handler must return the procedure's declared result, or a promise of it (the seed's `MaybePromise<O>`). */
 export function handlersReturnTheirResult(server: ReturnType<typeof createServer>) {
@@ -64,6 +75,83 @@ export function seedOptionSpellings() {
   createServer({ rateLimit: { maxConnectionsPerMinute: "60" } });
 }
 
+/** A stream is read with `stream`, a call made with `call`, on every end: the other spelling does not compile. */
+export function streamsAndCallsDoNotMix(client: ChatterClient, connection: ServerConnection<unknown>, server: ChatterServer<unknown>) {
+  const items: ChatterStream<number> = client.stream(TICKS, 3, { window: 8, timeout: 1000 });
+  const sum: Promise<number> = client.call(ADD, { a: 1, b: 2 });
+  // @ts-expect-error a stream is read with stream(), not call()
+  void client.call(TICKS, 3);
+  // @ts-expect-error a procedure with returns is called, not read as a stream
+  client.stream(ADD, { a: 1, b: 2 });
+  // @ts-expect-error nor is one that returns nothing
+  client.stream(NOTE, "hi");
+  // @ts-expect-error a stream's input is checked like a call's
+  client.stream(TICKS, "3");
+  const fromClient: ChatterStream<number> = connection.stream(TICKS, 3);
+  // @ts-expect-error the server reads a client's stream with connection.stream(), not call()
+  void connection.call(TICKS, 3);
+  // @ts-expect-error and calls a client's procedure with call(), not stream()
+  connection.stream(ADD, { a: 1, b: 2 });
+  const answer: Promise<number> = server.callClient("some-client", ADD, { a: 1, b: 2 });
+  // @ts-expect-error callClient makes calls; a stream is read with connection.stream()
+  void server.callClient("some-client", TICKS, 3);
+  return [items, sum, fromClient, answer];
+}
+
+/** A stream's handler yields the `yields` schema's input type, on either end; a call's handler cannot yield. */
+export function handlersYieldTheirItems(server: ChatterServer<unknown>, client: ChatterClient) {
+  const numbers = async function* (n: number) {
+    for (let i = 0; i < n; i++) yield i;
+  };
+  const words = async function* () {
+    yield "one";
+  };
+  const lengths = async function* () {
+    yield 3;
+  };
+  server.on(TICKS, numbers);
+  server.on(TICKS, async (n) => numbers(n)); // a promise of an iterable
+  client.on(TICKS, numbers);
+  // @ts-expect-error a handler of TICKS yields numbers
+  server.on(TICKS, words);
+  // @ts-expect-error on the client too
+  client.on(TICKS, words);
+  // The handler yields what `yields` takes (strings for LENGTHS), not what it gives the reader.
+  server.on(LENGTHS, words);
+  // @ts-expect-error a number is what LENGTHS' readers get, not what its handler yields
+  server.on(LENGTHS, lengths);
+  // @ts-expect-error a stream's handler returns an iterable, not an item
+  server.on(TICKS, () => 5);
+  // @ts-expect-error a call's handler returns its result; it cannot yield
+  server.on(ADD, numbers);
+}
+
+/** The loop gets each item as the `yields` schema's output type. */
+export async function itemsHaveTheOutputType(client: ChatterClient, connection: ServerConnection<unknown>) {
+  const seen: number[] = [];
+  for await (const length of client.stream(LENGTHS)) {
+    seen.push(length);
+    // @ts-expect-error the loop gets LENGTHS' output, a number, not the string the handler yielded
+    const text: string = length;
+    void text;
+  }
+  for await (const n of connection.stream(TICKS, 2)) seen.push(n);
+  const first: IteratorResult<number, undefined> = await client.stream(TICKS, 1).next();
+  return [seen, first];
+}
+
+/** A procedure has `returns` or `yields`, not both. */
+export function returnsOrYields() {
+  // @ts-expect-error returns and yields together
+  return createProc({ name: "both", takes: z.number(), returns: z.number(), yields: z.number() });
+}
+
 test("the type-level checks in this file compile (tsc checks them)", () => {
   expect(typeof handlersReturnTheirResult).toBe("function");
+});
+
+test("createProc refuses returns and yields together at run time too, past a cast", () => {
+  const both = { name: "both", returns: z.number(), yields: z.number() } as Parameters<typeof createProc>[0];
+  expect(() => createProc(both)).toThrow('createProc "both": a procedure has `returns` or `yields`, not both');
+  expect(createProc({ name: "stream", yields: z.number() }).returns).toBeNull();
 });

@@ -5,11 +5,32 @@
  */
 import { ChatterError, createServer } from "../../src/index.ts";
 import { dropSocket } from "../internals.ts";
-import { ADD, BROADCAST, CALL_ME, COUNT_TAG, DROP, ECHO, FAIL, HOOKS, NOTE, RUNS, SUBSCRIBE, WHOAMI, WORK } from "./procs.ts";
+import {
+  ADD,
+  BROADCAST,
+  CALL_ME,
+  COUNT_TAG,
+  DROP,
+  ECHO,
+  ENDLESS,
+  FAIL,
+  FINISHED,
+  HOOKS,
+  NOTE,
+  READ_ME,
+  RUNS,
+  STREAM_FAIL,
+  SUBSCRIBE,
+  TICKS,
+  UPPER,
+  WHOAMI,
+  WORK,
+} from "./procs.ts";
 
 export function fixtureServer() {
   const hooks: string[] = [];
   const runs = new Map<string, number>();
+  const finished = new Set<string>();
   const chatter = createServer({
     getConnectionData: (info) => {
       const tag = info.url.searchParams.get("tag");
@@ -49,5 +70,26 @@ export function fixtureServer() {
   chatter.on(HOOKS, (tag) => hooks.filter((h) => h.split(" ")[1] === tag));
   // Closes the caller's socket after answering, as a network drop would (resumable).
   chatter.on(DROP, (_i, c) => void setTimeout(() => dropSocket(c, 4010, "dropped by the test"), 5));
+  chatter.on(TICKS, async function* (n) {
+    for (let i = 0; i < n; i++) yield i;
+  });
+  chatter.on(ENDLESS, async function* (key) {
+    try {
+      for (let i = 0; ; i++) yield i;
+    } finally {
+      finished.add(key);
+    }
+  });
+  chatter.on(FINISHED, (key) => finished.has(key));
+  chatter.on(STREAM_FAIL, async function* (message) {
+    yield 1;
+    throw new ChatterError("FORBIDDEN", message);
+  });
+  chatter.on(READ_ME, async (text, c) => {
+    const words: string[] = [];
+    // A short wait for each item: a client whose generator stalls fails the test soon, by name.
+    for await (const word of c.stream(UPPER, text, { timeout: 3000 })) words.push(word);
+    return words;
+  });
   return chatter;
 }

@@ -29,3 +29,15 @@ export const CALL_ME = createProc({ name: "call_me", takes: z.unknown(), returns
 export const COUNT_TAG = createProc({ name: "count_tag", takes: z.string(), returns: z.object({ found: z.boolean(), count: z.number() }) });
 export const HOOKS = createProc({ name: "hooks", takes: z.string(), returns: z.array(z.string()) });
 export const DROP = createProc({ name: "drop" });
+/** A stream of the numbers 0 to n - 1. */
+export const TICKS = createProc({ name: "ticks", takes: z.number(), yields: z.number() });
+/** A stream of numbers for ever; its generator's `finally` records the key, which FINISHED reports. */
+export const ENDLESS = createProc({ name: "endless", takes: z.string(), yields: z.number() });
+/** Whether the generator of ENDLESS with this key has run its `finally`. */
+export const FINISHED = createProc({ name: "finished", takes: z.string(), returns: z.boolean() });
+/** A stream that yields 1, then throws FORBIDDEN with the given message. */
+export const STREAM_FAIL = createProc({ name: "stream_fail", takes: z.string(), yields: z.number() });
+/** A stream the client implements: the words of a text, upper-cased. */
+export const UPPER = createProc({ name: "upper", takes: z.string(), yields: z.string() });
+/** The server reads UPPER from the calling client, and returns what it read. */
+export const READ_ME = createProc({ name: "read_me", takes: z.string(), returns: z.array(z.string()) });

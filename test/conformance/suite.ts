@@ -1,11 +1,32 @@
 /**
  * The conformance suite: one set of behaviours, run against every server
- * adapter (Bun, Node) from every client runtime (Bun, Node 20 with `ws`, a
+ * adapter (Bun, Node, Deno) from every client runtime (Bun, Node 20 with `ws`, a
  * browser). It only uses the public client API and the fixture's procedures,
  * so it bundles for any runtime; its assertions are its own for that reason.
  */
 import { type ChatterClient, ConnectionState, createClient, type WebSocketConstructor } from "../../src/index.ts";
-import { ADD, BROADCAST, CALL_ME, COUNT_TAG, DROP, ECHO, FAIL, HOOKS, MISSING, NOTE, RUNS, SUBSCRIBE, WHOAMI, WORK } from "./procs.ts";
+import {
+  ADD,
+  BROADCAST,
+  CALL_ME,
+  COUNT_TAG,
+  DROP,
+  ECHO,
+  ENDLESS,
+  FAIL,
+  FINISHED,
+  HOOKS,
+  MISSING,
+  NOTE,
+  READ_ME,
+  RUNS,
+  STREAM_FAIL,
+  SUBSCRIBE,
+  TICKS,
+  UPPER,
+  WHOAMI,
+  WORK,
+} from "./procs.ts";
 
 /** The slice of a test runner the suite needs: bun:test, node:test and the browser runner all fit. */
 export interface TestApi {
@@ -35,6 +56,16 @@ async function failsWith(promise: Promise<unknown>, code: string, what: string):
   }
   throw new Error(`${what}: expected a ${code} error, but it succeeded`);
 }
+
+/** @returns every item of a stream */
+async function collect<T>(items: AsyncIterable<T>): Promise<T[]> {
+  const out: T[] = [];
+  for await (const item of items) out.push(item);
+  return out;
+}
+
+/** @returns the numbers 0 to n - 1 */
+const upTo = (n: number) => Array.from({ length: n }, (_, i) => i);
 
 /** Resolves once `check` holds (it may be async); polls, and fails naming `what` after `ms`. */
 async function until(check: () => unknown, what: string, ms = 5000): Promise<void> {
@@ -160,6 +191,44 @@ export function conformance(t: TestApi, target: Target): void {
         ],
         "deliveries",
       );
+    });
+  });
+
+  t.describe("streams", () => {
+    test("items arrive in order through a small window, and the loop ends", async () => {
+      const c = await connect(unique("stream"));
+      same(await collect(c.stream(TICKS, 300, { window: 8 })), upTo(300), "300 items");
+      same(await collect(c.stream(TICKS, 0)), [], "no items");
+    });
+
+    test("leaving the loop early stops the server's generator: its finally runs", async () => {
+      const c = await connect(unique("leave"));
+      const key = unique("endless");
+      const got: number[] = [];
+      for await (const n of c.stream(ENDLESS, key)) {
+        got.push(n);
+        if (n === 5) break;
+      }
+      same(got, upTo(6), "items before leaving");
+      await until(() => c.call(FINISHED, key), "the generator's finally");
+    });
+
+    test("an error thrown by the generator reaches the loop with its code, after the items before it", async () => {
+      const c = await connect(unique("stream-fail"));
+      const got: number[] = [];
+      const read = async () => {
+        for await (const n of c.stream(STREAM_FAIL, "no more")) got.push(n);
+      };
+      const err = await failsWith(read(), "FORBIDDEN", "generator error");
+      same([got, err.message], [[1], "no more"], "items and message");
+    });
+
+    test("the server reads a stream from the client's generator", async () => {
+      const c = await connect(unique("upper"));
+      c.on(UPPER, async function* (text) {
+        for (const word of text.split(" ")) yield word.toUpperCase();
+      });
+      same(await c.call(READ_ME, "from the client"), ["FROM", "THE", "CLIENT"], "items read by the server");
     });
   });
 
