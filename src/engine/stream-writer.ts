@@ -10,6 +10,7 @@ import { ChatterError, describeThrown } from "../errors.ts";
 import { type Proc, parse } from "../proc.ts";
 import { encodeFrame, FrameType } from "../wire/frames.ts";
 import type { CallContext } from "./context.ts";
+import { soon } from "./timers.ts";
 
 /** Items a reader may have outstanding at once, whatever credit it grants: a writer never holds more. */
 export const MAX_WINDOW = 1024;
@@ -153,7 +154,7 @@ export class StreamWriter {
   private flush(): void {
     if (this.paused || this.flushing) return;
     this.flushing = true;
-    setImmediate(() => this.sendNow());
+    soon(() => this.sendNow());
   }
 
   /** Sends, now, every item made that this socket has not had; the END or ERROR that follows must not overtake them. */
@@ -220,6 +221,9 @@ export class StreamWriter {
   release(): void {
     this.hold(-this.kept);
     this.frames = [];
+    // Nothing is left to send, whatever was due (a send scheduled before a CANCEL finds nothing).
+    this.base = this.made;
+    this.sent = this.made;
   }
 
   private stop(err: unknown): void {

@@ -5,18 +5,10 @@ interface Result {
   name: string;
   ok: boolean;
   error?: string;
-  skipped?: boolean;
 }
 
 /** Each test's bound: a test that hangs fails by name rather than taking the whole run past its timeout. */
 const TEST_MS = 10_000;
-
-/**
- * Known to fail in a browser until the engine is fixed; skipped, and reported as skipped.
- * A client's stream handler (the client writes, the server reads) never sends an item in a browser:
- * src/engine/stream-writer.ts flushes with `setImmediate`, which browsers do not have. Remove once fixed.
- */
-const SKIP_IN_BROWSER = [/streams > the server reads a stream from the client's generator/];
 
 /** Runs a test, failing it after TEST_MS. */
 async function bounded(fn: () => Promise<void>): Promise<void> {
@@ -50,10 +42,6 @@ async function run(targets: { name: string; url: string }[]): Promise<Result[]> 
   }
   const results: Result[] = [];
   for (const t of tests) {
-    if (SKIP_IN_BROWSER.some((known) => known.test(t.name))) {
-      results.push({ name: t.name, ok: true, skipped: true });
-      continue;
-    }
     try {
       await bounded(t.fn);
       results.push({ name: t.name, ok: true });
