@@ -180,6 +180,34 @@ describe("server to client", () => {
     gate.release();
   });
 
+  test("streams in flight count against maxConcurrentCalls, and free their place when they end", async () => {
+    srv = startServer({ maxConcurrentCalls: 2 });
+    srv.chatter.on(ENDLESS, async function* () {
+      for (let i = 0; ; i++) yield i;
+    });
+    const client = await srv.client();
+    const open = [client.stream(ENDLESS), client.stream(ENDLESS)];
+    for (const s of open) expect((await s.next()).value).toBe(0);
+    const third = await client
+      .stream(ENDLESS)
+      .next()
+      .catch((e) => e);
+    expect(third.code).toBe("LIMIT");
+    await open[0]?.return();
+    await waitFor(
+      async () =>
+        (
+          await client
+            .stream(ENDLESS)
+            .next()
+            .catch((e) => e)
+        ).value === 0,
+      2000,
+      "room for a stream again",
+    );
+    await open[1]?.return();
+  });
+
   test("call on a stream and stream on a call are refused with NOT_IMPLEMENTED", async () => {
     srv = startServer();
     srv.chatter.on(COUNT, async function* () {
