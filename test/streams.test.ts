@@ -136,6 +136,23 @@ describe("server to client", () => {
     await waitFor(() => finished, 2000, "the generator's finally");
   });
 
+  test("aborting the signal ends the loop at once, even with items already here", async () => {
+    srv = startServer();
+    srv.chatter.on(COUNT, async function* (n) {
+      for (let i = 0; i < n; i++) yield i;
+    });
+    const client = await srv.client();
+    const controller = new AbortController();
+    const items = client.stream(COUNT, 1000, { signal: controller.signal, window: 64 });
+    expect((await items.next()).value).toBe(0);
+    // Let the rest of the window arrive: a round trip on the same socket comes after it.
+    srv.chatter.on(ADD, ({ a, b }) => a + b);
+    expect(await client.call(ADD, { a: 1, b: 1 })).toBe(2);
+    controller.abort();
+    const err = await items.next().catch((e) => e);
+    expect(err.code).toBe("ABORTED");
+  });
+
   test("a thrown error ends the loop with its code; an item that fails yields ends it with VALIDATION", async () => {
     srv = startServer();
     srv.chatter.on(COUNT, async function* (n) {

@@ -10,6 +10,7 @@
 import { ChatterError } from "../errors.ts";
 import { type Proc, parse } from "../proc.ts";
 import { encodeFrame, FrameType } from "../wire/frames.ts";
+import { aborted } from "./call-steps.ts";
 import { unref } from "./timers.ts";
 import type { StreamOptions } from "./types.ts";
 
@@ -73,6 +74,9 @@ export class StreamReader implements AsyncIterableIterator<unknown> {
 
   next(): Promise<IteratorResult<unknown>> {
     if (!this.started) this.start();
+    // An aborted signal ends the loop at once, before the abort's own (asynchronous) rejection reaches here.
+    const signal = this.options?.signal;
+    if (signal?.aborted && !this.outcome) this.fail(aborted(this.proc.name, signal));
     if (this.head < this.queue.length) return this.take();
     if (this.outcome) return this.settled();
     if (this.waiter) {
@@ -181,10 +185,17 @@ export class StreamReader implements AsyncIterableIterator<unknown> {
     this.finish();
   }
 
-  /** The stream failed (its error, a timeout, an abort, a lost session): items already here are still read first. */
+  /**
+   * The stream failed (its error, a timeout, a lost session): items already here are still read first. An
+   * aborted signal ends the loop at once, with the items here dropped.
+   */
   fail(err: unknown): void {
     if (this.outcome) return;
     this.outcome = { error: err };
+    if (err instanceof ChatterError && err.code === "ABORTED") {
+      this.queue = [];
+      this.head = 0;
+    }
     this.finish();
   }
 
