@@ -102,7 +102,10 @@ export class Answerer implements WriterHost {
   }
 
   /** An incoming CALL: dispatch it, or answer a repeat. */
-  onCall([, id, name, input, timeout, settledBelow, credit]: CallFrame): void {
+  onCall(frame: CallFrame): void {
+    const [, id, name, input, timeout, settledBelow] = frame;
+    // Read only when present: reading past the end of a plain call's 6-element array is a slow path.
+    const credit = frame.length > 6 ? frame[6] : undefined;
     this.replies?.forgetBelow(settledBelow);
     if (id <= this.lastCallId) return this.onRepeat(id, name);
     this.lastCallId = id;
