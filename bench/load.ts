@@ -1,7 +1,7 @@
 /**
  * The load generator, a process of its own. Modes:
  *   echo <system> <port> <n> <window>   n echo calls, `window` in flight, after a warm-up (see ready());
- *                                       prints {"rate","clientCpu"}
+ *                                       prints {"rate","clientCpu","p50","p99"}, the last two round trips in µs
  *   s2c <port> <n> <window>             Chatter server-to-client calls, after a warm-up; prints {"rate"}
  *   fanout <system> <port> <conns> <k> <size>  k broadcasts to conns sockets; prints {"rate"} in deliveries/s
  *   idle <system> <port> <conns> [batch] opens conns idle connections (ids unique per batch), prints OPEN, exits on stdin "close"
@@ -19,13 +19,20 @@ interface Conn {
   close(): unknown;
 }
 
-/** Runs n calls with `window` in flight; @returns calls per second */
-async function drive(call: () => Promise<unknown>, n: number, window: number): Promise<number> {
+/**
+ * Runs n calls with `window` in flight, timing each on this process's clock from just before it is made to its
+ * answer. Warm-ups record too, so the measured run executes the same hot code.
+ * @param latencies preallocated, at least n long; gets each call's round trip in ms, in the order calls start
+ * @returns calls per second
+ */
+async function drive(call: () => Promise<unknown>, n: number, window: number, latencies: Float64Array): Promise<number> {
   let started = 0;
   const worker = async () => {
     while (started < n) {
-      started++;
+      const i = started++;
+      const sent = performance.now();
       await call();
+      latencies[i] = performance.now() - sent;
     }
   };
   const t0 = performance.now();
@@ -39,14 +46,19 @@ async function echo(system: string, port: number, n: number, window: number) {
   // Warm-up, long enough for the JIT to finish with the hot path: on a fresh server, compiler threads were
   // still busy during a short measured run. Then more at the measured window: with many calls in flight,
   // frames travel in batches, and the per-message code gets hot only when messages are many.
-  await drive(() => conn.call(PAYLOAD), WARM_UP, 100);
-  await drive(() => conn.call(PAYLOAD), WARM_UP / 2, window);
+  const latencies = new Float64Array(Math.max(n, WARM_UP));
+  await drive(() => conn.call(PAYLOAD), WARM_UP, 100, latencies);
+  await drive(() => conn.call(PAYLOAD), WARM_UP / 2, window, latencies);
   await ready();
   const before = process.cpuUsage();
-  const rate = await drive(() => conn.call(PAYLOAD), n, window);
+  const rate = await drive(() => conn.call(PAYLOAD), n, window, latencies);
   const used = process.cpuUsage(before);
   clientCpu = (used.user + used.system) / n;
   await conn.close();
+  // Sorted once, after the clock has stopped; nearest rank.
+  const sorted = latencies.subarray(0, n).sort();
+  const at = (q: number) => (sorted[Math.ceil(q * n) - 1] as number) * 1000;
+  latency = { p50: at(0.5), p99: at(0.99) };
   return rate;
 }
 
@@ -115,6 +127,8 @@ async function ready(): Promise<void> {
 }
 /** The load client's own CPU µs per call, for echo runs. */
 let clientCpu: number | undefined;
+/** Round-trip µs of the measured echo calls, median and 99th percentile. */
+let latency: { p50: number; p99: number } | undefined;
 
 /** The blob size that makes a Chatter EVENT frame `frameSize` bytes, so both systems send the same bytes. */
 function blobFor(frameSize: number): number {
@@ -165,5 +179,5 @@ else if (mode === "fanout") rate = await fanout(args[0] as string, num(1), num(2
 else if (mode === "stream") rate = await stream(args[0] as string, num(1), num(2));
 else if (mode === "idle") await idle(args[0] as string, num(1), num(2), Number(args[3] ?? 0));
 else throw new Error(`unknown mode ${mode}`);
-if (mode !== "idle") console.log(JSON.stringify({ rate, clientCpu }));
+if (mode !== "idle") console.log(JSON.stringify({ rate, clientCpu, ...latency }));
 process.exit(0);

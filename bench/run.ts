@@ -128,8 +128,8 @@ interface LoadRun {
   onWarm?: () => Promise<unknown>;
 }
 
-/** Runs bench/load.ts in its own process; @returns its rate and, for echo runs, its own CPU µs per call */
-async function load(run: LoadRun, ...args: (string | number)[]): Promise<{ rate: number; clientCpu?: number }> {
+/** Runs bench/load.ts in its own process; @returns its rate and, for echo runs, its own CPU µs per call and round-trip µs */
+async function load(run: LoadRun, ...args: (string | number)[]): Promise<{ rate: number; clientCpu?: number; p50?: number; p99?: number }> {
   const proc = Bun.spawn([...onCore(run.core), BUN, `${ROOT}/bench/load.ts`, ...args.map(String)], {
     stdin: "pipe",
     stdout: "pipe",
@@ -167,7 +167,10 @@ for (let round = 0; round < ROUNDS; round++) {
   for (const system of order) {
     const pinned = await startServer(system, 0);
     try {
-      push(results, `${system.name}.seq`, (await load({ core: 1 }, "echo", system.name, pinned.port, SEQ_CALLS, 1)).rate);
+      const seq = await load({ core: 1 }, "echo", system.name, pinned.port, SEQ_CALLS, 1);
+      push(results, `${system.name}.seq`, seq.rate);
+      push(results, `${system.name}.seqP50`, seq.p50 as number);
+      push(results, `${system.name}.seqP99`, seq.p99 as number);
     } finally {
       await pinned.stop();
     }
@@ -176,6 +179,8 @@ for (let round = 0; round < ROUNDS; round++) {
       let before = 0;
       const pipe = await load({ onWarm: async () => (before = await server.cpu()) }, "echo", system.name, server.port, PIPE_CALLS, WINDOW);
       push(results, `${system.name}.pipe`, pipe.rate);
+      push(results, `${system.name}.pipeP50`, pipe.p50 as number);
+      push(results, `${system.name}.pipeP99`, pipe.p99 as number);
       push(results, `${system.name}.clientCpu`, pipe.clientCpu as number);
       push(results, `${system.name}.cpu`, ((await server.cpu()) - before) / PIPE_CALLS);
       if (system.name === "chatter") push(results, "chatter.s2c", (await load({}, "s2c", server.port, PIPE_CALLS, WINDOW)).rate);
@@ -252,6 +257,10 @@ const round2 = (x: number) => Math.round(x * 100) / 100;
 const figures = {
   seq_ratio_vs_raw: round2(m("chatter.seq") / m("raw.seq")),
   pipelined_ratio_vs_raw: round2(m("chatter.pipe") / m("raw.pipe")),
+  // Round-trip latency, Chatter's over raw's: lower is better (the rate ratios above are higher-is-better).
+  seq_p50_ratio_vs_raw: round2(m("chatter.seqP50") / m("raw.seqP50")),
+  seq_p99_ratio_vs_raw: round2(m("chatter.seqP99") / m("raw.seqP99")),
+  pipelined_p99_ratio_vs_raw: round2(m("chatter.pipeP99") / m("raw.pipeP99")),
   server_cpu_per_call_vs_raw: round2(m("chatter.cpu") / m("raw.cpu")),
   vs_socketio_seq: round2(m("chatter.seq") / m("socketio.seq")),
   vs_socketio_pipelined: round2(m("chatter.pipe") / m("socketio.pipe")),
@@ -278,6 +287,14 @@ for (const s of SYSTEMS)
   console.log(
     `| ${s.label} | ${k(m(`${s.name}.seq`))} | ${k(m(`${s.name}.pipe`))} | ${m(`${s.name}.cpu`).toFixed(1)} | ${m(`${s.name}.clientCpu`).toFixed(1)} |`,
   );
+console.log("\nlatency, µs: p50 / p99 at 1 and at 1,000 in flight (each call timed by the load client, send to answer)\n");
+console.log("| system | 1 in flight, p50 | 1 in flight, p99 | 1,000 in flight, p50 | 1,000 in flight, p99 |");
+console.log("|---|--:|--:|--:|--:|");
+const us = (x: number) => (x < 100 ? x.toFixed(1) : Math.round(x).toLocaleString("en"));
+for (const s of SYSTEMS) {
+  const cells = ["seqP50", "seqP99", "pipeP50", "pipeP99"].map((f) => us(m(`${s.name}.${f}`)));
+  console.log(`| ${s.label} | ${cells.join(" | ")} |`);
+}
 console.log(`\n| measure | raw Bun | Chatter |\n|---|--:|--:|`);
 console.log(`| fan-out to ${FANOUT_CONNS} subscribers, deliveries/s | ${k(m("raw.fanout"))} | ${k(m("chatter.fanout"))} |`);
 console.log(
