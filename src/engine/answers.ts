@@ -11,14 +11,15 @@ import { CallContext } from "./context.ts";
 import { wireError } from "./error-shape.ts";
 import { runMiddleware } from "./middleware.ts";
 import { ReplyCache } from "./replies.ts";
-import { iteratorOf, misread, type StreamBudget, StreamWriter, type WriterHost } from "./stream-writer.ts";
-import type { HandlerEntry, PeerHost, PeerOptions } from "./types.ts";
+import { misread, type StreamBudget } from "./stream-writer.ts";
+import { StreamWriters, type WritersHost } from "./stream-writers.ts";
+import type { CallBudget, HandlerEntry, PeerHost, PeerOptions } from "./types.ts";
 
-export class Answerer implements WriterHost {
+export class Answerer implements WritersHost {
   /** Incoming calls whose handler has not finished, for CANCEL and repeats. */
-  private readonly running = new Map<number, CallContext>();
-  /** Streams this end writes, until the reader has every item (made on the first). */
-  private writers: Map<number, StreamWriter> | null = null;
+  readonly running = new Map<number, CallContext>();
+  /** Streams this end writes (made on the first). */
+  private writers: StreamWriters | null = null;
   /** Made on the first answer: an idle session keeps none. */
   private replies: ReplyCache | null = null;
   /** The highest incoming call id so far; ids at or below it are repeats. */
@@ -54,13 +55,7 @@ export class Answerer implements WriterHost {
    */
   forgetBelow(id: number): void {
     // A reader that settled a stream has every item: its writer can go.
-    if (this.writers) {
-      for (const [w, writer] of this.writers) {
-        if (w >= id || this.running.has(w)) continue;
-        this.writers.delete(w);
-        writer.release();
-      }
-    }
+    this.writers?.forgetBelow(id);
     if (!this.replies) return;
     this.replies.forgetBelow(id);
     if (this.replies.size === 0) this.replies = null;
@@ -69,29 +64,23 @@ export class Answerer implements WriterHost {
   /** The caller gave up on a call: abort its handler, if it still runs; stop its stream's iterator. */
   cancel(id: number): void {
     const reason = new ChatterError("ABORTED", "the caller cancelled the call");
-    const writer = this.writers?.get(id);
-    if (!writer) return this.running.get(id)?.abort(reason);
-    this.writers?.delete(id);
-    writer.cancel(reason);
-    if (this.running.delete(id)) this.opts.budget?.done(this.host.owner);
+    if (!this.writers?.cancel(id, reason)) this.running.get(id)?.abort(reason);
   }
 
   /** A reader's CREDIT: what it has and what it takes. */
   onCredit(id: number, received: number, limit: number): void {
-    const writer = this.writers?.get(id);
-    if (writer?.credit(received, limit)) {
-      this.writers?.delete(id);
-      writer.release();
-    }
+    this.writers?.credit(id, received, limit);
+  }
+
+  /** The session resumed: every stream waits for its reader's CREDIT (see StreamWriters.pauseAll). */
+  resumed(): void {
+    this.writers?.pauseAll();
   }
 
   /** The session is gone: abort running handlers and forget everything (a new session starts from scratch). */
   reset(reason: string): void {
     const err = new ChatterError("DISCONNECTED", `caller went away (${reason})`);
-    for (const [id, writer] of this.writers ?? []) {
-      writer.cancel(err);
-      if (this.running.delete(id)) this.opts.budget?.done(this.host.owner);
-    }
+    this.writers?.reset(err);
     this.writers = null;
     for (const ctx of this.running.values()) ctx.abort(err);
     this.running.clear();
@@ -107,6 +96,7 @@ export class Answerer implements WriterHost {
     // Read only when present: reading past the end of a plain call's 6-element array is a slow path.
     const credit = frame.length > 6 ? frame[6] : undefined;
     this.replies?.forgetBelow(settledBelow);
+    this.writers?.forgetBelow(settledBelow);
     if (id <= this.lastCallId) return this.onRepeat(id, name);
     this.lastCallId = id;
     const entry = this.opts.handlers.get(name);
@@ -130,7 +120,10 @@ export class Answerer implements WriterHost {
     } catch (err) {
       return this.replyError(id, err, ctx);
     }
-    if (credit !== undefined) return this.write(id, entry.proc, out, ctx, credit);
+    if (credit !== undefined) {
+      this.writers ??= new StreamWriters(this);
+      return this.writers.start(id, entry.proc, out, ctx, credit);
+    }
     if (!(out instanceof Promise)) return this.reply(id, entry.proc, out, ctx);
     // It stays "running" until its answer is kept (see answer()), so a repeat arriving meanwhile waits for it.
     this.running.set(id, ctx);
@@ -148,56 +141,17 @@ export class Answerer implements WriterHost {
     );
   }
 
-  /** Starts writing a stream: the handler's iterable (or a promise of one) is pulled as the reader grants credit. */
-  private write(id: number, proc: Proc, out: unknown, ctx: CallContext, credit: number): void {
-    this.running.set(id, ctx);
-    this.opts.budget?.started(this.host.owner);
-    const begin = (iterable: unknown) => {
-      if (!this.running.has(id)) return; // The session ended while the handler's promise was pending.
-      if (ctx.signal.aborted) {
-        // Cancelled meanwhile: never start pulling; let a generator object that was made clean up.
-        this.settleStream(id);
-        this.running.delete(id);
-        return void iteratorOf(iterable)?.return?.();
-      }
-      const iterator = iteratorOf(iterable);
-      if (!iterator) {
-        const what = iterable === null ? "null" : typeof iterable;
-        return this.fail(
-          id,
-          new ChatterError("HANDLER_ERROR", `handler for stream "${proc.name}" returned ${what}, not an async iterable`),
-          ctx,
-        );
-      }
-      const writer = new StreamWriter(this, id, proc, iterator, ctx, credit);
-      this.writers ??= new Map();
-      this.writers.set(id, writer);
-      writer.pump();
-    };
-    if (out instanceof Promise) out.then(begin, (err) => this.fail(id, err, ctx));
-    else begin(out);
-  }
-
-  /** A stream's iterator is done (see WriterHost): END carries the item count, kept for repeats like any answer. */
-  end(id: number, count: number, ctx: CallContext): void {
-    if (this.settleStream(id)) this.answer(id, [FrameType.Result, id, count], ctx);
-  }
-
-  /** A stream failed (see WriterHost). */
-  fail(id: number, err: unknown, ctx: CallContext): void {
-    if (this.settleStream(id)) this.replyError(id, err, ctx);
-  }
-
-  /** @returns whether the stream was still running; it no longer counts against the shared limits */
-  private settleStream(id: number): boolean {
-    if (!this.running.has(id)) return false;
-    this.opts.budget?.done(this.host.owner);
-    return true;
-  }
-
   /** The largest frame the other end takes. */
   get maxFrameBytes(): number {
     return this.host.maxFrameBytes;
+  }
+
+  get owner(): unknown {
+    return this.host.owner;
+  }
+
+  get budget(): CallBudget | undefined {
+    return this.opts.budget;
   }
 
   /** The bound on stream items held, shared by every session of a server. */
@@ -205,15 +159,19 @@ export class Answerer implements WriterHost {
     return this.opts.streamBudget;
   }
 
+  answerEnd(id: number, count: number, ctx: CallContext): Uint8Array | undefined {
+    return this.answer(id, [FrameType.Result, id, count], ctx);
+  }
+
+  answerError(id: number, err: unknown, ctx: CallContext): Uint8Array | undefined {
+    return this.answer(id, [FrameType.Error, id, wireError(this.opts, this.host.owner, err, ctx)], ctx);
+  }
+
   /** A call sent again after a resume: answer from the cache, or wait for the running handler. */
   private onRepeat(id: number, name: string): void {
-    // A stream's reader resumed: its CREDIT, right behind this CALL, says where to go on from; a kept END or
+    // A stream's reader resumed: its CREDIT, right behind this CALL, says where to go on from; its END or
     // ERROR goes again after the items it lacks, never before them.
-    const writer = this.writers?.get(id);
-    if (writer) {
-      const last = this.replies?.get(id);
-      return writer.pause(last ? () => this.send(last) : null);
-    }
+    if (this.writers?.repeat(id)) return;
     const kept = this.replies?.get(id);
     if (kept) return this.send(kept);
     if (this.running.has(id)) return;
@@ -256,11 +214,11 @@ export class Answerer implements WriterHost {
   }
 
   private replyError(id: number, err: unknown, ctx: CallContext): void {
-    this.answer(id, [FrameType.Error, id, wireError(this.opts, this.host.owner, err, ctx)], ctx);
+    this.answerError(id, err, ctx);
   }
 
-  /** Encodes an answer, keeps it for repeats, and sends it. */
-  private answer(id: number, frame: Frame, ctx: CallContext): void {
+  /** Encodes an answer, keeps it for repeats, and sends it. @returns the frame sent */
+  private answer(id: number, frame: Frame, ctx: CallContext): Uint8Array | undefined {
     const name = ctx.proc;
     let bytes: Uint8Array;
     try {
@@ -268,20 +226,25 @@ export class Answerer implements WriterHost {
     } catch (err) {
       // A result that cannot travel is the handler's error; an error frame that cannot (formatError's issues) gets a plain one.
       if (frame[0] === FrameType.Result) {
-        return this.replyError(id, new ChatterError("HANDLER_ERROR", `result of "${name}" cannot be encoded: ${describeThrown(err)}`), ctx);
+        return this.answerError(
+          id,
+          new ChatterError("HANDLER_ERROR", `result of "${name}" cannot be encoded: ${describeThrown(err)}`),
+          ctx,
+        );
       }
       bytes = encodeFrame([FrameType.Error, id, { code: "HANDLER_ERROR", message: `error of "${name}" cannot be encoded` }]);
     }
     const max = this.host.maxFrameBytes;
     if (bytes.byteLength > max) {
       const err = tooBig(name, bytes, max, frame[0] === FrameType.Result ? "result" : "error");
-      if (frame[0] === FrameType.Result) return this.replyError(id, err, ctx);
+      if (frame[0] === FrameType.Result) return this.answerError(id, err, ctx);
       bytes = encodeFrame([FrameType.Error, id, err.toWire()]);
     }
     this.running.delete(id);
     this.replies ??= new ReplyCache(this.opts.replies);
     this.replies.set(id, bytes);
     this.send(bytes);
+    return bytes;
   }
 
   /** A broadcast delivery: like a call, but nobody waits for the result. Repeats are dropped. */

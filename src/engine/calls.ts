@@ -166,7 +166,10 @@ export class Calls {
     if (!p) return; // Late answer to a call we gave up on.
     if (p.reader && !failed) {
       p.reader.onEnd(payload);
-      if (p.reader.complete) this.settleWith(p, p.reader.received);
+      if (p.reader.complete) {
+        this.settleWith(p, p.reader.received);
+        this.host.transport?.send(p.reader.creditFrame()); // The writer can let every item go now.
+      }
       return;
     }
     // Past its deadline the caller is owed a TIMEOUT: only a late event loop kept the timer from firing.

@@ -92,7 +92,11 @@ export class Peer implements PeerHost {
    */
   attach(transport: Transport, resumed: boolean, peerSettledBelow = 0, holdQueue = false): void {
     this.transport = transport;
-    if (resumed) this.answers.forgetBelow(peerSettledBelow);
+    if (resumed) {
+      this.answers.forgetBelow(peerSettledBelow);
+      // Items sent into the old socket may be lost: each stream waits for its reader's CREDIT to go on.
+      this.answers.resumed();
+    }
     this.calls.attach(transport, resumed, holdQueue);
   }
 

@@ -12,7 +12,7 @@ import { type Proc, parse } from "../proc.ts";
 import { encodeFrame, FrameType } from "../wire/frames.ts";
 import { aborted } from "./call-steps.ts";
 import { unref } from "./timers.ts";
-import type { StreamOptions } from "./types.ts";
+import { DEFAULT_TIMEOUT, type StreamOptions } from "./types.ts";
 
 /** Items the writer may send ahead of the loop, unless `window` says otherwise. */
 export const DEFAULT_WINDOW = 64;
@@ -103,6 +103,9 @@ export class StreamReader implements AsyncIterableIterator<unknown> {
 
   private start(): void {
     this.started = true;
+    // Known now, so the first wait is bounded even while an async `takes` parses the input.
+    const timeout = this.options?.timeout ?? this.proc.timeout ?? DEFAULT_TIMEOUT;
+    this.timeout = timeout > 0 && Number.isFinite(timeout) ? timeout : 0;
     this.host.open(this, this.proc, this.input, this.options, this.window).then(
       () => this.end(),
       (err) => this.fail(err),
@@ -111,7 +114,8 @@ export class StreamReader implements AsyncIterableIterator<unknown> {
 
   /** An ITEM arrived. */
   onItem(index: number, item: unknown): void {
-    if (index !== this.received || this.outcome) return; // A repeat after a resume (or a gap the resume fills).
+    // A repeat after a resume, a gap the resume fills, or past the credit granted (a writer that ignores it).
+    if (index !== this.received || index >= this.limit || this.outcome) return;
     this.received++;
     this.queue.push(item);
     if (this.waiter) {

@@ -16,6 +16,8 @@ import { soon } from "./timers.ts";
 export const MAX_WINDOW = 1024;
 /** Bytes of unacknowledged items one writer holds before it waits for the reader (it may always hold one item). */
 export const STREAM_KEPT_BYTES = 1024 * 1024;
+/** Bytes of unacknowledged items all the streams of one session hold at most (past it, even a first item waits). */
+export const SESSION_KEPT_BYTES = 8 * 1024 * 1024;
 
 /** Bytes of unacknowledged items held by every writer of a server (or a client): shared, with its bound. */
 export interface StreamBudget {
@@ -31,10 +33,12 @@ export interface WriterHost {
   readonly maxFrameBytes: number;
   /** The bound shared with the other writers of this server, if any. */
   readonly streamBudget: StreamBudget | undefined;
-  /** The iterator is done after `count` items: answer with END (a RESULT of the count). */
-  end(id: number, count: number, ctx: CallContext): void;
-  /** The iterator threw, or an item could not be sent: answer with ERROR. */
-  fail(id: number, err: unknown, ctx: CallContext): void;
+  /** The bound shared with the other writers of this session. */
+  readonly sessionBudget: StreamBudget;
+  /** The iterator is done after `count` items: answer with END (a RESULT of the count). @returns the frame sent */
+  end(id: number, count: number, ctx: CallContext): Uint8Array | undefined;
+  /** The iterator threw, or an item could not be sent: answer with ERROR. @returns the frame sent */
+  fail(id: number, err: unknown, ctx: CallContext): Uint8Array | undefined;
 }
 
 export class StreamWriter {
@@ -58,6 +62,8 @@ export class StreamWriter {
   private flushing = false;
   /** The END or ERROR held back while paused. */
   private closing: (() => void) | null = null;
+  /** The END or ERROR once sent: sent again after a resume, after the items the reader lacks. */
+  private final: Uint8Array | undefined = undefined;
 
   constructor(
     private readonly host: WriterHost,
@@ -73,7 +79,10 @@ export class StreamWriter {
   /** Whether another item may be made now: within the reader's credit, and within the bytes this end may hold. */
   private get room(): boolean {
     if (this.made >= this.limit) return false;
-    if (this.kept === 0) return true; // Always one item, so every stream moves however full the shared budget is.
+    const session = this.host.sessionBudget;
+    if (session.used >= session.max) return false;
+    // One item, whatever the server-wide budget: so other sessions' slow readers cannot stop this one's streams.
+    if (this.kept === 0) return true;
     const budget = this.host.streamBudget;
     return this.kept < STREAM_KEPT_BYTES && (!budget || budget.used < budget.max);
   }
@@ -81,6 +90,7 @@ export class StreamWriter {
   /** Counts bytes held (or, negative, let go) here and in the shared budget. */
   private hold(bytes: number): void {
     this.kept += bytes;
+    this.host.sessionBudget.used += bytes;
     const budget = this.host.streamBudget;
     if (budget) budget.used += bytes;
   }
@@ -108,7 +118,9 @@ export class StreamWriter {
     if (this.finished) return; // Cancelled while the iterator was busy.
     if (step.done) {
       this.finished = true;
-      return this.last(() => this.host.end(this.id, this.made, this.ctx));
+      return this.last(() => {
+        this.final = this.host.end(this.id, this.made, this.ctx);
+      });
     }
     let parsed: unknown;
     try {
@@ -161,6 +173,7 @@ export class StreamWriter {
   private sendNow(): void {
     this.flushing = false;
     if (this.paused) return;
+    if (this.sent < this.base) this.sent = this.base;
     while (this.sent < this.made) this.host.send(this.frames[this.sent++ - this.base] as Uint8Array);
   }
 
@@ -169,7 +182,8 @@ export class StreamWriter {
    * @returns whether the writer is spent (done, and every item acknowledged): it can be forgotten
    */
   credit(received: number, limit: number): boolean {
-    const acked = Math.min(received, this.made) - this.base;
+    // A reader cannot have an item not sent yet (items are made at once and sent on a later turn).
+    const acked = Math.min(received, this.sent) - this.base;
     if (acked > 0) {
       let bytes = 0;
       for (let i = 0; i < acked; i++) bytes += (this.frames[i] as Uint8Array).byteLength;
@@ -183,7 +197,7 @@ export class StreamWriter {
     if (this.paused) {
       // The first CREDIT after a resume: go on from the first item the reader did not get.
       this.paused = false;
-      this.sent = Math.max(this.base, Math.min(received, this.made));
+      this.sent = Math.max(this.base, Math.min(received, this.sent));
       const closing = this.closing;
       this.closing = null;
       if (closing) this.last(closing);
@@ -194,12 +208,13 @@ export class StreamWriter {
   }
 
   /**
-   * The reader resumed on a new socket (its CALL came again): wait for its CREDIT to know where to go on from.
-   * @param resendLast - sends the END or ERROR already made again, after the items the reader lacks
+   * The session resumed on a new socket: wait for the reader's CREDIT to know where to go on from. An END or
+   * ERROR already sent goes again after the items the reader lacks.
    */
-  pause(resendLast: (() => void) | null): void {
+  pause(): void {
     this.paused = true;
-    if (resendLast) this.closing = resendLast;
+    const final = this.final;
+    if (final) this.closing = () => this.host.send(final);
   }
 
   /** The reader gave up, or the session ended: stop pulling, and let the iterator clean up (`finally` blocks run). */
@@ -230,7 +245,9 @@ export class StreamWriter {
     if (this.finished) return;
     this.finished = true;
     this.pulling = false;
-    this.last(() => this.host.fail(this.id, err, this.ctx));
+    this.last(() => {
+      this.final = this.host.fail(this.id, err, this.ctx);
+    });
   }
 
   /** Sends the END or ERROR after every item made; while paused for a resume, once the reader's CREDIT comes. */
