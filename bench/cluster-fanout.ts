@@ -5,7 +5,7 @@
  * redis-server must be installed). Run: bun bench/cluster-fanout.ts [--quick]
  */
 import { encodeFrame, FrameType, PROTOCOL_VERSION } from "../src/wire/frames.ts";
-import { freePort, readUntil, startRedis } from "./processes.ts";
+import { freePort, readUntil, startRedis } from "../test/processes.ts";
 
 const quick = process.argv.includes("--quick");
 const N = 600;

@@ -8,7 +8,7 @@
  */
 import { heapStats } from "bun:jsc";
 import { createServer } from "../src/index.ts";
-import { readUntil } from "./processes.ts";
+import { readUntil } from "../test/processes.ts";
 import { ECHO } from "./procs.ts";
 
 const CONNS = 1000;

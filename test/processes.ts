@@ -1,6 +1,6 @@
 /**
- * Child processes the tests run against: waiting for a fixture's ready line, a free port, a redis-server.
- * bench/ keeps its own copy of these few lines, so neither folder depends on the other.
+ * Child processes the tests (and the benchmarks in bench/) run against: waiting for a fixture's ready line, a
+ * free port, a redis-server.
  */
 
 /** Reads a process's output until `pattern` matches; @returns the text read so far */
