@@ -113,12 +113,19 @@ function linkedPeers(options?: { maxEntries?: number }) {
     a.detach();
     b.detach();
   };
-  return { a, b, handlers: server, connect, cut };
+  /** Cuts the link, lets `during` run (the writer goes on into the cut link for a turn), then resumes. */
+  const away = async (during: () => void) => {
+    cut();
+    during();
+    await new Promise((r) => setImmediate(r));
+    connect(true);
+  };
+  return { a, b, handlers: server, connect, away };
 }
 
 test("an ERROR made while the reader was away never overtakes the items it lacks", async () => {
   const S = createProc({ name: "s", yields: z.number() });
-  const { a, handlers, connect, cut } = linkedPeers();
+  const { a, handlers, connect, away } = linkedPeers();
   const gate = hold();
   handlers.set("s", {
     proc: S,
@@ -133,10 +140,7 @@ test("an ERROR made while the reader was away never overtakes the items it lacks
   connect(false);
   const items = a.stream(S, null);
   const got = [(await items.next()).value];
-  cut();
-  gate.release();
-  await new Promise((r) => setImmediate(r)); // The writer makes 1, 2 and the ERROR into the cut link.
-  connect(true);
+  await away(gate.release); // The writer makes 1, 2 and the ERROR into the cut link.
   const err = await (async () => {
     for await (const n of items) got.push(n as number);
   })().catch((e) => e);
@@ -147,7 +151,7 @@ test("an ERROR made while the reader was away never overtakes the items it lacks
 test("a stream whose END the answer cache dropped still ends after a resume", async () => {
   const S = createProc({ name: "s", yields: z.number() });
   const P = createProc({ name: "p", returns: z.number() });
-  const { a, handlers, connect, cut } = linkedPeers({ maxEntries: 1 });
+  const { a, handlers, connect, away } = linkedPeers({ maxEntries: 1 });
   const gate = hold();
   handlers.set("s", {
     proc: S,
@@ -161,10 +165,7 @@ test("a stream whose END the answer cache dropped still ends after a resume", as
   connect(false);
   const items = a.stream(S, null, { timeout: 2000 });
   const got = [(await items.next()).value];
-  cut();
-  gate.release();
-  await new Promise((r) => setImmediate(r));
-  connect(true);
+  await away(gate.release);
   expect(await a.call(P, null)).toBe(7); // Its answer pushes the stream's END out of the one-entry cache.
   for await (const n of items) got.push(n);
   expect(got).toEqual([0, 1]);
