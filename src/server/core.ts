@@ -101,16 +101,20 @@ export class ServerCore implements SessionHost {
   /** What topics use of the driver; `native` is read when a broadcast goes out, so an adapter may come later. */
   private topicSockets(): TopicSockets {
     const core = this;
+    let wrapped: TopicSockets["native"] = null;
     return {
       isBehind: (state) => this.buffered(state) > 0,
+      // Made once, on the first read after an adapter with native pub/sub connects (a server has one driver),
+      // not on every broadcast and subscribe.
       get native() {
         const native = core.driver?.native;
-        if (!native) return null;
-        return {
+        if (wrapped || !native) return wrapped;
+        wrapped = {
           subscribe: (state: SocketState, topic: string) => native.subscribe(state.socket, topic),
           unsubscribe: (state: SocketState, topic: string) => native.unsubscribe(state.socket, topic),
           publish: (topic: string, frame: Uint8Array) => native.publish(topic, frame),
         };
+        return wrapped;
       },
     };
   }
