@@ -154,10 +154,12 @@ export class Calls {
     return this.pending.get(id);
   }
 
-  /** Settles a call with a value (a stream, at its END). */
-  settleWith(p: Pending, value: unknown): void {
+  /** Settles a stream whose END came and every item with it, and tells the writer it has them all, so it lets them go. */
+  endStream(p: Pending, reader: StreamReader): void {
+    if (!reader.complete) return;
     this.settle(p);
-    p.resolve(value);
+    p.resolve(reader.received);
+    this.host.transport?.send(reader.creditFrame());
   }
 
   /** An answer to one of our calls (RESULT, or ERROR when `failed`); for a stream, RESULT is its END. */
@@ -166,11 +168,7 @@ export class Calls {
     if (!p) return; // Late answer to a call we gave up on.
     if (p.reader && !failed) {
       p.reader.onEnd(payload);
-      if (p.reader.complete) {
-        this.settleWith(p, p.reader.received);
-        this.host.transport?.send(p.reader.creditFrame()); // The writer can let every item go now.
-      }
-      return;
+      return this.endStream(p, p.reader);
     }
     // Past its deadline the caller is owed a TIMEOUT: only a late event loop kept the timer from firing.
     const late = p.deadline !== 0 && performance.now() >= p.deadline;

@@ -8,7 +8,6 @@ import type { ChatterError } from "../errors.ts";
 import type { Proc } from "../proc.ts";
 import { callSteps } from "./call-steps.ts";
 import type { Calls } from "./calls.ts";
-import type { Pending } from "./pending.ts";
 import { type ReaderHost, StreamReader } from "./stream-reader.ts";
 import type { PeerHost, StreamOptions } from "./types.ts";
 
@@ -44,12 +43,6 @@ export class StreamCalls implements ReaderHost {
     const p = this.calls.pendingOf(id);
     if (!p?.reader) return; // A stream we gave up on.
     p.reader.onItem(index, item);
-    if (p.reader.complete) this.settle(p, p.reader);
-  }
-
-  /** A stream with every item: settle it, and tell the writer it has them all, so it lets them go at once. */
-  settle(p: Pending, reader: StreamReader): void {
-    this.calls.settleWith(p, reader.received);
-    this.send(reader.creditFrame());
+    this.calls.endStream(p, p.reader);
   }
 }
