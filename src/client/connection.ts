@@ -176,7 +176,10 @@ export class Connection {
     for (const frame of frames) if (this.#socket === ws) this.#peer.receive(frame);
   }
 
-  #welcome([, sessionId, token, resumed, settledBelow, maxMessageBytes, clientId, clientKey]: WelcomeFrame, ws: WebSocket): void {
+  #welcome(
+    [, sessionId, token, resumed, settledBelow, maxMessageBytes, clientId, clientKey, callsLost]: WelcomeFrame,
+    ws: WebSocket,
+  ): void {
     const session = this.session;
     session.adoptIdentity(clientId, clientKey, this.#log);
     this.#refusal = null;
@@ -186,6 +189,9 @@ export class Connection {
     if (reset) {
       this.#log?.(`the server could not resume session ${session.id}; starting session ${sessionId}`);
       this.#peer.reset("the server started a new session");
+    } else if (resumed && callsLost) {
+      this.#log?.(`session ${sessionId} resumed on another instance; calls in flight were lost with the old one`);
+      this.#peer.lostCalls("the server instance holding the session stopped");
     } else this.#log?.(`handshake done (session ${sessionId}${resumed ? ", resumed" : ""})`);
     session.id = sessionId;
     session.token = token;

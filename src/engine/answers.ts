@@ -77,8 +77,11 @@ export class Answerer implements WritersHost {
     this.writers?.pauseAll();
   }
 
-  /** The session is gone: abort running handlers and forget everything (a new session starts from scratch). */
-  reset(reason: string): void {
+  /**
+   * The session is gone: abort running handlers and forget everything (a new session starts from scratch).
+   * @param keepEvents - keep the broadcast number: the session carries on, only its calls were lost
+   */
+  reset(reason: string, keepEvents = false): void {
     const err = new ChatterError("DISCONNECTED", `caller went away (${reason})`);
     this.writers?.reset(err);
     this.writers = null;
@@ -87,7 +90,7 @@ export class Answerer implements WritersHost {
     this.replies?.clear(); // Gives its bytes back to a shared budget.
     this.replies = null;
     this.lastCallId = 0;
-    this.lastEvent = 0;
+    if (!keepEvents) this.lastEvent = 0;
   }
 
   /** An incoming CALL: dispatch it, or answer a repeat. */

@@ -133,6 +133,16 @@ export class Peer implements PeerHost {
   }
 
   /**
+   * The session carries on elsewhere (another instance took it over after its own died), but the calls in
+   * flight either way died: calls that went out fail with `DISCONNECTED`, answers kept for the other end are
+   * forgotten (its call numbers start again). Broadcast numbers are kept.
+   */
+  lostCalls(reason: string): void {
+    this.calls.reset(reason);
+    this.answers.reset(reason, true);
+  }
+
+  /**
    * The session is given up, but the peer carries on: calls never sent fail with `error`; calls sent fail
    * with `DISCONNECTED`, since they may have run; the next session starts from scratch.
    */

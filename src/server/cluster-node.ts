@@ -1,9 +1,14 @@
 /** Builds the local server as the cluster core sees it (a `ClusterNode`, cluster.ts), so the cluster core needs no server internals. */
 import type { StandardSchemaV1 } from "@standard-schema/spec";
 import type { Proc } from "../proc.ts";
-import type { ClusterNode } from "./cluster.ts";
+import { encode } from "../wire/codec.ts";
+import type { ClusterBackend, ClusterMember, ClusterNode, ClusterStats } from "./cluster.ts";
+import { Cluster } from "./cluster-core.ts";
+import { ClusterLog } from "./cluster-log.ts";
+import { ClusterSessions } from "./cluster-sessions.ts";
 import type { ServerConnection } from "./connection.ts";
 import type { ServerCore } from "./core.ts";
+import { Relays } from "./relay.ts";
 import type { Session } from "./session.ts";
 
 /** Accepts anything: calls relayed for another instance were checked there, and are checked there on return. */
@@ -25,16 +30,67 @@ export function localClient(core: ServerCore, clientId: string): ServerConnectio
   return localSession(core, clientId)?.connection as ServerConnection | undefined;
 }
 
+/** Milliseconds records and log entries outlive what they describe, at least. */
+const MIN_TTL_MS = 60_000;
+
+/** An instance's part in a cluster: the bus (calls, presence, members), the broadcast log, relays and session records. */
+export class ClusterMembership {
+  readonly bus: Cluster;
+  readonly log: ClusterLog;
+  readonly relays: Relays;
+  readonly sessions: ClusterSessions;
+  readonly stats: ClusterStats;
+  #closed: Promise<void> | undefined;
+
+  constructor(core: ServerCore, backend: ClusterBackend) {
+    const ttl = Math.max(2 * (core.options.resumeWindow ?? 30_000), MIN_TTL_MS);
+    this.stats = backend.stats ?? { published: 0, received: 0, lost: 0, queued: 0, resets: 0 };
+    this.relays = new Relays(core, (instance, m) => this.bus.sendTo(instance, m));
+    this.bus = new Cluster(backend, clusterNode(core, this), this.stats);
+    this.log = new ClusterLog(
+      backend,
+      {
+        instanceId: core.instanceId,
+        log: core.log,
+        report: (err) => core.report(err),
+        deliver: (b, seq) => core.deliver(b, seq),
+        lost: (why, all) => core.lostBroadcasts(why, all),
+      },
+      this.stats,
+      ttl,
+    );
+    this.sessions = new ClusterSessions(core, backend, this.log, this.relays, (id) => this.bus.isAlive(id), ttl);
+  }
+
+  /** Resolves once this instance listens on the bus and reads the log. */
+  get ready(): Promise<void> {
+    return Promise.all([this.bus.listening, this.log.whenReading]).then(() => {});
+  }
+
+  /** Leaves the cluster: pending calls fail with `DISCONNECTED`, relays drop, and the backend closes. Safe to call again. */
+  close(): Promise<void> {
+    this.#closed ??= (async () => {
+      this.sessions.close();
+      this.relays.clear();
+      this.log.close();
+      await this.bus.close();
+    })();
+    return this.#closed;
+  }
+}
+
 /**
  * @param core - the local server core
  * @returns the local server as the cluster core talks to it
  */
-export function clusterNode(core: ServerCore): ClusterNode {
+function clusterNode(core: ServerCore, cluster: ClusterMembership): ClusterNode {
   return {
     instanceId: core.instanceId,
     log: core.log,
-    deliver: (b) => core.deliver(b),
+    deliver: (b, seq) => core.deliver(b, seq),
     report: (err) => core.report(err),
+    relay: (m) => cluster.relays.receive(m, (hello) => core.hasSessionFor(hello)),
+    interrupted: () => cluster.relays.interrupted(),
     callLocal(clientId, name, input, options) {
       const session = localSession(core, clientId);
       if (!session) return undefined;
@@ -46,5 +102,22 @@ export function clusterNode(core: ServerCore): ClusterNode {
       for (const [topic, members] of core.topics.index) counts[topic] = members.size;
       return counts;
     },
+    members(topic) {
+      const out: ClusterMember[] = [];
+      for (const s of core.topics.index.get(topic) ?? []) {
+        out.push({ clientId: s.clientId, sessionId: s.sessionId, data: plain(s.data), instance: core.instanceId });
+      }
+      return out;
+    },
   };
+}
+
+/** @returns the value if it can cross the cluster, else undefined */
+function plain(data: unknown): unknown {
+  try {
+    encode(data);
+    return data;
+  } catch {
+    return undefined;
+  }
 }

@@ -148,6 +148,8 @@ export interface ClusterBackend {
 
 // Between the server core and the cluster core; not for backends.
 
+import type { RelayMessage } from "./relay.ts";
+
 /** A broadcast as it travels between instances. Exclusions are by session id, which is unique cluster-wide. */
 export interface ClusterBroadcast {
   /** The instance that sent it. */
@@ -174,11 +176,11 @@ export interface ClusterMember<Data = unknown> {
 export interface ClusterNode {
   /** This instance's id, unique in the cluster. */
   readonly instanceId: string;
-  /** Delivers a broadcast from another instance to the local subscribers. */
-  deliver(broadcast: ClusterBroadcast): void;
+  /** Delivers a broadcast to the local subscribers: `seq` is its number in the cluster log, 0 for a volatile one. */
+  deliver(broadcast: ClusterBroadcast, seq: number): void;
   /**
-   * Calls a procedure on a client connected here; `timeout` 0 waits for ever.
-   * @returns the answer, or `undefined` if the client is not connected to this instance
+   * Calls a procedure on a client whose session lives here; `timeout` 0 waits for ever.
+   * @returns the answer, or `undefined` if the client's session is not here
    */
   callLocal(
     clientId: string,
@@ -188,6 +190,12 @@ export interface ClusterNode {
   ): Promise<unknown> | undefined;
   /** Subscribers per topic on this instance, for presence. */
   topicCounts(): Record<string, number>;
+  /** The sessions here subscribed to a topic. */
+  members(topic: string): ClusterMember[];
+  /** A relay message for this instance (relay.ts). */
+  relay(message: RelayMessage): void;
+  /** The bus connection dropped: messages may have been lost. */
+  interrupted(): void;
   /** Reports trouble (lost messages, an unreachable backend). */
   report(error: unknown): void;
   log: ((msg: string) => void) | undefined;

@@ -7,16 +7,18 @@
 
 import { SharedReplyBudget } from "../engine/replies.ts";
 import type { HandlerEntry, PeerOptions } from "../engine/types.ts";
+import { ChatterError } from "../errors.ts";
 import { addHandler, type Proc } from "../proc.ts";
-import { CloseCode, encodeFrame, FrameType } from "../wire/frames.ts";
+import { CloseCode, decodeFrames, encodeFrame, FrameType } from "../wire/frames.ts";
 import type { AdapterHost, SendResult, SocketDriver } from "./adapter.ts";
 import type { ClusterBroadcast } from "./cluster.ts";
-import type { Cluster } from "./cluster-core.ts";
+import type { ClusterMembership } from "./cluster-node.ts";
 import { type ServerConnection, sessionOf } from "./connection.ts";
-import { ClientIdentity } from "./identity.ts";
+import { ClientIdentity, sameSecret } from "./identity.ts";
 import { Occupancy, RunningCalls } from "./limits.ts";
 import { limitsOf, type ServerOptions, withSeedSpellings } from "./options.ts";
 import { RateLimiter } from "./rate-limit.ts";
+import type { RemoteSocket } from "./relay.ts";
 import type { Session, SessionHost } from "./session.ts";
 import type { SocketState } from "./socket-state.ts";
 import { type TopicSockets, Topics } from "./topics.ts";
@@ -47,7 +49,7 @@ export class ServerCore implements SessionHost {
   /** This instance's id in a cluster. */
   readonly instanceId = crypto.randomUUID();
   /** This instance's membership of a cluster, when `options.cluster` names a backend. */
-  cluster: Cluster | undefined = undefined;
+  cluster: ClusterMembership | undefined = undefined;
   /** Open sockets that have not finished the handshake (the others are reached through their sessions). */
   readonly handshaking = new Set<SocketState>();
   readonly options: AnyOptions;
@@ -74,6 +76,7 @@ export class ServerCore implements SessionHost {
     this.limiter = limits.rateLimit && new RateLimiter(limits.rateLimit);
     this.occupancy = new Occupancy(limits.maxConnections, limits.maxConnectionsPerAddress);
     this.topics = new Topics(limits.replay, limits, this.topicSockets());
+    this.topics.onChange = (session) => this.cluster?.sessions.changed(session);
     this.topics.onDropped = (topic) => {
       for (const s of this.topics.index.get(topic) ?? [])
         if (s.state && this.buffered(s.state) > limits.maxBufferedBytes) this.slowConsumer(s);
@@ -119,13 +122,17 @@ export class ServerCore implements SessionHost {
     };
   }
 
-  /** Sends one message to a socket through the driver. */
+  /** Sends one message to a socket through the driver, or through the cluster when the socket is on another instance. */
   write(state: SocketState, message: Uint8Array): SendResult {
+    if (state.remote) {
+      this.cluster?.relays.write(state.socket as RemoteSocket, message);
+      return "sent";
+    }
     return (this.driver as SocketDriver<unknown>).send(state.socket, message);
   }
 
   buffered(state: SocketState): number {
-    return (this.driver as SocketDriver<unknown>).bufferedAmount(state.socket);
+    return state.remote ? 0 : (this.driver as SocketDriver<unknown>).bufferedAmount(state.socket);
   }
 
   /** Once a second: advance the clock, and now and then close sockets that have gone silent. */
@@ -154,7 +161,8 @@ export class ServerCore implements SessionHost {
   closeSocket(state: SocketState, code: number, reason: string): void {
     state.closing = true;
     // Close reasons are limited to 123 bytes by RFC 6455.
-    (this.driver as SocketDriver<unknown>).close(state.socket, code, reason.slice(0, 120));
+    if (state.remote) this.cluster?.relays.close(state.socket as RemoteSocket, code, reason.slice(0, 120));
+    else (this.driver as SocketDriver<unknown>).close(state.socket, code, reason.slice(0, 120));
   }
 
   /** A socket that cannot keep up: close it; its session may resume and catch up. */
@@ -179,9 +187,11 @@ export class ServerCore implements SessionHost {
       state.counted = false;
       this.occupancy.remove(state.address);
     }
+    if (state.relay) return this.cluster?.relays.socketClosed(state, code, reason);
     const session = state.session as Session | null;
     if (!session || session.state !== state) return; // No handshake, or a stale socket of a resumed session.
     session.state = null;
+    this.topics.relayed.delete(session);
     session.peer.detach();
     const window = this.options.resumeWindow ?? 30_000;
     // 4004 is client.close(); 1001 from a client is a browser leaving the page: neither comes back. 1009 is
@@ -207,6 +217,8 @@ export class ServerCore implements SessionHost {
     this.sessions.delete(session.sessionId);
     this.connections.delete(session.connection as ServerConnection);
     this.topics.remove(session);
+    this.topics.relayed.delete(session);
+    this.cluster?.sessions.gone(session);
     session.peer.close(`session ended (${code}${reason ? ` ${reason}` : ""})`);
     const state = session.state;
     session.state = null;
@@ -257,25 +269,62 @@ export class ServerCore implements SessionHost {
     return addHandler(this.handlers, { proc, handler } as HandlerEntry, "server");
   }
 
-  /** Fans out a broadcast whose input was checked already (broadcast.ts), here and to the cluster. */
+  /**
+   * Fans out a broadcast whose input was checked already (broadcast.ts). In a cluster it goes through the
+   * cluster's log, and is delivered here too when read back, so every instance delivers in one order; a
+   * volatile one is delivered here at once and sent to the others, unordered.
+   */
   broadcast(topics: string | Iterable<string>, proc: Proc, input: unknown, exclude: ReadonlySet<Session>, volatile = false): void {
     const list = typeof topics === "string" ? [topics] : [...new Set(topics)];
     const value = proc.takes === null ? null : input;
-    this.topics.broadcast(list, (seq) => encodeFrame([FrameType.Event, seq, proc.name, value]), exclude, volatile);
-    if (this.cluster) {
-      const excludeSessions = [...exclude].map((s) => s.sessionId);
-      this.cluster.broadcast({ origin: this.instanceId, topics: list, name: proc.name, input: value, excludeSessions, volatile });
-    }
+    const cluster = this.cluster;
+    if (!cluster) return this.topics.broadcast(list, (seq) => encodeFrame([FrameType.Event, seq, proc.name, value]), exclude, volatile);
+    const excludeSessions = [...exclude].map((s) => s.sessionId);
+    const b: ClusterBroadcast = { origin: this.instanceId, topics: list, name: proc.name, input: value, excludeSessions };
+    if (!volatile) return cluster.log.append(b);
+    this.topics.broadcast(list, (seq) => encodeFrame([FrameType.Event, seq, proc.name, value]), exclude, true);
+    b.volatile = true;
+    cluster.bus.broadcastVolatile(b);
   }
 
-  /** Delivers a broadcast another instance sent (already checked there) to the local subscribers. */
-  deliver(b: ClusterBroadcast): void {
+  /** Delivers a broadcast from the cluster (checked where it was sent) to the local subscribers; `seq` 0 is a volatile one. */
+  deliver(b: ClusterBroadcast, seq: number): void {
     const exclude = new Set<Session>();
     for (const id of b.excludeSessions) {
       const s = this.sessions.get(id);
       if (s) exclude.add(s);
     }
-    this.topics.broadcast(b.topics, (seq) => encodeFrame([FrameType.Event, seq, b.name, b.input]), exclude, b.volatile === true);
+    const build = (n: number) => encodeFrame([FrameType.Event, n, b.name, b.input]);
+    this.topics.broadcast(b.topics, build, exclude, seq === 0, seq || undefined);
+  }
+
+  /**
+   * Broadcasts were lost before this instance read them from the cluster log: the sessions that may have
+   * needed them are reset (closed as unresumable), never left with a silent gap.
+   * @param all - the whole log was lost: numbering starts again, so every session resets and the local log empties
+   */
+  lostBroadcasts(why: string, all: boolean): void {
+    this.report(new ChatterError("DISCONNECTED", `cluster: ${why}; resetting the sessions that may have missed broadcasts`));
+    let resets = 0;
+    for (const session of [...this.sessions.values()]) {
+      if (!all && !session.topics) continue;
+      resets++;
+      this.endSession(session, CloseCode.Unresumable, "broadcasts it may have missed were lost by the cluster");
+    }
+    if (all) this.topics.restart();
+    if (this.cluster) this.cluster.stats.resets += resets;
+  }
+
+  /** @returns whether a HELLO (a relayed socket's first message) names a session here, with its token */
+  hasSessionFor(hello: Uint8Array): boolean {
+    try {
+      const frame = decodeFrames(hello, this.limits.maxFramesPerMessage)[0];
+      if (frame?.[0] !== FrameType.Hello || typeof frame[4] !== "string") return false;
+      const session = this.sessions.get(frame[3]);
+      return session !== undefined && sameSecret(session.token, frame[4]);
+    } catch {
+      return false;
+    }
   }
 }
 

@@ -33,7 +33,8 @@ export function handshake(core: ServerCore, state: SocketState, hello: HelloFram
   const session = new Session(core, (s) => new ServerConnection(s), clientId, id, randomSecret(), state.data, state.address);
   core.sessions.set(id, session);
   core.connections.add(session.connection as ServerConnection);
-  bind(session, state);
+  bind(core, session, state);
+  core.cluster?.sessions.changed(session);
   state.clientId = clientId;
   const key = proven ? (hello[7] as string) : core.identity.sign(clientId);
   const welcome: WelcomeFrame = [
@@ -57,7 +58,7 @@ function resume(core: ServerCore, session: Session, state: SocketState, lastEven
   clearTimeout(session.expiry);
   core.unpark(session);
   const stale = session.state;
-  bind(session, state);
+  bind(core, session, state);
   if (stale) core.closeSocket(stale, CloseCode.Replaced, "session resumed on a newer socket");
   const welcome: WelcomeFrame = [
     FrameType.Welcome,
@@ -79,8 +80,11 @@ function resume(core: ServerCore, session: Session, state: SocketState, lastEven
   if (stale === null) core.hook(() => core.options.onResume?.(session.connection as ServerConnection), session);
 }
 
-function bind(session: Session, state: SocketState): void {
+function bind(core: ServerCore, session: Session, state: SocketState): void {
   if (session.state) session.state.session = null;
   session.state = state;
   state.session = session;
+  // A socket relayed from another instance cannot join native pub/sub: broadcasts reach it one by one.
+  if (state.remote) core.topics.relayed.add(session);
+  else core.topics.relayed.delete(session);
 }

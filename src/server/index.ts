@@ -6,8 +6,8 @@ import { ChatterError } from "../errors.ts";
 import { type CallArgs, type HandlerOutput, type InputArgs, type ParsedInputOf, type Proc, parse, type ResultOf } from "../proc.ts";
 import { broadcastFrom } from "./broadcast.ts";
 import { type BunServerLike, type BunWebSocketHandlers, bunAdapter, type UpgradeResult } from "./bun.ts";
-import { Cluster } from "./cluster-core.ts";
-import { clusterNode, localClient } from "./cluster-node.ts";
+import type { ClusterMember } from "./cluster.ts";
+import { ClusterMembership, localClient } from "./cluster-node.ts";
 import { type ServerConnection, sessionsOf } from "./connection.ts";
 import { ServerCore } from "./core.ts";
 import type { ServerHandler, ServerOptions } from "./options.ts";
@@ -52,7 +52,7 @@ export class ChatterServer<TData = unknown> {
 
   constructor(options: ServerOptions<TData> = {}) {
     const core = new ServerCore(options);
-    if (options.cluster) core.cluster = new Cluster(options.cluster, clusterNode(core));
+    if (options.cluster) core.cluster = new ClusterMembership(core, options.cluster);
     register(this, core);
   }
 
@@ -88,7 +88,7 @@ export class ChatterServer<TData = unknown> {
     if (!cluster) throw new ChatterError("NOT_FOUND", `no connection for client "${clientId}"`);
     const remote: CallSender = {
       start: (_proc, value, timeout, signal) =>
-        cluster.call(clientId, proc.name, value, timeout, signal).then((answer) => parse(proc.returns, answer, proc.name, "output")),
+        cluster.bus.call(clientId, proc.name, value, timeout, signal).then((answer) => parse(proc.returns, answer, proc.name, "output")),
     };
     return callSteps(proc, args[0], args[1] as CallOptions | undefined, remote) as Promise<ResultOf<P>>;
   }
@@ -97,7 +97,25 @@ export class ChatterServer<TData = unknown> {
   presence(topic: string): Promise<number> {
     const core = coreOf(this);
     const cluster = core.cluster;
-    return cluster ? cluster.presence(topic) : Promise.resolve(core.topics.index.get(topic)?.size ?? 0);
+    return cluster ? cluster.bus.presence(topic) : Promise.resolve(core.topics.index.get(topic)?.size ?? 0);
+  }
+
+  /**
+   * Lists who is subscribed to a topic: every connection, on every instance of a cluster, with its data.
+   * `presence(topic)` is the cheap count; this asks every instance.
+   * @returns `{ clientId, sessionId, data, instance }` per connection; rejects with `TIMEOUT` if an instance
+   *   does not answer within 5 s, or `DISCONNECTED` if the cluster backend is unreachable
+   */
+  members(topic: string): Promise<ClusterMember<TData>[]> {
+    const core = coreOf(this);
+    if (core.cluster) return core.cluster.bus.members(topic) as Promise<ClusterMember<TData>[]>;
+    const list = [...(core.topics.index.get(topic) ?? [])].map((s) => ({
+      clientId: s.clientId,
+      sessionId: s.sessionId,
+      data: s.data as TData,
+      instance: core.instanceId,
+    }));
+    return Promise.resolve(list);
   }
 
   /**

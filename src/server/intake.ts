@@ -70,6 +70,12 @@ export function openSocket(core: ServerCore, state: SocketState, socket: unknown
     return core.closeSocket(state, CloseCode.TryAgainLater, "server is full (maxConnections); try again later");
   }
   state.counted = true;
+  awaitHello(core, state);
+}
+
+/** A socket must now send HELLO, in time. */
+export function awaitHello(core: ServerCore, state: SocketState): void {
+  state.window = core.tick;
   core.handshaking.add(state);
   state.helloTimer = setTimeout(() => {
     core.log?.(`client ${state.clientId} sent no HELLO in time; closing`);
@@ -85,6 +91,11 @@ export function receive(core: ServerCore, state: SocketState, message: string | 
     const why = `message of ${message.byteLength} bytes exceeds maxMessageBytes (${core.maxMessageBytes})`;
     return core.refuse(state, CloseCode.TooBig, why);
   }
+  if (state.relay) {
+    // The session lives on another instance, which judges the frames; here only the rate, so a flood stops here.
+    if (overRate(core, state, 1)) return tooManyFrames(core, state);
+    return core.cluster?.relays.up(state, message);
+  }
   let frames: Frame[];
   try {
     frames = decodeFrames(message, core.limits.maxFramesPerMessage);
@@ -92,14 +103,9 @@ export function receive(core: ServerCore, state: SocketState, message: string | 
     const limit = err instanceof ChatterError && err.code === "LIMIT";
     return core.refuse(state, limit ? CloseCode.TooBig : CloseCode.ProtocolError, describeThrown(err));
   }
-  if (overRate(core, state, frames.length)) {
-    // Only this socket goes: the session parks and may resume, its calls in flight intact.
-    const max = core.limits.maxFramesPerSecond;
-    core.log?.(`client ${state.clientId} sent more than ${max} frames in a second; closing its socket`);
-    return core.closeSocket(state, CloseCode.TooManyFrames, `more than ${max} frames per second (maxFramesPerSecond)`);
-  }
+  if (overRate(core, state, frames.length)) return tooManyFrames(core, state);
   try {
-    handle(core, state, frames);
+    handle(core, state, frames, message);
   } catch (err) {
     // A bug of ours or of a hook, not the client's: report it once and drop the socket, rather than once per message.
     core.report(err, (state.session as Session | null)?.connection as ServerConnection | undefined);
@@ -107,13 +113,25 @@ export function receive(core: ServerCore, state: SocketState, message: string | 
   }
 }
 
-function handle(core: ServerCore, state: SocketState, frames: Frame[]): void {
+/** Only this socket goes: the session parks and may resume, its calls in flight intact. */
+function tooManyFrames(core: ServerCore, state: SocketState): void {
+  const max = core.limits.maxFramesPerSecond;
+  core.log?.(`client ${state.clientId} sent more than ${max} frames in a second; closing its socket`);
+  core.closeSocket(state, CloseCode.TooManyFrames, `more than ${max} frames per second (maxFramesPerSecond)`);
+}
+
+function handle(core: ServerCore, state: SocketState, frames: Frame[], message: Uint8Array): void {
   for (const frame of frames) {
     // Looked up per frame: a HELLO at the head of a batch binds the session for the frames after it.
     const session = state.session as Session | null;
     if (session) session.peer.receive(frame);
-    else if (frame[0] === FrameType.Hello && state.helloTimer !== undefined) handshake(core, state, frame);
-    else return core.refuse(state, CloseCode.ProtocolError, "the first frame must be HELLO");
+    else if (frame[0] === FrameType.Hello && state.helloTimer !== undefined) {
+      // A session this instance does not have may live on another one: the cluster finds it (async), and the
+      // whole message goes wherever the session is.
+      if (core.cluster && !state.remote && frame[4] !== null && !core.sessions.has(frame[3]))
+        return core.cluster.sessions.route(state, frame, message);
+      handshake(core, state, frame);
+    } else return core.refuse(state, CloseCode.ProtocolError, "the first frame must be HELLO");
     if (state.closing) return; // That frame got the socket closed: ignore the rest of the batch.
   }
   // Answers made while handling this message go out now, inside the runtime's corked handler: one write,

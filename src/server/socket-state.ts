@@ -25,6 +25,10 @@ export class SocketState {
   window = 0;
   /** Frames received in that second. */
   frames = 0;
+  /** Set on a client socket here whose session lives on another instance: where its messages go (relay.ts). */
+  relay: { home: string; relay: number } | null = null;
+  /** Set when `socket` is a relay's end at the session's home (a `RemoteSocket`), not a runtime socket. */
+  remote = false;
   /** Set when admission refused: the socket opens only to be told why, then closes. */
   refusal: Refusal | null = null;
 

@@ -60,15 +60,24 @@ export interface TopicLimits {
 
 export class Topics<C extends Member> {
   readonly index = new Map<string, Set<C>>();
-  readonly log: BroadcastLog<C>;
+  log: BroadcastLog<C>;
+  /**
+   * Members whose socket is on another instance of a cluster (relay.ts): native pub/sub cannot reach them,
+   * so a broadcast sends to them one by one.
+   */
+  readonly relayed = new Set<C>();
   /** Called when native publish dropped a frame for some subscriber. */
   onDropped: (topic: string) => void = () => {};
+  /** Called when a member joins or leaves a topic. */
+  onChange: (member: C) => void = () => {};
+  private readonly logLimits: LogLimits;
 
   private readonly limits: TopicLimits;
   readonly sockets: TopicSockets;
 
   constructor(logLimits: LogLimits, limits: TopicLimits, sockets: TopicSockets) {
     this.log = new BroadcastLog(logLimits);
+    this.logLimits = logLimits;
     this.limits = limits;
     this.sockets = sockets;
   }
@@ -81,7 +90,7 @@ export class Topics<C extends Member> {
   /** Joins or leaves a topic natively, where the runtime has native pub/sub. */
   private mirror(conn: C, topic: string, join: boolean): void {
     const native = this.sockets.native;
-    if (!native || !conn.state) return;
+    if (!native || !conn.state || conn.state.remote) return;
     if (join) native.subscribe(conn.state, topic);
     else native.unsubscribe(conn.state, topic);
   }
@@ -103,6 +112,7 @@ export class Topics<C extends Member> {
     else conn.topics = new Set(list).add(topic);
     this.remember(conn, topic, true);
     this.mirror(conn, topic, true);
+    this.onChange(conn);
   }
 
   unsubscribe(conn: C, topic: string): void {
@@ -115,6 +125,7 @@ export class Topics<C extends Member> {
     }
     this.remember(conn, topic, false);
     this.mirror(conn, topic, false);
+    this.onChange(conn);
   }
 
   private checkLimits(conn: C, topic: string): void {
@@ -167,6 +178,11 @@ export class Topics<C extends Member> {
     conn.changes = null;
   }
 
+  /** Starts an empty log numbered from 0: the cluster's log was lost, and its numbers start again. */
+  restart(): void {
+    this.log = new BroadcastLog(this.logLimits);
+  }
+
   /** Re-joins a resumed session's new socket to its topics natively. */
   rejoin(conn: C): void {
     for (const topic of conn.topics ?? []) this.mirror(conn, topic, true);
@@ -177,11 +193,13 @@ export class Topics<C extends Member> {
    * excluded, once each, and logs it for sessions that may resume.
    * @param build - makes the frame from the broadcast's sequence number
    * @param volatile - skip the log (sequence number 0) and every socket that is behind (see `TopicSockets.isBehind`)
+   * @param seq - the broadcast's number when a cluster's log gave it one (the same on every instance)
    */
-  broadcast(list: string[], build: (seq: number) => Uint8Array, exclude: ReadonlySet<C>, volatile = false): void {
+  broadcast(list: string[], build: (seq: number) => Uint8Array, exclude: ReadonlySet<C>, volatile = false, seq?: number): void {
+    if (seq !== undefined) this.log.seq = seq;
     if (!list.some((t) => this.index.has(t))) return; // Nobody now, so nobody can resume into it either.
     // Volatile: seq 0 takes no number, so resume (judged by numbers) neither waits for it nor replays it.
-    const frame = build(volatile ? 0 : this.log.next());
+    const frame = build(volatile ? 0 : (seq ?? this.log.next()));
     if (!volatile) this.log.append(list, exclude, frame);
     for (let i = 0; i < list.length; i++) {
       const topic = list[i] as string;
@@ -203,6 +221,7 @@ export class Topics<C extends Member> {
       for (const s of muted) native.unsubscribe(s, topic);
       const sent = native.publish(topic, frame);
       for (const s of muted) native.subscribe(s, topic);
+      for (const c of this.relayed) if (members.has(c) && !skip(c)) c.send(frame);
       // A lost volatile frame is allowed to be lost; a socket over the limit is closed by the next broadcast that is not.
       if (!sent && !volatile) this.onDropped(topic);
     }

@@ -53,6 +53,12 @@ export type WelcomeFrame = [
   /** The client's id as the server knows it, and the key that proves it next time. */
   clientId?: string,
   clientKey?: string,
+  /**
+   * Set on a resume by another instance after the session's instance died: the session (data, topics,
+   * broadcasts) carries on, but calls in flight either way died with it. The client fails its calls that
+   * went out with `DISCONNECTED` and forgets its answers to the server's calls, whose numbers start again.
+   */
+  callsLost?: boolean,
 ];
 /** A call; with `credit`, a stream: the producer may send items `0 .. credit - 1` before it hears more (see CREDIT). */
 export type CallFrame = [type: 3, id: number, name: string, input: unknown, timeout: number, settledBelow: number, credit?: number];
