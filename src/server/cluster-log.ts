@@ -37,9 +37,9 @@ export const MAX_QUEUED = 10_000;
 export const MAX_QUEUED_BYTES = 16 * 1024 * 1024;
 /** Appends sent and not yet answered at most: the rest wait in the queue, in order. */
 const IN_FLIGHT = 256;
-/** Entries per read, and how long a read waits for one. */
+/** Entries per read, and how long a read waits for one: also how soon a new epoch is noticed when nothing else is appended. */
 const READ_BATCH = 1000;
-const READ_WAIT_MS = 5000;
+const READ_WAIT_MS = 1000;
 /** Backoff after a failed read or append, doubling up to the max. */
 const RETRY_MS = 50;
 const RETRY_MAX_MS = 2000;
