@@ -273,7 +273,7 @@ describe("the wire format carries exactly the types PROTOCOL.md lists", () => {
           re = /x/;
         })(),
       ],
-      "extension type 0x78 (RegExp) is not part of the wire format",
+      "a RegExp is not part of the wire format",
     ],
     [
       "what a class's toJSON returns",
@@ -282,9 +282,13 @@ describe("the wire format carries exactly the types PROTOCOL.md lists", () => {
           toJSON = () => new Error("x");
         })(),
       ],
-      "extension type 0x65 (Error)",
+      "an Error is not part of the wire format",
     ],
-    ["what a toJSON returns, next to an own constructor key", { constructor: null, toJSON: () => /x/ }, "extension type 0x78 (RegExp)"],
+    [
+      "what a toJSON returns, next to an own constructor key",
+      { constructor: null, toJSON: () => /x/ },
+      "a RegExp is not part of the wire format",
+    ],
   ])("the encoder refuses %s up front, naming the type", (_what, value, message) => {
     expect(() => encode(value)).toThrow(message);
   });
