@@ -3,10 +3,27 @@
  * a free port, three instance processes, clients spread over them.
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { Redis } from "ioredis";
 import { type ChatterClient, createClient } from "../src/index.ts";
 import { type CallFrame, FrameType } from "../src/wire/frames.ts";
-import { ABORT_HELD, BROADCAST, CALL_CLIENT, CALL_HELD, ECHO, HOLD, NOTE, PRESENCE, STATS, SUBSCRIBE } from "./cluster/procs.ts";
+import {
+  ABORT_HELD,
+  BROADCAST,
+  CALL_CLIENT,
+  CALL_HELD,
+  ECHO,
+  ECHO_LATER,
+  HOLD,
+  MEMBERS,
+  NOTE,
+  PRESENCE,
+  SLOW,
+  STATS,
+  SUBSCRIBE,
+  WHO_AM_I,
+} from "./cluster/procs.ts";
 import { rawSocket, waitFor } from "./helpers.ts";
 import { freePort, readUntil, startRedis } from "./processes.ts";
 import { tcpProxy } from "./proxy.ts";
@@ -18,8 +35,11 @@ const instances: { proc: ReturnType<typeof Bun.spawn>; url: string }[] = [];
 const clients: ChatterClient[] = [];
 const prefix = `test-${Date.now()}`;
 
+/** Redis keeps an append-only file here, so a restart loses nothing. */
+const dataDir = mkdtempSync(`${tmpdir()}/chatter-cluster-`);
+
 async function startRedisHere() {
-  redis = await startRedis(redisPort);
+  redis = await startRedis(redisPort, { dataDir });
 }
 
 async function startInstance(prefix: string) {
@@ -37,8 +57,8 @@ async function startInstance(prefix: string) {
   instances.push({ proc, url: `ws://127.0.0.1:${port}` });
 }
 
-async function client(instance: number, seen?: string[], url = instances[instance]?.url as string) {
-  const c = createClient({ url, reconnect: { minDelay: 20, maxDelay: 200 } });
+async function client(instance: number, seen?: string[], url = instances[instance]?.url as string, name = "anon") {
+  const c = createClient({ url: `${url}/?name=${name}`, reconnect: { minDelay: 20, maxDelay: 200 } });
   clients.push(c);
   if (seen) c.on(NOTE, (text) => void seen.push(text));
   await waitFor(() => c.isConnected, 5000, "client to connect");
@@ -56,6 +76,7 @@ afterAll(() => {
   for (const c of clients) c.close();
   for (const i of instances) i.proc.kill();
   redis?.kill();
+  rmSync(dataDir, { recursive: true, force: true });
 });
 
 describe("a cluster of three instances", () => {
@@ -197,58 +218,109 @@ describe("a cluster of three instances", () => {
     await waitFor(async () => (await presence()) === 1, 5000, "presence to drop the killed instance's two", 20);
   });
 
-  test("after redis-server restarts, the backend reconnects by itself; broadcasts lost meanwhile are counted", async () => {
+  test("a client that moves to another instance resumes without a reset: the old instance's running call and its call to the client settle once", async () => {
+    const port = (i: number) => Number(new URL(instances[i]?.url as string).port);
+    const balancer = await tcpProxy(port(0));
+    try {
+      const seen: string[] = [];
+      const c = await client(0, seen, balancer.url, "mo");
+      let echoes = 0;
+      c.on(ECHO, (text) => {
+        echoes++;
+        return `${text}!`;
+      });
+      let resets = 0;
+      c.onReset(() => void resets++);
+      await c.call(SUBSCRIBE, "moving");
+      const slow = c.call(SLOW, 400);
+      const echoLater = c.call(ECHO_LATER, 300);
+      const me = await c.call(WHO_AM_I);
+      balancer.retarget(port(1));
+      balancer.cutAll();
+      await waitFor(() => !c.isConnected, 3000, "the drop");
+      await waitFor(() => c.isConnected, 5000, "the resume through another instance");
+      expect(c.resumed).toBe(true);
+      expect(c.sessionId).toBe(me.sessionId);
+      expect(await slow).toBe(me.instance); // ran once, on the old instance, and its answer came through the new one
+      expect(await echoLater).toBe("later!");
+      expect(echoes).toBe(1);
+      expect(await c.call(WHO_AM_I)).toEqual(me); // the session still lives where it began; this socket is relayed to it
+      const sender = await client(1);
+      await sender.call(BROADCAST, { topic: "moving", text: "to-the-mover", fromSelf: false });
+      await waitFor(() => seen.includes("to-the-mover"), 3000, "a broadcast through the relay");
+      const members = await sender.call(MEMBERS, "moving");
+      expect(members).toEqual([{ clientId: c.clientId, name: "mo" }]);
+      expect(resets).toBe(0);
+    } finally {
+      balancer.stop();
+    }
+  }, 20_000);
+
+  test("broadcasts made while redis-server restarts wait, then reach every subscriber once and in order; nothing is lost", async () => {
     const seen: string[] = [];
     const sender = await client(0);
     const receiver = await client(1, seen);
     await receiver.call(SUBSCRIBE, "outage");
-    redis?.kill();
+    await sender.call(BROADCAST, { topic: "outage", text: "before", fromSelf: false });
+    await waitFor(() => seen.includes("before"), 3000, "the first broadcast");
+    redis?.kill(); // SIGTERM: redis-server writes its append-only file and exits
     await redis?.exited;
-    const lost = async () => (await sender.call(STATS)).lost;
-    // Probes on a topic nobody is in, until one is lost: from then on the instance knows Redis is gone.
-    await waitFor(
-      async () => {
-        await sender.call(BROADCAST, { topic: "nobody", text: "probe", fromSelf: false });
-        return (await lost()) > 0;
-      },
-      5000,
-      "the instance to notice Redis is gone",
-      25,
-    );
-    const lostBefore = await lost();
-    await sender.call(BROADCAST, { topic: "outage", text: "during", fromSelf: false });
-    await waitFor(async () => (await lost()) > lostBefore, 3000, "the broadcast during the outage to be counted lost", 25);
+    const during = ["during-1", "during-2", "during-3"];
+    for (const text of during) await sender.call(BROADCAST, { topic: "outage", text, fromSelf: false });
     await startRedisHere();
-    // Both the publisher and the subscriber have to be back; try until a broadcast crosses.
-    await waitFor(
-      async () => {
-        await sender.call(BROADCAST, { topic: "outage", text: "after", fromSelf: false });
-        return seen.includes("after");
-      },
-      10_000,
-      "a broadcast to cross once Redis is back",
-      100,
-    );
-    expect(seen).not.toContain("during");
-  }, 20_000);
+    await sender.call(BROADCAST, { topic: "outage", text: "after", fromSelf: false });
+    await waitFor(() => seen.includes("after"), 15_000, "the broadcasts to cross once Redis is back", 20);
+    expect(seen).toEqual(["before", ...during, "after"]);
+    const stats = await sender.call(STATS);
+    expect(stats.lost).toBe(0);
+  }, 25_000);
 
-  test("a client whose instance dies reconnects to another and gets a fresh session with the reset signal", async () => {
+  test("a client whose instance dies resumes its session on another: same session, data and topics, missed broadcasts, calls in flight DISCONNECTED", async () => {
     const port = (i: number) => Number(new URL(instances[i]?.url as string).port);
     const balancer = await tcpProxy(port(1));
     try {
-      const c = await client(1, undefined, balancer.url);
+      const seen: string[] = [];
+      const c = await client(1, seen, balancer.url, "dora");
       let resets = 0;
       c.onReset(() => void resets++);
+      await c.call(SUBSCRIBE, "after-death");
+      const me = await c.call(WHO_AM_I);
       const before = c.sessionId;
+      const inFlight = c.call(SLOW, 60_000).then(
+        () => "answered",
+        (err: { code: string }) => err.code,
+      );
+      await c.call(WHO_AM_I); // answered after the slow call started: frames are handled in order
+      const other = await client(0);
+      // Its record (topics included) is in Redis a moment after each change; a session whose home dies before that resets.
+      const store = new Redis(`redis://127.0.0.1:${redisPort}`);
+      await waitFor(
+        async () => (await store.getBuffer(`${prefix}:kv:session:${c.sessionId}`))?.includes("after-death"),
+        3000,
+        "the record",
+      );
+      store.disconnect();
       balancer.retarget(port(0));
       instances[1]?.proc.kill("SIGKILL");
-      await waitFor(() => resets === 1, 5000, "the reset");
-      await waitFor(() => c.isConnected, 5000, "reconnect");
-      expect(c.resumed).toBe(false);
-      expect(c.sessionId).not.toBe(before);
-      expect(await c.call(PRESENCE, "nothing-here")).toBe(0);
+      await waitFor(() => !c.isConnected, 5000, "the drop");
+      // Sent while the client is away: it must get it on resume, from the cluster log.
+      await other.call(BROADCAST, { topic: "after-death", text: "while-away", fromSelf: false });
+      // The dead instance's presence has to expire (heartbeat 200 ms, three beats) before its sessions are taken.
+      await waitFor(() => c.isConnected, 10_000, "the resume on another instance");
+      expect(await inFlight).toBe("DISCONNECTED");
+      expect(c.resumed).toBe(true);
+      expect(c.sessionId).toBe(before);
+      expect(resets).toBe(0);
+      const now = await c.call(WHO_AM_I);
+      expect(now).toEqual({ ...me, instance: expect.any(String) });
+      expect(me.data).toEqual({ name: "dora" });
+      expect(now.instance).not.toBe(me.instance);
+      await waitFor(() => seen.includes("while-away"), 3000, "the broadcast missed while away");
+      await other.call(BROADCAST, { topic: "after-death", text: "later", fromSelf: false });
+      await waitFor(() => seen.includes("later"), 3000, "a later broadcast, so the topic carried over");
+      expect(seen).toEqual(["while-away", "later"]);
     } finally {
       balancer.stop();
     }
-  });
+  }, 30_000);
 });

@@ -25,9 +25,12 @@ export function freePort(): number {
   return port;
 }
 
-/** Starts redis-server on 127.0.0.1:port, saving nothing to disk; resolves once it accepts connections. */
-export async function startRedis(port: number) {
-  const args = ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"];
+/** Starts redis-server on 127.0.0.1:port, saving nothing to disk unless given a data dir; resolves once it accepts connections. */
+export async function startRedis(port: number, options: { dataDir?: string } = {}) {
+  const args = ["--port", String(port), "--bind", "127.0.0.1", "--save", ""];
+  // With a data dir: an append-only file there, so a restart (SIGTERM, then start again) keeps every write.
+  if (options.dataDir) args.push("--appendonly", "yes", "--appendfsync", "always", "--dir", options.dataDir);
+  else args.push("--appendonly", "no");
   const proc = Bun.spawn(["redis-server", ...args], { stdout: "pipe" });
   await readUntil(proc.stdout as ReadableStream<Uint8Array>, /Ready to accept connections/);
   return proc;

@@ -44,9 +44,12 @@ export interface SessionRecord {
   epoch: string;
 }
 
-/** Records written at most per batch, and how soon after a change. */
+/**
+ * Records written at most per batch, and how soon after a change: soon, since a session whose home dies
+ * before its record is written cannot be taken over (it resets), yet late enough to batch a burst of connects.
+ */
 const BATCH = 500;
-const FLUSH_MS = 20;
+const FLUSH_MS = 2;
 
 const recordKey = (sessionId: string) => `session:${sessionId}`;
 
@@ -80,17 +83,34 @@ export class ClusterSessions {
     this.schedule();
   }
 
-  /** A session ended here: its record goes. */
+  /**
+   * A session ended here: its record goes. Not on shutdown: the instance leaves (its presence with it), so
+   * another takes its sessions over when their clients come back, as after a crash but with their topics
+   * and data written out first (a rolling deploy loses no session).
+   */
   gone(session: Session): void {
+    if (this.core.closing) return;
     this.dirty.delete(session);
     this.ended.push(recordKey(session.sessionId));
     this.schedule();
   }
 
-  /** Stops writing records (the instance leaves); records of live sessions expire on their own. */
+  /** Writes the pending records now, once (the server is shutting down and its sessions are about to end). */
+  async writeNow(): Promise<void> {
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    while (this.dirty.size || this.ended.length) {
+      const before = this.dirty.size + this.ended.length;
+      await this.flush(false);
+      if (this.dirty.size + this.ended.length >= before) return; // The backend is away: the records stay as they were.
+    }
+  }
+
+  /** Stops writing records (the instance leaves); the records of its sessions expire on their own. */
   close(): void {
     clearInterval(this.refresher);
     clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
   }
 
   private schedule(): void {
@@ -102,7 +122,7 @@ export class ClusterSessions {
     unref(this.flushTimer);
   }
 
-  private async flush(): Promise<void> {
+  private async flush(retry = true): Promise<void> {
     const sessions = [...this.dirty].slice(0, BATCH);
     const ended = this.ended.splice(0, BATCH);
     for (const s of sessions) this.dirty.delete(s);
@@ -113,6 +133,7 @@ export class ClusterSessions {
       // Written again once the backend is back (the relays and the log report the outage).
       for (const s of sessions) if (!s.ended) this.dirty.add(s);
       this.ended.push(...ended);
+      if (!retry) return;
       this.core.log?.(`cluster: session records not written (${(err as Error).message}); retrying`);
       this.flushTimer = setTimeout(() => {
         this.flushTimer = undefined;
@@ -121,7 +142,7 @@ export class ClusterSessions {
       unref(this.flushTimer);
       return;
     }
-    if (this.dirty.size || this.ended.length) this.schedule();
+    if (retry && (this.dirty.size || this.ended.length)) this.schedule();
   }
 
   private record(s: Session): Uint8Array {

@@ -245,6 +245,8 @@ export class ServerCore implements SessionHost {
     const busy = () => [...this.sessions.values()].some((s) => s.peer.runningCount > 0);
     while (busy() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     if (busy()) this.log?.("shutdown deadline passed with handlers still running");
+    // Another instance takes these sessions over when their clients come back: their records must be current.
+    await this.cluster?.sessions.writeNow();
     for (const session of [...this.sessions.values()]) this.endSession(session, CloseCode.GoingAway, "server is shutting down");
     for (const state of this.handshaking) this.closeSocket(state, CloseCode.GoingAway, "server is shutting down");
     await this.cluster?.close();

@@ -17,6 +17,7 @@
  * bus was interrupted, both ends drop the relay as if the socket had closed,
  * and the client resumes (again exactly once) wherever it reconnects.
  */
+import { unref } from "../engine/timers.ts";
 import { CloseCode } from "../wire/frames.ts";
 import type { ServerCore } from "./core.ts";
 import { awaitHello, receive } from "./intake.ts";
@@ -24,6 +25,8 @@ import { SocketState } from "./socket-state.ts";
 
 /** The close code a dropped socket reports (never sent on the wire). */
 const DROPPED = 1006;
+/** How long a relay waits for its home's first answer (its WELCOME) before giving up. */
+const OPEN_TIMEOUT_MS = 5000;
 
 export type RelayMessage =
   | { k: "open"; r: number; from: string; hello: Uint8Array; address: string | null }
@@ -51,6 +54,8 @@ export class Relays {
   private readonly out = new Map<number, SocketState>();
   /** Sockets of sessions living here whose client is connected elsewhere, by `instance relay`. */
   private readonly in = new Map<string, SocketState>();
+  /** Relays here whose home has answered (a WELCOME, or a close); an open one that stays unanswered closes. */
+  private readonly answered = new Set<number>();
   private nextRelay = 1;
 
   constructor(
@@ -78,8 +83,16 @@ export class Relays {
       () => 0,
     );
     if (reached === 0 && this.out.get(relay) === state) {
-      this.out.delete(relay);
+      this.forget(relay);
       state.relay = null;
+    }
+    if (reached > 0) {
+      // Reached, but the home may die before it answers: a relay that hears nothing in time closes.
+      const timer = setTimeout(() => {
+        if (state.relay?.relay === relay && !this.answered.has(relay))
+          this.dropOut(state, "the instance holding this session did not answer");
+      }, OPEN_TIMEOUT_MS);
+      unref(timer);
     }
     return reached > 0;
   }
@@ -95,7 +108,7 @@ export class Relays {
   socketClosed(state: SocketState, code: number, reason: string): void {
     const link = state.relay;
     if (!link || this.out.get(link.relay) !== state) return;
-    this.out.delete(link.relay);
+    this.forget(link.relay);
     void this.send(link.home, { k: "closed", r: link.relay, from: this.core.instanceId, code, reason }).catch(() => {});
   }
 
@@ -112,7 +125,7 @@ export class Relays {
   private dropOut(state: SocketState, why: string): void {
     const link = state.relay;
     if (!link || this.out.get(link.relay) !== state) return;
-    this.out.delete(link.relay);
+    this.forget(link.relay);
     this.core.closeSocket(state, CloseCode.TryAgainLater, `${why}; reconnect to resume`);
   }
 
@@ -120,19 +133,25 @@ export class Relays {
   private toClient(m: Extract<RelayMessage, { k: "down" | "close" | "gone" }>): void {
     const state = this.out.get(m.r);
     if (!state) return;
+    this.answered.add(m.r);
     if (m.k === "down") {
       const result = this.core.driver?.send(state.socket, m.m);
       if (result === "dropped") {
-        this.out.delete(m.r);
+        this.forget(m.r);
         this.core.closeSocket(state, CloseCode.SlowConsumer, `slow consumer: more than ${this.core.limits.maxBufferedBytes} bytes waiting`);
       }
       return;
     }
-    this.out.delete(m.r);
+    this.forget(m.r);
     state.relay = null;
     if (m.k === "close") return this.core.closeSocket(state, m.code, m.reason);
     // The home no longer has the session: it ended meanwhile. Start a fresh one here.
     this.core.closeSocket(state, CloseCode.TryAgainLater, "the session ended meanwhile; reconnect for a new one");
+  }
+
+  private forget(relay: number): void {
+    this.out.delete(relay);
+    this.answered.delete(relay);
   }
 
   // The home.
@@ -217,6 +236,7 @@ export class Relays {
   clear(): void {
     this.out.clear();
     this.in.clear();
+    this.answered.clear();
   }
 }
 

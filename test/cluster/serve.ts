@@ -1,10 +1,42 @@
 // One Chatter instance of the test cluster. Prints "READY <port>".
 import { createServer } from "../../src/index.ts";
 import { redisCluster } from "../../src/redis.ts";
-import { ABORT_HELD, BROADCAST, CALL_CLIENT, CALL_HELD, ECHO, HOLD, NOTE, PRESENCE, STATS, SUBSCRIBE } from "./procs.ts";
+import {
+  ABORT_HELD,
+  BROADCAST,
+  CALL_CLIENT,
+  CALL_HELD,
+  ECHO,
+  ECHO_LATER,
+  HOLD,
+  MEMBERS,
+  NOTE,
+  PRESENCE,
+  SLOW,
+  STATS,
+  SUBSCRIBE,
+  WHO_AM_I,
+} from "./procs.ts";
 
 const cluster = redisCluster({ url: process.env.REDIS_URL, prefix: process.env.PREFIX, heartbeatMs: 200 });
-const chatter = createServer({ cluster, secret: process.env.SECRET, rateLimit: false, onError: (err) => console.error(String(err)) });
+const instance = crypto.randomUUID();
+const chatter = createServer({
+  cluster,
+  secret: process.env.SECRET,
+  rateLimit: false,
+  getConnectionData: (req) => ({ name: new URL(req.url).searchParams.get("name") ?? "anon" }),
+  onError: (err) => console.error(String(err)),
+});
+chatter.on(WHO_AM_I, (_, c) => ({ clientId: c.clientId, sessionId: c.sessionId, data: c.data, instance }));
+chatter.on(SLOW, async (ms) => {
+  await Bun.sleep(ms);
+  return instance;
+});
+chatter.on(MEMBERS, async (topic) => (await chatter.members(topic)).map((m) => ({ clientId: m.clientId, name: m.data.name })));
+chatter.on(ECHO_LATER, async (ms, c) => {
+  await Bun.sleep(ms);
+  return c.call(ECHO, "later");
+});
 chatter.on(SUBSCRIBE, (topic, c) => c.subscribe(topic));
 chatter.on(BROADCAST, ({ topic, text, fromSelf }, c) => (fromSelf ? c.broadcast(topic, NOTE, text) : chatter.broadcast(topic, NOTE, text)));
 chatter.on(CALL_CLIENT, ({ clientId, text }) => chatter.callClient(clientId, ECHO, text));
