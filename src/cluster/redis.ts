@@ -93,8 +93,18 @@ function script(lua: string) {
 const appendScript = script(APPEND);
 const readScript = script(READ);
 
-/** Every connection made here fails its commands at once while Redis is down, and is re-subscribed by us. */
-const OWN = { enableOfflineQueue: false, maxRetriesPerRequest: 0, autoResubscribe: false, lazyConnect: false } as const;
+/**
+ * Every connection made here fails its commands at once while Redis is down, and is re-subscribed by us.
+ * disconnect() ends the socket and destroys it after `disconnectTimeout`; when the socket had already
+ * closed (Redis was down) that timer alone would keep the process alive for ioredis's default 2 s.
+ */
+const OWN = {
+  enableOfflineQueue: false,
+  maxRetriesPerRequest: 0,
+  autoResubscribe: false,
+  lazyConnect: false,
+  disconnectTimeout: 100,
+} as const;
 
 /** Handles a connection's errors: one log line per outage, and no "unhandled error event" from ioredis. */
 function quiet(conn: Redis, role: string, log: ((msg: string) => void) | undefined): Redis {
