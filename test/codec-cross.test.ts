@@ -131,6 +131,14 @@ describe("each reads what the other writes", () => {
     expect(same(ours, reference.decode(Uint8Array.from(reference.encode(value))))).toBe(true);
   });
 
+  test("bytes read from a Buffer (as Bun hands a message over) arrive as plain Uint8Array copies", () => {
+    const message = Buffer.from(encode([new Uint8Array([1, 2]), Buffer.from([3, 4]), new Uint8Array([5]).buffer]));
+    const [u8, bin, ab] = decode(message) as [Uint8Array, Uint8Array, ArrayBuffer];
+    expect([u8.constructor, bin.constructor, ab.constructor]).toEqual([Uint8Array, Uint8Array, ArrayBuffer]);
+    message.fill(0);
+    expect([...u8, ...bin, ...new Uint8Array(ab)]).toEqual([1, 2, 3, 4, 5]);
+  });
+
   test("a __proto__ key arrives as __proto_ from either encoder", () => {
     const hostile = JSON.parse('{"__proto__": {"polluted": true}}');
     for (const bytes of [encode(hostile), reference.encode(hostile)]) {

@@ -33,6 +33,8 @@ export function unpackAll(bytes: Uint8Array): unknown[] {
 
 const u16 = () => (src[at++]! << 8) | src[at++]!;
 const u32 = () => src[at++]! * 0x1000000 + ((src[at++]! << 16) | (src[at++]! << 8) | src[at++]!);
+/** @returns a plain Uint8Array copy of the next `n` bytes (Buffer's slice() would give a view of the message) */
+const copy = (n: number) => new Uint8Array(take(n));
 /** @returns the next `n` bytes, as a view; the reader moves past them */
 function take(n: number): Uint8Array {
   const from = at;
@@ -61,13 +63,13 @@ function read(): unknown {
       return true;
     case 0xc4: // bin 8, 16, 32: a copy, so the message is not kept alive by it
       n = src[at++]!;
-      return take(n).slice();
+      return copy(n);
     case 0xc5:
       n = u16();
-      return take(n).slice();
+      return copy(n);
     case 0xc6:
       n = u32();
-      return take(n).slice();
+      return copy(n);
     case 0xc7: // ext 8, 16, 32
       return readExt(src[at++]!);
     case 0xc8:
@@ -202,7 +204,7 @@ function readExt(length: number): unknown {
       return readBigint(data);
     case 0x74: {
       // the first byte names the view: 1 a Uint8Array, 16 an ArrayBuffer (the guard lets no other through)
-      const bytes = data.slice(1);
+      const bytes = new Uint8Array(data.subarray(1));
       return data[0] === 16 ? bytes.buffer : bytes;
     }
     case 0xff:
