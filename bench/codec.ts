@@ -12,6 +12,10 @@ import { type Options as MsgpackrOptions, isNativeAccelerationEnabled as mpNativ
 if (typeof Bun !== "undefined") process.env.CBOR_NATIVE_ACCELERATION_DISABLED ??= "true";
 const { Decoder, Encoder, isNativeAccelerationEnabled: cborNative } = await import("cbor-x");
 const chatter = await import("../src/wire/codec.ts");
+const chatter01 = await import("../test/fixtures/msgpackr-codec.ts");
+const msgpack = await import("@msgpack/msgpack");
+const notepack = (await import("notepack.io")).default;
+const tiny = (await import("tiny-msgpack" as string)).default as { encode(v: unknown): Uint8Array; decode(b: Uint8Array): unknown };
 
 // ------------------------------------------------------------------ codecs
 // Plain msgpack maps (interoperable). useRecords:false implies mapsAsObjects:true: objects decode as objects,
@@ -48,8 +52,14 @@ const CODECS: Codec[] = [
   { name: "cbor-x", encode: (v) => cborEnc.encode(v), decode: (b) => cborDec.decode(b) },
   // JSON cannot represent Map/Set/Date/bigint/bytes/undefined: see the correctness table
   { name: "JSON", encode: (v) => te.encode(JSON.stringify(v)), decode: (b) => JSON.parse(td.decode(b)) },
-  // What Chatter ships: msgpackr as above, plus the type checks on encode, the Map extension and the decoder's guard
+  // What Chatter ships: its own MessagePack encoder and decoder (src/wire/pack.ts, unpack.ts), behind the guard
   { name: "chatter", encode: chatter.encode, decode: chatter.decode },
+  // What Chatter 0.1 shipped: msgpackr as above, plus the type checks on encode, the Map extension and the guard
+  { name: "chatter 0.1 (msgpackr)", encode: chatter01.encode, decode: chatter01.decode },
+  // The small codecs on npm, as they come (none carries Set, Map, undefined or wide bigints as Chatter does without extensions)
+  { name: "@msgpack/msgpack", encode: (v) => msgpack.encode(v), decode: (b) => msgpack.decode(b) },
+  { name: "notepack.io", encode: (v) => notepack.encode(v), decode: (b) => notepack.decode(b) },
+  { name: "tiny-msgpack", encode: (v) => tiny.encode(v), decode: (b) => tiny.decode(b) },
 ];
 
 /** Bytes from numbers and raw UTF-8 strings, for hand-crafted hostile inputs. */
@@ -61,7 +71,8 @@ const MP_HUGE = cat(0xdd, 0xff, 0xff, 0xff, 0xff, 0xc0); // array32 claiming 2^3
 const MP_PROTO = cat(0x81, 0xa9, "__proto__", 0x81, 0xa8, "polluted", 0xc3);
 const REC_PROTO = cat(0xd4, 0x72, 0x40, 0x91, 0xa9, "__proto__", 0xd4, 0x72, 0x41, 0x91, 0xa8, "polluted", 0xc3);
 // One input per codec, in CODECS order; null = not expressible in that format.
-const ATTACKS: Record<string, [Uint8Array, Uint8Array, Uint8Array, Uint8Array | null, Uint8Array]> = {
+// The codecs after the fifth get the MessagePack inputs of the first.
+const ATTACKS: Record<string, (Uint8Array | null)[]> = {
   proto: [
     MP_PROTO,
     REC_PROTO,
@@ -213,7 +224,7 @@ function safety(c: Codec, at: number): Record<string, string> {
   };
   const valid = c.encode(PAYLOADS.medium);
   const [r, int] = [lcg(7), (n: number) => Math.floor(r() * n)];
-  const attack = (k: string) => ATTACKS[k]?.[at] ?? null;
+  const attack = (k: string) => ATTACKS[k]?.[at] ?? (at > 4 ? (ATTACKS[k]?.[0] ?? null) : null);
   return {
     "`__proto__` key": single(attack("proto"), protoCheck),
     "crafted cycle (refs)": single(attack("cycle"), (o) => `⚠️ accepted → ${show(o)}`),
