@@ -120,7 +120,7 @@ describe("the same bytes as msgpackr", () => {
       }),
       { numRuns: 2000 },
     );
-  });
+  }, 30_000); // 2,000 values take about a second alone, several under a loaded machine
 });
 
 describe("each reads what the other writes", () => {
