@@ -84,7 +84,7 @@ test("presence sums every live instance, and forgets one whose entry expired", a
   const here = new Cluster(hub.backend(), node("a", [], { room: 2 }).self);
   const other = new Cluster(hub.backend(), node("b", [], { room: 3 }).self);
   hub.presence.set("dead", { value: new Uint8Array([0x81, 0xa4, 0x72, 0x6f, 0x6f, 0x6d, 0x07]), until: 0 }); // { room: 7 }, expired
-  expect(await here.presence("room")).toBe(5);
+  expect(await here.presenceOf("room")).toBe(5);
   expect(hub.presence.has("dead")).toBe(false);
   await Promise.all([here.close(), other.close()]);
 });

@@ -1,13 +1,16 @@
 /** Builds the local server as the cluster core sees it (a `ClusterNode`, cluster.ts), so the cluster core needs no server internals. */
 import type { StandardSchemaV1 } from "@standard-schema/spec";
+import { ChatterError } from "../errors.ts";
 import type { Proc } from "../proc.ts";
 import { encode } from "../wire/codec.ts";
+import { CloseCode, decodeFrames, FrameType } from "../wire/frames.ts";
 import type { ClusterBackend, ClusterMember, ClusterNode, ClusterStats } from "./cluster.ts";
 import { Cluster } from "./cluster-core.ts";
 import { ClusterLog } from "./cluster-log.ts";
 import { ClusterSessions } from "./cluster-sessions.ts";
 import type { ServerConnection } from "./connection.ts";
 import type { ServerCore } from "./core.ts";
+import { sameSecret } from "./identity.ts";
 import { Relays } from "./relay.ts";
 import type { Session } from "./session.ts";
 
@@ -54,12 +57,29 @@ export class ClusterMembership {
         log: core.log,
         report: (err) => core.report(err),
         deliver: (b, seq) => core.deliver(b, seq),
-        lost: (why, all) => core.lostBroadcasts(why, all),
+        lost: (why, all) => this.#lost(core, why, all),
       },
       this.stats,
       ttl,
     );
     this.sessions = new ClusterSessions(core, backend, this.log, this.relays, (id) => this.bus.isAlive(id), ttl);
+  }
+
+  /**
+   * Broadcasts were lost before this instance read them from the cluster log: the sessions that may have
+   * needed them are reset (closed as unresumable), never left with a silent gap.
+   * @param all - the whole log was lost: numbering starts again, so every session resets and the local log empties
+   */
+  #lost(core: ServerCore, why: string, all: boolean): void {
+    core.report(new ChatterError("DISCONNECTED", `cluster: ${why}; resetting the sessions that may have missed broadcasts`));
+    let resets = 0;
+    for (const session of [...core.sessions.values()]) {
+      if (!all && !session.topics) continue;
+      resets++;
+      core.endSession(session, CloseCode.Unresumable, "broadcasts it may have missed were lost by the cluster");
+    }
+    if (all) core.topics.restart();
+    this.stats.resets += resets;
   }
 
   /** Resolves once this instance listens on the bus and reads the log. */
@@ -89,7 +109,7 @@ function clusterNode(core: ServerCore, cluster: ClusterMembership): ClusterNode 
     log: core.log,
     deliver: (b, seq) => core.deliver(b, seq),
     report: (err) => core.report(err),
-    relay: (m) => cluster.relays.receive(m, (hello) => core.hasSessionFor(hello)),
+    relay: (m) => cluster.relays.receive(m, (hello) => hasSessionFor(core, hello)),
     interrupted: () => cluster.relays.interrupted(),
     callLocal(clientId, name, input, options) {
       const session = localSession(core, clientId);
@@ -110,6 +130,18 @@ function clusterNode(core: ServerCore, cluster: ClusterMembership): ClusterNode 
       return out;
     },
   };
+}
+
+/** @returns whether a HELLO (a relayed socket's first message) names a session here, with its token */
+function hasSessionFor(core: ServerCore, hello: Uint8Array): boolean {
+  try {
+    const frame = decodeFrames(hello, core.limits.maxFramesPerMessage)[0];
+    if (frame?.[0] !== FrameType.Hello || typeof frame[4] !== "string") return false;
+    const session = core.sessions.get(frame[3]);
+    return session !== undefined && sameSecret(session.token, frame[4]);
+  } catch {
+    return false;
+  }
 }
 
 /** @returns the value if it can cross the cluster, else undefined */

@@ -14,7 +14,7 @@ import type { AdapterHost, SendResult, SocketDriver } from "./adapter.ts";
 import type { ClusterBroadcast } from "./cluster.ts";
 import type { ClusterMembership } from "./cluster-node.ts";
 import { type ServerConnection, sessionOf } from "./connection.ts";
-import { ClientIdentity, sameSecret } from "./identity.ts";
+import { ClientIdentity } from "./identity.ts";
 import { Occupancy, RunningCalls } from "./limits.ts";
 import { limitsOf, type ServerOptions, withSeedSpellings } from "./options.ts";
 import { RateLimiter } from "./rate-limit.ts";
@@ -298,35 +298,6 @@ export class ServerCore implements SessionHost {
     }
     const build = (n: number) => encodeFrame([FrameType.Event, n, b.name, b.input]);
     this.topics.broadcast(b.topics, build, exclude, seq === 0, seq || undefined);
-  }
-
-  /**
-   * Broadcasts were lost before this instance read them from the cluster log: the sessions that may have
-   * needed them are reset (closed as unresumable), never left with a silent gap.
-   * @param all - the whole log was lost: numbering starts again, so every session resets and the local log empties
-   */
-  lostBroadcasts(why: string, all: boolean): void {
-    this.report(new ChatterError("DISCONNECTED", `cluster: ${why}; resetting the sessions that may have missed broadcasts`));
-    let resets = 0;
-    for (const session of [...this.sessions.values()]) {
-      if (!all && !session.topics) continue;
-      resets++;
-      this.endSession(session, CloseCode.Unresumable, "broadcasts it may have missed were lost by the cluster");
-    }
-    if (all) this.topics.restart();
-    if (this.cluster) this.cluster.stats.resets += resets;
-  }
-
-  /** @returns whether a HELLO (a relayed socket's first message) names a session here, with its token */
-  hasSessionFor(hello: Uint8Array): boolean {
-    try {
-      const frame = decodeFrames(hello, this.limits.maxFramesPerMessage)[0];
-      if (frame?.[0] !== FrameType.Hello || typeof frame[4] !== "string") return false;
-      const session = this.sessions.get(frame[3]);
-      return session !== undefined && sameSecret(session.token, frame[4]);
-    } catch {
-      return false;
-    }
   }
 }
 

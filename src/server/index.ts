@@ -97,7 +97,7 @@ export class ChatterServer<TData = unknown> {
   presence(topic: string): Promise<number> {
     const core = coreOf(this);
     const cluster = core.cluster;
-    return cluster ? cluster.bus.presence(topic) : Promise.resolve(core.topics.index.get(topic)?.size ?? 0);
+    return cluster ? cluster.bus.presenceOf(topic) : Promise.resolve(core.topics.index.get(topic)?.size ?? 0);
   }
 
   /**
