@@ -212,14 +212,18 @@ test("broadcasts made during an outage wait and go out once it is over, in order
   a.log.append(bcast("a", 0));
   await until(() => b.got.length === 1);
   hub.outage(true);
-  for (let i = 1; i <= 20; i++) a.log.append(bcast("a", i));
+  const accepted = Array.from({ length: 20 }, (_, i) => a.log.append(bcast("a", i + 1)));
   await until(() => a.stats.queued === 20);
+  expect(await settled(Promise.all(accepted))).toBe("pending"); // not in the log yet
   expect(a.reports).toHaveLength(1); // the outage, reported once
   hub.outage(false);
   await until(() => a.got.length === 21 && b.got.length === 21, 5000);
   expect(b.got.map(([, input]) => input)).toEqual(Array.from({ length: 21 }, (_, i) => i));
   expect(a.stats).toMatchObject({ queued: 0, lost: 0 });
+  await Promise.all(accepted); // each promise resolved once the log had its broadcast
   a.log.close();
+  await expect(a.log.append(bcast("a", "too late"))).rejects.toMatchObject({ code: "DISCONNECTED" });
+  expect(a.stats.lost).toBe(1);
   b.log.close();
 });
 

@@ -4,7 +4,7 @@
  */
 import { z } from "zod";
 import { ChatterError, createClient, createProc } from "../../src/index.ts";
-import type { System } from "./scenario.ts";
+import { HOME_DIED, type System } from "./scenario.ts";
 
 export const TOPIC = "chaos";
 /** Subscribes the calling session to TOPIC. */
@@ -39,5 +39,9 @@ export const chatterSystem: System = {
       close: () => client.close(),
     };
   },
-  codeOf: (error) => (error instanceof ChatterError ? error.code : `THROWN ${String(error)}`),
+  codeOf(error) {
+    if (!(error instanceof ChatterError)) return `THROWN ${String(error)}`;
+    // The failure WELCOME's callsLost gives a call that was in flight when its session's instance died.
+    return error.code === "DISCONNECTED" && error.message.includes("instance holding the session stopped") ? HOME_DIED : error.code;
+  },
 };

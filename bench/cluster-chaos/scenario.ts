@@ -36,6 +36,9 @@ export interface ClientHandle {
   close(): void;
 }
 
+/** The code `System.codeOf` gives a call failed because the instance holding the caller's session died with it. */
+export const HOME_DIED = "DISCONNECTED (its instance died)";
+
 export interface System {
   name: string;
   /** argv of one instance process; it follows the contract of `runInstance`. */
@@ -482,7 +485,7 @@ export interface Figures {
   broadcasts: { expected: number; got: number; lost: number; doubled: number; unexpected: number; outOfOrder: number };
   /** Pairs of clients whose sequences, over the broadcasts both got, differ. */
   order: { pairs: number; disagree: number; example: string | undefined };
-  /** `excused`: calls whose handler ran on the killed instance and that failed with DISCONNECTED. */
+  /** `excused`: calls that failed with DISCONNECTED and ran on the killed instance, or failed with HOME_DIED and ran nowhere else. */
   clientCalls: CallFigures & { excused: number };
   /** `callerDied`: calls made by the killed instance that it never saw settle. */
   serverCalls: CallFigures & { callerDied: number };
@@ -610,8 +613,13 @@ export function tally(
   const { broadcasts, order, lostNotes } = tallyBroadcasts(observed.events, records, dead);
   samples.push(...lostNotes);
   const clientCalls = { ...emptyCalls(), excused: 0 };
+  // Sent to the instance holding the caller's session when it died: it may have had the call, so the call fails
+  // with DISCONNECTED whether or not it ran there (never twice). The system names that failure HOME_DIED
+  // (Chatter: WELCOME's callsLost), and such a call must not have run anywhere else.
+  const excused = (key: string, code: string | undefined) =>
+    (code === "DISCONNECTED" && ranOnDead.has(key)) || (code === HOME_DIED && (runs.get(key) ?? 0) === (ranOnDead.has(key) ? 1 : 0));
   for (const [key, outcome] of observed.clientCalls) {
-    if (outcome.code === "DISCONNECTED" && ranOnDead.has(key)) {
+    if (excused(key, outcome.code)) {
       clientCalls.made++;
       clientCalls.excused++;
       if ((runs.get(key) ?? 0) >= 2) clientCalls.ranTwice++;

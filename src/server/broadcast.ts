@@ -34,8 +34,9 @@ class Broadcast extends Promise<void> {
 
 /**
  * Checks a broadcast's input, then fans it out.
- * @returns a promise that resolves once the broadcast is handed to the subscribers, or rejects with the
- *   `VALIDATION` error; never throws
+ * @returns a promise that resolves once the broadcast is handed to the subscribers (in a cluster: once the
+ *   cluster's log has it, so it reaches every subscriber whatever happens to this instance), or rejects with
+ *   the `VALIDATION` error (or, in a cluster, `LIMIT` or `DISCONNECTED` when it was lost); never throws
  */
 export function broadcastFrom(
   host: SessionHost,
@@ -49,8 +50,8 @@ export function broadcastFrom(
   try {
     const checked = parse(proc.takes, input, proc.name, "input");
     if (!(checked instanceof Promise)) {
-      host.broadcast(topics, proc, input, exclude, volatile);
-      return Promise.resolve();
+      const logged = host.broadcast(topics, proc, input, exclude, volatile);
+      return logged ? Broadcast.of(logged, report) : Promise.resolve();
     }
     const list = typeof topics === "string" ? topics : [...topics]; // Read now: the caller may change its set meanwhile.
     return Broadcast.of(

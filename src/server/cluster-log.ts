@@ -50,6 +50,9 @@ interface Queued {
   name: string;
   sent: boolean;
   done: boolean;
+  /** Settle the broadcast's promise: appended, or lost. */
+  resolve: () => void;
+  reject: (err: ChatterError) => void;
 }
 
 /** A broadcast read back for a replay, with its number. */
@@ -100,22 +103,30 @@ export class ClusterLog {
     return this.pos?.epoch;
   }
 
-  /** Queues a broadcast for the log; it is delivered here too when read back. Past the queue's bounds it is lost, counted and reported. */
-  append(b: ClusterBroadcast): void {
-    if (this.closed) return this.lose(b.name, "the cluster is closed");
+  /**
+   * Queues a broadcast for the log; it is delivered here too when read back.
+   * @returns a promise that resolves once the log has it (from then on it reaches every subscriber, whatever
+   *   happens to this instance), or rejects with `LIMIT` past the queue's bounds or `DISCONNECTED` when the
+   *   cluster closes first: the broadcast is then lost, and counted
+   */
+  append(b: ClusterBroadcast): Promise<void> {
+    if (this.closed) return Promise.reject(this.lose("DISCONNECTED", b.name, "the cluster is closed"));
     let bytes: Uint8Array;
     try {
       bytes = encode(b);
     } catch (err) {
-      return this.host.report(new ChatterError("VALIDATION", `broadcast of "${b.name}" cannot be encoded: ${(err as Error).message}`));
+      return Promise.reject(new ChatterError("VALIDATION", `broadcast of "${b.name}" cannot be encoded: ${(err as Error).message}`));
     }
     if (this.queue.length >= MAX_QUEUED || this.queuedBytes + bytes.byteLength > MAX_QUEUED_BYTES) {
-      return this.lose(b.name, `${this.queue.length} broadcasts (${this.queuedBytes} bytes) already wait for the backend`);
+      const why = `${this.queue.length} broadcasts (${this.queuedBytes} bytes) already wait for the backend`;
+      return Promise.reject(this.lose("LIMIT", b.name, why));
     }
-    this.queue.push({ counter: ++this.counter, bytes, name: b.name, sent: false, done: false });
-    this.queuedBytes += bytes.byteLength;
-    this.stats.queued = this.queue.length;
-    this.pump();
+    return new Promise((resolve, reject) => {
+      this.queue.push({ counter: ++this.counter, bytes, name: b.name, sent: false, done: false, resolve, reject });
+      this.queuedBytes += bytes.byteLength;
+      this.stats.queued = this.queue.length;
+      this.pump();
+    });
   }
 
   /**
@@ -144,18 +155,16 @@ export class ClusterLog {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.appendRetry);
-    const left = this.queue.filter((q) => !q.done).length;
-    if (left) {
-      this.stats.lost += left;
-      this.host.log?.(`cluster: ${left} broadcast(s) still queued for the backend were lost on close`);
-    }
+    const left = this.queue.filter((q) => !q.done);
+    for (const q of left) q.reject(this.lose("DISCONNECTED", q.name, "the cluster closed before the backend had it"));
     this.queue.length = 0;
     this.stats.queued = 0;
   }
 
-  private lose(name: string, why: string): void {
+  /** Counts a lost broadcast; @returns the error its promise rejects with (reported unless the caller takes it) */
+  private lose(code: "LIMIT" | "DISCONNECTED", name: string, why: string): ChatterError {
     this.stats.lost++;
-    this.host.report(new ChatterError("LIMIT", `cluster: broadcast of "${name}" lost: ${why}; ${this.stats.lost} lost so far`));
+    return new ChatterError(code, `cluster: broadcast of "${name}" lost: ${why}; ${this.stats.lost} lost so far`);
   }
 
   /** Sends queued appends in order, a bounded number at a time, once this instance reads the log. */
@@ -177,6 +186,7 @@ export class ClusterLog {
     this.inFlight--;
     if (q.done) return;
     q.done = true;
+    q.resolve();
     this.stats.published++;
     this.appendDelay = RETRY_MS;
     this.recovered();

@@ -275,18 +275,29 @@ export class ServerCore implements SessionHost {
    * Fans out a broadcast whose input was checked already (broadcast.ts). In a cluster it goes through the
    * cluster's log, and is delivered here too when read back, so every instance delivers in one order; a
    * volatile one is delivered here at once and sent to the others, unordered.
+   * @returns in a cluster, a promise that resolves once the log has the broadcast
    */
-  broadcast(topics: string | Iterable<string>, proc: Proc, input: unknown, exclude: ReadonlySet<Session>, volatile = false): void {
+  broadcast(
+    topics: string | Iterable<string>,
+    proc: Proc,
+    input: unknown,
+    exclude: ReadonlySet<Session>,
+    volatile = false,
+  ): Promise<void> | undefined {
     const list = typeof topics === "string" ? [topics] : [...new Set(topics)];
     const value = proc.takes === null ? null : input;
     const cluster = this.cluster;
-    if (!cluster) return this.topics.broadcast(list, (seq) => encodeFrame([FrameType.Event, seq, proc.name, value]), exclude, volatile);
+    if (!cluster) {
+      this.topics.broadcast(list, (seq) => encodeFrame([FrameType.Event, seq, proc.name, value]), exclude, volatile);
+      return undefined;
+    }
     const excludeSessions = [...exclude].map((s) => s.sessionId);
     const b: ClusterBroadcast = { origin: this.instanceId, topics: list, name: proc.name, input: value, excludeSessions };
     if (!volatile) return cluster.log.append(b);
     this.topics.broadcast(list, (seq) => encodeFrame([FrameType.Event, seq, proc.name, value]), exclude, true);
     b.volatile = true;
     cluster.bus.broadcastVolatile(b);
+    return undefined;
   }
 
   /** Delivers a broadcast from the cluster (checked where it was sent) to the local subscribers; `seq` 0 is a volatile one. */

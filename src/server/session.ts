@@ -26,8 +26,14 @@ export interface SessionHost {
   slowConsumer(session: Session): void;
   /** Ends a session for good. */
   endSession(session: Session, code: number, reason: string): void;
-  /** Fans out a broadcast whose input was checked already. */
-  broadcast(topics: string | Iterable<string>, proc: Proc, input: unknown, exclude: ReadonlySet<Session>, volatile: boolean): void;
+  /** Fans out a broadcast whose input was checked already; in a cluster, resolves once the cluster's log has it. */
+  broadcast(
+    topics: string | Iterable<string>,
+    proc: Proc,
+    input: unknown,
+    exclude: ReadonlySet<Session>,
+    volatile: boolean,
+  ): Promise<void> | undefined;
   report(error: unknown): void;
 }
 
