@@ -34,6 +34,24 @@ test("clients hopping between 3 instances through cuts and a Redis restart: ever
   expect(problems(f)).toEqual([]);
 }, 35_000);
 
+test("clients that pause between calls: their sessions move to the instance they reconnect to, and every guarantee holds", async () => {
+  // One call at a time per client with pauses, and few server calls: most reconnects find the session idle, so it
+  // moves (cluster-sessions.ts) rather than being relayed.
+  const f = await runScenario(chatterSystem, {
+    seconds: 8,
+    restartRedisAt: undefined,
+    clientCallsInFlight: 1,
+    callGapMs: [50, 150],
+    serverCallMs: 200,
+    serverCallsInFlight: 1,
+    settleMs: 5000,
+  });
+  report("moving sessions", f);
+  expect(f.cuts).toBeGreaterThan(10);
+  expect(f.systemStats.moved).toBeGreaterThan(10);
+  expect(problems(f)).toEqual([]);
+}, 35_000);
+
 test("an instance SIGKILLed mid-run: its clients resume elsewhere, calls running on it fail DISCONNECTED, the rest as above", async () => {
   // Every third call's handler takes 300 ms, so some are running when the instance dies.
   const f = await runScenario(chatterSystem, {

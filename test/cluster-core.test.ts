@@ -5,7 +5,7 @@
  * second backend is a page. The real thing, over redis-server, is cluster.test.ts and cluster-chaos.test.ts.
  */
 import { expect, jest, test } from "bun:test";
-import type { ClusterBroadcast, ClusterMember, ClusterNode, ClusterStats } from "../src/server/cluster.ts";
+import { type ClusterBroadcast, type ClusterMember, type ClusterNode, type ClusterStats, emptyStats } from "../src/server/cluster.ts";
 import { Cluster } from "../src/server/cluster-core.ts";
 import { ClusterLog, type LogHost } from "../src/server/cluster-log.ts";
 import { withFakeTimers } from "./helpers.ts";
@@ -160,7 +160,7 @@ function logOf(hub: ReturnType<typeof memoryHub>, instanceId: string) {
   const got: [number, unknown][] = [];
   const lost: [string, boolean][] = [];
   const reports: unknown[] = [];
-  const stats: ClusterStats = { published: 0, received: 0, lost: 0, queued: 0, resets: 0 };
+  const stats: ClusterStats = emptyStats();
   const host: LogHost = {
     instanceId,
     deliver: (b, seq) => got.push([seq, b.input]),

@@ -51,7 +51,7 @@ async function startInstance(prefix: string) {
       SECRET: `cluster-test-secret-of-32-bytes-${prefix}`,
     },
     stdout: "pipe",
-    stderr: "pipe",
+    stderr: "inherit",
   });
   const port = Number(/READY (\d+)/.exec(await readUntil(proc.stdout as ReadableStream<Uint8Array>, /READY \d+/))?.[1]);
   instances.push({ proc, url: `ws://127.0.0.1:${port}` });
@@ -218,7 +218,7 @@ describe("a cluster of three instances", () => {
     await waitFor(async () => (await presence()) === 1, 5000, "presence to drop the killed instance's two", 20);
   });
 
-  test("a client that moves to another instance resumes without a reset: the old instance's running call and its call to the client settle once", async () => {
+  test("a client that moves to another instance resumes without a reset: calls in flight settle once through a relay, then the session moves", async () => {
     const port = (i: number) => Number(new URL(instances[i]?.url as string).port);
     const balancer = await tcpProxy(port(0));
     try {
@@ -245,9 +245,17 @@ describe("a cluster of three instances", () => {
       expect(await echoLater).toBe("later!");
       expect(echoes).toBe(1);
       expect(await c.call(WHO_AM_I)).toEqual(me); // the session still lives where it began; this socket is relayed to it
+      // Nothing is in flight now: at the next reconnect the session moves to the instance that has the socket.
+      balancer.cutAll();
+      await waitFor(() => !c.isConnected, 3000, "the second drop");
+      await waitFor(() => c.isConnected, 5000, "the resume that moves the session");
+      const moved = await c.call(WHO_AM_I);
+      expect(moved).toEqual({ ...me, instance: expect.any(String) });
+      expect(moved.instance).not.toBe(me.instance);
+      expect(c.resumed).toBe(true);
       const sender = await client(1);
       await sender.call(BROADCAST, { topic: "moving", text: "to-the-mover", fromSelf: false });
-      await waitFor(() => seen.includes("to-the-mover"), 3000, "a broadcast through the relay");
+      await waitFor(() => seen.includes("to-the-mover"), 3000, "a broadcast after the move, so its topics moved too");
       const members = await sender.call(MEMBERS, "moving");
       expect(members).toEqual([{ clientId: c.clientId, name: "mo" }]);
       expect(resets).toBe(0);
@@ -266,8 +274,10 @@ describe("a cluster of three instances", () => {
     redis?.kill(); // SIGTERM: redis-server writes its append-only file and exits
     await redis?.exited;
     const during = ["during-1", "during-2", "during-3"];
-    for (const text of during) await sender.call(BROADCAST, { topic: "outage", text, fromSelf: false });
+    // server.broadcast resolves once the cluster's log has the broadcast: not while Redis is down.
+    const accepted = during.map((text) => sender.call(BROADCAST, { topic: "outage", text, fromSelf: false }));
     await startRedisHere();
+    await Promise.all(accepted);
     await sender.call(BROADCAST, { topic: "outage", text: "after", fromSelf: false });
     await waitFor(() => seen.includes("after"), 15_000, "the broadcasts to cross once Redis is back", 20);
     expect(seen).toEqual(["before", ...during, "after"]);

@@ -6,7 +6,7 @@
  * data makes a new epoch, and the log is trimmed to `maxLogEntries` (exactly; Redis trims about there).
  * test/cluster-backend.test.ts runs the same suite against both.
  */
-import type { ClusterBackend, ClusterListener, LogEntry, LogRead } from "../src/server/cluster.ts";
+import { type ClusterBackend, type ClusterListener, emptyStats, type LogEntry, type LogRead } from "../src/server/cluster.ts";
 
 /** Options of {@link memoryHub}. */
 export interface MemoryHubOptions {
@@ -95,7 +95,7 @@ export function memoryHub(options: MemoryHubOptions = {}) {
     let closed = false;
     let mine: Listening | undefined;
     return {
-      stats: { published: 0, received: 0, lost: 0, queued: 0, resets: 0 },
+      stats: emptyStats(),
       ...timing,
       async publish(channel, message) {
         check(closed);

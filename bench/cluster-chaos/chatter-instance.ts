@@ -33,4 +33,5 @@ kit.run<ServerConnection>({
   targets: () => [...chatter.connections].filter((c) => c.isConnected),
   callClient: (connection, key, timeout) => connection.call(ASK, key, { timeout }),
   codeOf: (err) => String((err as { code?: unknown }).code ?? err),
+  stats: () => ({ ...cluster.stats }),
 });

@@ -68,6 +68,8 @@ export interface ScenarioOptions {
   /** Every `slowEvery`th client call makes its handler take `slowMs`; the others take 0-20 ms. */
   slowEvery: number;
   slowMs: number;
+  /** Each client's pause between two calls of one lane, ms, as [min, max]. */
+  callGapMs: [number, number];
   callTimeoutMs: number;
   /** Bound on waiting for everything to settle after the chaos stops. */
   settleMs: number;
@@ -90,6 +92,7 @@ export const DEFAULTS: ScenarioOptions = {
   restartRedisAt: 0.5,
   slowEvery: 5,
   slowMs: 300,
+  callGapMs: [10, 40],
   callTimeoutMs: 5000,
   settleMs: 7000,
 };
@@ -112,7 +115,8 @@ export type InstanceRecord =
   | { t: "ran" | "answered"; key: string }
   | { t: "issued" | "sent"; n: number }
   | { t: "scall"; key: string }
-  | { t: "sdone"; key: string; result?: string; code?: string };
+  | { t: "sdone"; key: string; result?: string; code?: string }
+  | { t: "stats"; stats: Record<string, number> };
 
 /** What an instance does with its server, for `runInstance`. */
 export interface InstanceDriver<Target> {
@@ -122,6 +126,8 @@ export interface InstanceDriver<Target> {
   targets(): Target[];
   callClient(target: Target, key: string, timeoutMs: number): Promise<string>;
   codeOf(error: unknown): string;
+  /** The system's own counters, recorded when the instance stops (Chatter: the cluster's stats). */
+  stats?(): Record<string, number>;
 }
 
 /** The instance side of the contract: env in, a results file out, "go"/"stop" on stdin, "READY <port>"/"DONE" on stdout. */
@@ -176,6 +182,7 @@ export function instanceKit() {
         } else if (line === "stop") {
           for (const t of timers) clearInterval(t);
           await Promise.allSettled([...inFlight]);
+          if (driver.stats) record({ t: "stats", stats: driver.stats() });
           console.log("DONE");
         }
       });
@@ -312,7 +319,7 @@ function driveCalls(system: System, o: ScenarioOptions, run: Running, observed: 
           } catch (err) {
             outcome.code = system.codeOf(err);
           }
-          await sleep(10 + Math.random() * 30);
+          await sleep(o.callGapMs[0] + Math.random() * (o.callGapMs[1] - o.callGapMs[0]));
         }
       });
     }),
@@ -475,6 +482,8 @@ export interface CallFigures {
 export interface Figures {
   system: string;
   seconds: number;
+  /** The instances' own counters, summed (Chatter: sessions moved, sockets relayed, sessions taken over...). */
+  systemStats: Record<string, number>;
   cuts: number;
   /** New connections the proxy sent to each instance. */
   routed: number[];
@@ -482,7 +491,14 @@ export interface Figures {
   killed: number | undefined;
   /** Whether every call settled and every instance finished within the bound. */
   settled: boolean;
-  broadcasts: { expected: number; got: number; lost: number; doubled: number; unexpected: number; outOfOrder: number };
+  broadcasts: {
+    expected: number;
+    got: number;
+    lost: number;
+    doubled: number;
+    unexpected: number;
+    outOfOrder: number;
+  };
   /** Pairs of clients whose sequences, over the broadcasts both got, differ. */
   order: { pairs: number; disagree: number; example: string | undefined };
   /** `excused`: calls that failed with DISCONNECTED and ran on the killed instance, or failed with HOME_DIED and ran nowhere else. */
@@ -628,9 +644,14 @@ export function tally(
       sample(key, outcome);
     }
   }
+  const systemStats: Record<string, number> = {};
+  for (const rs of records) {
+    for (const r of rs) if (r.t === "stats") for (const [k, v] of Object.entries(r.stats)) systemStats[k] = (systemStats[k] ?? 0) + v;
+  }
   return {
     system,
     seconds: o.seconds,
+    systemStats,
     ...run,
     broadcasts,
     order,

@@ -33,7 +33,7 @@
  */
 import { createHash, randomUUID } from "node:crypto";
 import { Redis } from "ioredis";
-import type { ClusterBackend, ClusterStats, LogEntry, LogRead } from "../server/cluster.ts";
+import { type ClusterBackend, type ClusterStats, emptyStats, type LogEntry, type LogRead } from "../server/cluster.ts";
 
 /** Options of {@link redisCluster}. */
 export interface RedisClusterOptions {
@@ -175,7 +175,7 @@ export function redisCluster(options: RedisClusterOptions): ClusterBackend & { s
 
   const subscribing = listen(subscriber, prefix, () => closed);
   return {
-    stats: { published: 0, received: 0, lost: 0, queued: 0, resets: 0 },
+    stats: emptyStats(),
     ready: subscribing.ready,
     heartbeatMs: options.heartbeatMs,
     presenceTtlMs: options.presenceTtlMs,

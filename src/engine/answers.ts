@@ -39,6 +39,25 @@ export class Answerer implements WritersHost {
     this.host.send(frame);
   }
 
+  /**
+   * What a session moving to another instance of a cluster takes along: the highest call id handled and the
+   * answers kept for repeats.
+   * @returns it, or null while a handler runs or a stream is open (the session cannot move)
+   */
+  handover(): { lastCallId: number; replies: [number, Uint8Array][] } | null {
+    if (this.running.size || this.writers?.size) return null;
+    return { lastCallId: this.lastCallId, replies: this.replies?.entries() ?? [] };
+  }
+
+  /** Carries on where the instance the session moved from stopped. */
+  takeOver(state: { lastCallId: number; replies: [number, Uint8Array][] }): void {
+    this.lastCallId = state.lastCallId;
+    for (const [id, frame] of state.replies) {
+      this.replies ??= new ReplyCache(this.opts.replies);
+      this.replies.set(id, frame);
+    }
+  }
+
   /** Incoming calls whose handler is still running. */
   get runningCount(): number {
     return this.running.size;

@@ -41,6 +41,19 @@ export class Calls {
     this.host = host;
   }
 
+  /**
+   * Where the numbering stands, for a session moving to another instance of a cluster.
+   * @returns the next call id, or null while a call is pending or a CANCEL is owed (the session cannot move)
+   */
+  handover(): number | null {
+    return this.pending.size || this.cancels ? null : this.nextId;
+  }
+
+  /** Carries on the numbering of the instance the session moved from, so the other end sees no repeat. */
+  takeOver(nextId: number): void {
+    this.nextId = nextId;
+  }
+
   /** Outgoing calls waiting for an answer (queued ones included). */
   get size(): number {
     return this.pending.size;

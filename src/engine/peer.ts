@@ -13,6 +13,16 @@ import { Calls } from "./calls.ts";
 import { StreamCalls } from "./stream-calls.ts";
 import type { CallOptions, ChatterStream, PeerHost, PeerOptions, StreamOptions, Transport } from "./types.ts";
 
+/** A peer's state as it moves between instances of a cluster (`Peer.handover`). */
+export interface PeerHandover {
+  /** The id of this end's next call. */
+  nextCallId: number;
+  /** The highest id of the other end's calls handled. */
+  lastCallId: number;
+  /** Answers kept for repeats: id and RESULT or ERROR frame. */
+  replies: [number, Uint8Array][];
+}
+
 /** Both ends of a Chatter connection are a Peer. */
 export class Peer implements PeerHost {
   /** Where frames go now: set by `attach`, null between sockets. */
@@ -157,6 +167,24 @@ export class Peer implements PeerHost {
     this.transport = null;
     this.calls.close(reason);
     this.answers.reset(reason);
+  }
+
+  /**
+   * What a session takes along when it moves to another instance of a cluster: call numbering both ways and
+   * the answers kept for repeats.
+   * @returns it, or null while anything is in flight (a call either way, a stream, an owed CANCEL)
+   */
+  handover(): PeerHandover | null {
+    const nextCallId = this.calls.handover();
+    const answers = this.answers.handover();
+    if (nextCallId === null || answers === null) return null;
+    return { nextCallId, ...answers };
+  }
+
+  /** Carries on a session that moved here from another instance (see `handover`). */
+  takeOver(state: PeerHandover): void {
+    this.calls.takeOver(state.nextCallId);
+    this.answers.takeOver(state);
   }
 
   /** Handles one decoded frame. */

@@ -79,6 +79,17 @@ export class ReplyCache {
     return this.kept.size;
   }
 
+  /** @returns the answers kept, oldest first (a session moving to another instance takes them along) */
+  entries(): [id: number, frame: Uint8Array][] {
+    const out: [number, Uint8Array][] = [];
+    for (let i = this.head; i < this.order.length; i++) {
+      const id = this.order[i] as number;
+      const frame = this.kept.get(id);
+      if (frame) out.push([id, frame]);
+    }
+    return out;
+  }
+
   get(id: number): Uint8Array | undefined {
     return this.kept.get(id);
   }

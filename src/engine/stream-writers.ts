@@ -39,6 +39,11 @@ export class StreamWriters implements WriterHost {
 
   constructor(private readonly host: WritersHost) {}
 
+  /** Writers open or kept for a resend. */
+  get size(): number {
+    return this.writers.size;
+  }
+
   get maxFrameBytes(): number {
     return this.host.maxFrameBytes;
   }

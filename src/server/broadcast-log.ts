@@ -148,7 +148,7 @@ export class BroadcastLog<C extends Subscriber> {
 }
 
 /** Was `who` subscribed to `topic` when broadcast `seq` went out? The first change at or after it tells. */
-function wasSubscribed(who: Subscriber, topic: string, seq: number): boolean {
+export function wasSubscribed(who: Pick<Subscriber, "changes" | "isSubscribed">, topic: string, seq: number): boolean {
   for (const [at, t, joined] of who.changes ?? []) if (t === topic && at >= seq) return !joined;
   return who.isSubscribed(topic);
 }

@@ -19,7 +19,14 @@
 import { unref } from "../engine/timers.ts";
 import { ChatterError } from "../errors.ts";
 import { decode, encode } from "../wire/codec.ts";
-import type { ClusterBackend, ClusterBroadcast, ClusterMember, ClusterNode, ClusterStats } from "./cluster.ts";
+import {
+  type ClusterBackend,
+  type ClusterBroadcast,
+  type ClusterMember,
+  type ClusterNode,
+  type ClusterStats,
+  emptyStats,
+} from "./cluster.ts";
 import { type CallMessage, RemoteCalls, type ReplyMessage } from "./cluster-calls.ts";
 import { MemberQueries, type MembersMessage } from "./cluster-members.ts";
 import { Presence } from "./cluster-presence.ts";
@@ -52,7 +59,7 @@ export class Cluster {
   constructor(backend: ClusterBackend, node: ClusterNode, stats?: ClusterStats) {
     this.backend = backend;
     this.node = node;
-    this.stats = stats ?? backend.stats ?? { published: 0, received: 0, lost: 0, queued: 0, resets: 0 };
+    this.stats = stats ?? backend.stats ?? emptyStats();
     const heartbeatMs = backend.heartbeatMs ?? 2000;
     this.presence = new Presence(backend, node, backend.presenceTtlMs ?? heartbeatMs * 3);
     this.calls = new RemoteCalls(node, {

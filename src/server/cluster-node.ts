@@ -3,11 +3,12 @@ import type { StandardSchemaV1 } from "@standard-schema/spec";
 import { ChatterError } from "../errors.ts";
 import type { Proc } from "../proc.ts";
 import { encode } from "../wire/codec.ts";
-import { CloseCode, decodeFrames, FrameType } from "../wire/frames.ts";
-import type { ClusterBackend, ClusterMember, ClusterNode, ClusterStats } from "./cluster.ts";
+import { CloseCode } from "../wire/frames.ts";
+import { type ClusterBackend, type ClusterMember, type ClusterNode, type ClusterStats, emptyStats } from "./cluster.ts";
 import { Cluster } from "./cluster-core.ts";
 import { ClusterLog } from "./cluster-log.ts";
-import { ClusterSessions } from "./cluster-sessions.ts";
+import { SessionRecords } from "./cluster-records.ts";
+import { SessionRouter } from "./cluster-sessions.ts";
 import type { ServerConnection } from "./connection.ts";
 import type { ServerCore } from "./core.ts";
 import { sameSecret } from "./identity.ts";
@@ -41,13 +42,14 @@ export class ClusterMembership {
   readonly bus: Cluster;
   readonly log: ClusterLog;
   readonly relays: Relays;
-  readonly sessions: ClusterSessions;
+  readonly records: SessionRecords;
+  readonly sessions: SessionRouter;
   readonly stats: ClusterStats;
   #closed: Promise<void> | undefined;
 
   constructor(core: ServerCore, backend: ClusterBackend) {
     const ttl = Math.max(2 * (core.options.resumeWindow ?? 30_000), MIN_TTL_MS);
-    this.stats = backend.stats ?? { published: 0, received: 0, lost: 0, queued: 0, resets: 0 };
+    this.stats = backend.stats ?? emptyStats();
     this.relays = new Relays(core, (instance, m) => this.bus.sendTo(instance, m));
     this.bus = new Cluster(backend, clusterNode(core, this), this.stats);
     this.log = new ClusterLog(
@@ -62,7 +64,22 @@ export class ClusterMembership {
       this.stats,
       ttl,
     );
-    this.sessions = new ClusterSessions(core, backend, this.log, this.relays, (id) => this.bus.isAlive(id), ttl);
+    this.records = new SessionRecords(core, backend, this.log, ttl);
+    this.sessions = new SessionRouter(core, backend, this.log, this.relays, this.records, (id) => this.bus.isAlive(id), this.stats);
+    const router = this.sessions;
+    const stats = this.stats;
+    this.relays.sessions = {
+      accept(hello, from) {
+        const session = core.sessions.get(hello[3]);
+        if (!session || !sameSecret(session.token, hello[4] as string)) return false;
+        const handover = router.handOver(hello, from);
+        if (handover) return handover;
+        stats.relayed++;
+        return true;
+      },
+      moved: (state, hello, bytes, from) => router.moved(state, hello, bytes, from),
+      gone: (state, hello) => router.gone(state, hello),
+    };
   }
 
   /**
@@ -90,7 +107,7 @@ export class ClusterMembership {
   /** Leaves the cluster: pending calls fail with `DISCONNECTED`, relays drop, and the backend closes. Safe to call again. */
   close(): Promise<void> {
     this.#closed ??= (async () => {
-      this.sessions.close();
+      this.records.close();
       this.relays.clear();
       this.log.close();
       await this.bus.close();
@@ -109,7 +126,7 @@ function clusterNode(core: ServerCore, cluster: ClusterMembership): ClusterNode 
     log: core.log,
     deliver: (b, seq) => core.deliver(b, seq),
     report: (err) => core.report(err),
-    relay: (m) => cluster.relays.receive(m, (hello) => hasSessionFor(core, hello)),
+    relay: (m) => cluster.relays.receive(m),
     interrupted: () => cluster.relays.interrupted(),
     callLocal(clientId, name, input, options) {
       const session = localSession(core, clientId);
@@ -130,18 +147,6 @@ function clusterNode(core: ServerCore, cluster: ClusterMembership): ClusterNode 
       return out;
     },
   };
-}
-
-/** @returns whether a HELLO (a relayed socket's first message) names a session here, with its token */
-function hasSessionFor(core: ServerCore, hello: Uint8Array): boolean {
-  try {
-    const frame = decodeFrames(hello, core.limits.maxFramesPerMessage)[0];
-    if (frame?.[0] !== FrameType.Hello || typeof frame[4] !== "string") return false;
-    const session = core.sessions.get(frame[3]);
-    return session !== undefined && sameSecret(session.token, frame[4]);
-  } catch {
-    return false;
-  }
 }
 
 /** @returns the value if it can cross the cluster, else undefined */

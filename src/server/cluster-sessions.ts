@@ -1,25 +1,25 @@
 /**
- * Sessions across a cluster. Each session lives on one instance, its home,
- * and keeps a record in the backend's key-value store: who it is (client id,
- * a hash of its resume token, never the token), where it lives, its
- * connection data and its topics. A client that reconnects to another
- * instance is routed by that record:
- * - home alive: its socket is relayed there (relay.ts), and the home's engine resumes it as for any socket;
- * - home gone (its presence expired): the session is adopted here from the record: same id, data and
- *   topics, the broadcasts it missed read back from the cluster log. Calls in flight died with the old
- *   home; WELCOME says so and the client fails them with `DISCONNECTED` (they may have run, and never twice).
+ * Sessions across a cluster: where a client that reconnects to an instance
+ * without its session goes. Each session lives on one instance, its home,
+ * whose record (cluster-records.ts) says where that is:
+ * - home alive and the session idle (nothing in flight either way): the home hands the session over, and it
+ *   moves here with its numbering and kept answers, so calls after it run here directly;
+ * - home alive and something in flight: the socket is relayed to the home (relay.ts), whose engine resumes
+ *   it as for any socket, so a handler still running answers and a repeat is answered from the home's kept
+ *   answers; a later reconnect moves the session once it is idle;
+ * - home gone (its presence expired): the session is taken over from its record: same id, data and topics.
+ *   Calls in flight died with the old home; WELCOME says so (`callsLost`) and the client fails them with
+ *   `DISCONNECTED` (they may have run, never twice);
  * - no record, or a token that does not match: a fresh session, as on one instance.
- *
- * Records live `2 × resumeWindow` and are refreshed by their home, so a session outlives its home's death by
- * at least one resume window.
+ * A session that moves or is taken over gets the broadcasts it missed read back from the cluster's log.
  */
-import { sha256 } from "@noble/hashes/sha2.js";
-import { unref } from "../engine/timers.ts";
-import { ChatterError } from "../errors.ts";
+import type { PeerHandover } from "../engine/peer.ts";
 import { decode, encode } from "../wire/codec.ts";
 import { CloseCode, encodeFrame, FrameType, type HelloFrame, type WelcomeFrame } from "../wire/frames.ts";
-import type { ClusterBackend } from "./cluster.ts";
+import { type SubscriptionChange, wasSubscribed } from "./broadcast-log.ts";
+import type { ClusterBackend, ClusterStats } from "./cluster.ts";
 import type { ClusterLog } from "./cluster-log.ts";
+import { hashToken, recordKey, type SessionRecord, type SessionRecords } from "./cluster-records.ts";
 import { ServerConnection } from "./connection.ts";
 import type { ServerCore } from "./core.ts";
 import { handshake } from "./handshake.ts";
@@ -29,158 +29,51 @@ import type { Relays } from "./relay.ts";
 import { Session } from "./session.ts";
 import type { SocketState } from "./socket-state.ts";
 
-/** A session's record in the backend (MessagePack). */
-export interface SessionRecord {
+/** A session as it moves from its home to the instance holding its client's socket (MessagePack on the bus). */
+export interface SessionHandover {
+  sessionId: string;
   clientId: string;
-  /** SHA-256 of the resume token, base64url. */
-  tokenHash: string;
-  /** The instance it lives on. */
-  home: string;
-  /** Its connection data, as MessagePack carries it; absent when it could not be encoded (the session cannot be adopted). */
-  data?: unknown;
+  token: string;
+  data: unknown;
   topics: string[];
-  /** The newest broadcast when it began, and the log epoch of that number. */
+  /** Subscription changes since the oldest broadcast kept, to judge which missed broadcasts it needed. */
+  changes: SubscriptionChange[] | null;
+  changesFrom: number;
   since: number;
   epoch: string;
+  peer: PeerHandover;
 }
 
-/**
- * Records written at most per batch, and how soon after a change: soon, since a session whose home dies
- * before its record is written cannot be taken over (it resets), yet late enough to batch a burst of connects.
- */
-const BATCH = 500;
-const FLUSH_MS = 2;
+/** What a session arriving here starts from: a handover from a live home, or a record of a dead one. */
+interface Arrival {
+  clientId: string;
+  data: unknown;
+  topics: string[];
+  changes: SubscriptionChange[] | null;
+  changesFrom: number;
+  since: number;
+  epoch: string;
+  /** The engine's state, when it moves; null when the old home died with its calls. */
+  peer: PeerHandover | null;
+  /** The instance it comes from. */
+  from: string;
+}
 
-const recordKey = (sessionId: string) => `session:${sessionId}`;
-
-export class ClusterSessions {
-  /** Sessions here whose record must be written again (new, or their topics changed). */
-  private readonly dirty = new Set<Session>();
-  /** Records of sessions that ended here, to delete. */
-  private readonly ended: string[] = [];
-  private flushTimer: ReturnType<typeof setTimeout> | undefined;
-  private readonly refresher: ReturnType<typeof setInterval>;
-  /** Sessions whose data could not be encoded, reported once each. */
-  private warned = false;
-
+export class SessionRouter {
   constructor(
     private readonly core: ServerCore,
     private readonly backend: ClusterBackend,
     private readonly log: ClusterLog,
     private readonly relays: Relays,
+    private readonly records: SessionRecords,
     /** Whether an instance is alive, by its presence. */
     private readonly isAlive: (instance: string) => Promise<boolean>,
-    private readonly ttlMs: number,
-  ) {
-    this.refresher = setInterval(() => this.refresh(), Math.max(1000, ttlMs / 4));
-    unref(this.refresher);
-  }
-
-  /** A session began here, or its topics changed: its record is written soon. */
-  changed(session: Session): void {
-    if (session.ended) return;
-    this.dirty.add(session);
-    this.schedule();
-  }
-
-  /**
-   * A session ended here: its record goes. Not on shutdown: the instance leaves (its presence with it), so
-   * another takes its sessions over when their clients come back, as after a crash but with their topics
-   * and data written out first (a rolling deploy loses no session).
-   */
-  gone(session: Session): void {
-    if (this.core.closing) return;
-    this.dirty.delete(session);
-    this.ended.push(recordKey(session.sessionId));
-    this.schedule();
-  }
-
-  /** Writes the pending records now, once (the server is shutting down and its sessions are about to end). */
-  async writeNow(): Promise<void> {
-    clearTimeout(this.flushTimer);
-    this.flushTimer = undefined;
-    while (this.dirty.size || this.ended.length) {
-      const before = this.dirty.size + this.ended.length;
-      await this.flush(false);
-      if (this.dirty.size + this.ended.length >= before) return; // The backend is away: the records stay as they were.
-    }
-  }
-
-  /** Stops writing records (the instance leaves); the records of its sessions expire on their own. */
-  close(): void {
-    clearInterval(this.refresher);
-    clearTimeout(this.flushTimer);
-    this.flushTimer = undefined;
-  }
-
-  private schedule(): void {
-    if (this.flushTimer) return;
-    this.flushTimer = setTimeout(() => {
-      this.flushTimer = undefined;
-      void this.flush();
-    }, FLUSH_MS);
-    unref(this.flushTimer);
-  }
-
-  private async flush(retry = true): Promise<void> {
-    const sessions = [...this.dirty].slice(0, BATCH);
-    const ended = this.ended.splice(0, BATCH);
-    for (const s of sessions) this.dirty.delete(s);
-    try {
-      if (ended.length) await this.backend.delete(ended);
-      await Promise.all(sessions.map((s) => this.backend.put(recordKey(s.sessionId), this.record(s), this.ttlMs)));
-    } catch (err) {
-      // Written again once the backend is back (the relays and the log report the outage).
-      for (const s of sessions) if (!s.ended) this.dirty.add(s);
-      this.ended.push(...ended);
-      if (!retry) return;
-      this.core.log?.(`cluster: session records not written (${(err as Error).message}); retrying`);
-      this.flushTimer = setTimeout(() => {
-        this.flushTimer = undefined;
-        void this.flush();
-      }, 500);
-      unref(this.flushTimer);
-      return;
-    }
-    if (retry && (this.dirty.size || this.ended.length)) this.schedule();
-  }
-
-  private record(s: Session): Uint8Array {
-    const base: SessionRecord = {
-      clientId: s.clientId,
-      tokenHash: hashToken(s.token),
-      home: this.core.instanceId,
-      topics: [...(s.topics ?? [])],
-      since: s.since,
-      epoch: this.log.epoch ?? "",
-    };
-    try {
-      return encode({ ...base, data: s.data });
-    } catch (err) {
-      if (!this.warned) {
-        this.warned = true;
-        this.core.report(
-          new ChatterError(
-            "VALIDATION",
-            `cluster: connection data of session ${s.sessionId} cannot cross the cluster (${(err as Error).message}); such sessions cannot resume on another instance if this one dies. Return plain data from getConnectionData.`,
-          ),
-        );
-      }
-      return encode(base);
-    }
-  }
-
-  /** Keeps the records of every session here alive. */
-  private refresh(): void {
-    const keys = [...this.core.sessions.keys()].map(recordKey);
-    for (let i = 0; i < keys.length; i += BATCH) {
-      this.backend.touch(keys.slice(i, i + BATCH), this.ttlMs).catch(() => {});
-    }
-  }
+    private readonly stats: ClusterStats,
+  ) {}
 
   /**
    * Routes a socket whose HELLO names a session this instance does not have: to the session's home, into a
-   * session adopted here, or to a fresh one.
+   * session that moves or is taken over here, or to a fresh one.
    */
   route(state: SocketState, hello: HelloFrame, message: Uint8Array): void {
     clearTimeout(state.helloTimer);
@@ -202,14 +95,15 @@ export class ClusterSessions {
     if (!record || !matches || record.home === this.core.instanceId || this.core.sessions.has(sessionId)) {
       return this.local(state, hello);
     }
-    if (await this.relays.open(state, record.home, message)) return;
+    // The home answers with a handover, or takes the relayed socket (relay.ts calls `arrived` or goes on relaying).
+    if (await this.relays.open(state, record.home, hello, message)) return;
     if (state.closing) return;
     // The home does not listen: dead, or cut off from the bus for a moment. Only a dead one's sessions are taken.
     if (await this.isAlive(record.home)) {
       return this.core.closeSocket(state, CloseCode.TryAgainLater, "the instance holding this session is unreachable; try again");
     }
-    if (state.closing) return;
-    await this.adopt(state, hello, record);
+    if (state.closing || !("data" in record)) return this.local(state, hello);
+    await this.arrive(state, hello, { ...record, data: record.data, changes: null, changesFrom: 0, peer: null, from: record.home });
   }
 
   /** Handles the HELLO here, as on one instance (a fresh session unless the session is here). */
@@ -219,26 +113,68 @@ export class ClusterSessions {
     handshake(this.core, state, hello);
   }
 
-  /** Takes over a session whose home died: from its record, with the broadcasts it missed read back from the log. */
-  private async adopt(state: SocketState, hello: HelloFrame, record: SessionRecord): Promise<void> {
-    const [, , , sessionId, token, lastEvent] = hello;
-    const after = Math.max(lastEvent, record.since);
-    const missed = "data" in record ? await this.log.since(after, record.epoch) : null;
-    if (state.closing) return;
-    if (!missed || this.core.sessions.has(sessionId)) return this.local(state, hello); // Cannot: a fresh session (the client resets).
+  /**
+   * At the home, for a socket relayed from `to`: hands the session over if nothing is in flight.
+   * @returns the handover, the session gone from here; or null (the socket is relayed instead)
+   */
+  handOver(hello: HelloFrame, to: string): Uint8Array | null {
+    const session = this.core.sessions.get(hello[3]);
+    const peer = session?.peer.handover();
+    if (!session || !peer || session.ended) return null;
+    const h: SessionHandover = {
+      sessionId: session.sessionId,
+      clientId: session.clientId,
+      token: session.token,
+      data: session.data,
+      topics: [...(session.topics ?? [])],
+      changes: session.changes,
+      changesFrom: session.changesFrom,
+      since: session.since,
+      epoch: this.log.epoch ?? "",
+      peer,
+    };
+    let bytes: Uint8Array;
+    try {
+      bytes = encode(h);
+    } catch {
+      return null; // Its data cannot cross: it stays here, relayed.
+    }
+    session.movedTo = to;
+    this.core.endSession(session, CloseCode.Moved, `session moved to instance ${to}`);
+    return bytes;
+  }
+
+  /** Here, for a relayed socket: its home handed the session over. */
+  moved(state: SocketState, hello: HelloFrame, bytes: Uint8Array, from: string): void {
+    const h = decode(bytes) as SessionHandover;
+    this.arrive(state, hello, { ...h, from }).catch((err: unknown) => {
+      this.core.report(err);
+      if (!state.closing) this.core.closeSocket(state, CloseCode.TryAgainLater, "the session could not move here; reconnect");
+    });
+  }
+
+  /** Here, for a relayed socket: its home no longer has the session (it ended meanwhile). A fresh one, here. */
+  gone(state: SocketState, hello: HelloFrame): void {
+    this.local(state, hello);
+  }
+
+  /** Makes a session that moved or was taken over live here, with the broadcasts it missed read back from the log. */
+  private async arrive(state: SocketState, hello: HelloFrame, a: Arrival): Promise<void> {
+    const [, , , sessionId, token, lastEvent, settledBelow] = hello;
+    const after = Math.max(lastEvent, a.since);
+    // Before `changesFrom` its subscriptions are not known well enough to tell what it missed.
+    const missed = after < a.changesFrom ? null : await this.log.since(after, a.epoch);
     const core = this.core;
-    const session = new Session(
-      core,
-      (s) => new ServerConnection(s),
-      record.clientId,
-      sessionId,
-      token as string,
-      record.data,
-      state.address,
-    );
+    if (state.closing) return;
+    if (!missed || core.sessions.has(sessionId)) {
+      // Cannot: broadcasts it needed are gone, or it is here already. A fresh session; the client resets.
+      return this.local(state, hello);
+    }
+    const session = new Session(core, (s) => new ServerConnection(s), a.clientId, sessionId, token as string, a.data, state.address);
+    if (a.peer) session.peer.takeOver(a.peer);
     core.sessions.set(sessionId, session);
     core.connections.add(session.connection as ServerConnection);
-    for (const topic of record.topics) {
+    for (const topic of a.topics) {
       try {
         core.topics.subscribe(session, topic);
       } catch (err) {
@@ -247,32 +183,29 @@ export class ClusterSessions {
     }
     session.state = state;
     state.session = session;
-    state.clientId = record.clientId;
-    const welcome: WelcomeFrame = [FrameType.Welcome, sessionId, token as string, true, 0, core.maxMessageBytes];
-    welcome.push(record.clientId, core.identity.sign(record.clientId), true);
+    state.clientId = a.clientId;
+    const welcome: WelcomeFrame = [FrameType.Welcome, sessionId, token as string, true, session.peer.settledBelow, core.maxMessageBytes];
+    welcome.push(a.clientId, core.identity.sign(a.clientId));
+    if (!a.peer) welcome.push(true); // callsLost
     core.write(state, encodeFrame(welcome));
-    // Only what this instance has delivered so far: newer ones reach the session live, now that it is subscribed.
+    // What it missed, as it was subscribed then; only what this instance has delivered so far: newer ones
+    // reach the session live, now that it is subscribed.
+    const then = { topics: a.topics, changes: a.changes, isSubscribed: (t: string) => a.topics.includes(t) };
     let caught = 0;
     for (const { seq, broadcast: b } of missed) {
       if (seq > core.topics.log.seq || b.excludeSessions.includes(sessionId)) continue;
-      if (!b.topics.some((t) => record.topics.includes(t))) continue;
+      if (!b.topics.some((t) => wasSubscribed(then, t, seq))) continue;
       session.send(encodeFrame([FrameType.Event, seq, b.name, b.input]));
       caught++;
     }
     session.flush();
     core.topics.rejoin(session);
-    session.peer.attach(session, false);
-    this.changed(session);
-    core.log?.(
-      `client ${record.clientId} resumed session ${sessionId} here after its instance ${record.home} died (${caught} broadcast(s) caught up; calls in flight lost)`,
-    );
+    session.peer.attach(session, a.peer !== null, settledBelow);
+    this.records.changed(session);
+    if (a.peer) this.stats.moved++;
+    else this.stats.takenOver++;
+    const how = a.peer ? "moved here from" : "was taken over here after the death of";
+    core.log?.(`session ${sessionId} of client ${a.clientId} ${how} ${a.from} (${caught} broadcast(s) caught up)`);
     core.hook(() => core.options.onResume?.(session.connection as ServerConnection), session);
   }
-}
-
-/** @returns the hash a record keeps in place of a resume token */
-export function hashToken(token: string): string {
-  let out = "";
-  for (const byte of sha256(new TextEncoder().encode(token))) out += byte.toString(16).padStart(2, "0");
-  return out;
 }

@@ -19,6 +19,17 @@ export interface ClusterStats {
   queued: number;
   /** Sessions reset because broadcasts they may have needed were lost (the store lost its log, or trimmed it past a reader). */
   resets: number;
+  /** Sessions that moved here from another instance, their client having reconnected here. */
+  moved: number;
+  /** Sockets relayed from another instance to a session here (something was in flight, so it could not move). */
+  relayed: number;
+  /** Sessions taken over here after their instance died. */
+  takenOver: number;
+}
+
+/** @returns counters at zero */
+export function emptyStats(): ClusterStats {
+  return { published: 0, received: 0, lost: 0, queued: 0, resets: 0, moved: 0, relayed: 0, takenOver: 0 };
 }
 
 /**

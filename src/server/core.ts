@@ -76,7 +76,7 @@ export class ServerCore implements SessionHost {
     this.limiter = limits.rateLimit && new RateLimiter(limits.rateLimit);
     this.occupancy = new Occupancy(limits.maxConnections, limits.maxConnectionsPerAddress);
     this.topics = new Topics(limits.replay, limits, this.topicSockets());
-    this.topics.onChange = (session) => this.cluster?.sessions.changed(session);
+    this.topics.onChange = (session) => this.cluster?.records.changed(session);
     this.topics.onDropped = (topic) => {
       for (const s of this.topics.index.get(topic) ?? [])
         if (s.state && this.buffered(s.state) > limits.maxBufferedBytes) this.slowConsumer(s);
@@ -218,7 +218,7 @@ export class ServerCore implements SessionHost {
     this.connections.delete(session.connection as ServerConnection);
     this.topics.remove(session);
     this.topics.relayed.delete(session);
-    this.cluster?.sessions.gone(session);
+    this.cluster?.records.gone(session);
     session.peer.close(`session ended (${code}${reason ? ` ${reason}` : ""})`);
     const state = session.state;
     session.state = null;
@@ -246,7 +246,7 @@ export class ServerCore implements SessionHost {
     while (busy() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     if (busy()) this.log?.("shutdown deadline passed with handlers still running");
     // Another instance takes these sessions over when their clients come back: their records must be current.
-    await this.cluster?.sessions.writeNow();
+    await this.cluster?.records.writeNow();
     for (const session of [...this.sessions.values()]) this.endSession(session, CloseCode.GoingAway, "server is shutting down");
     for (const state of this.handshaking) this.closeSocket(state, CloseCode.GoingAway, "server is shutting down");
     await this.cluster?.close();

@@ -34,7 +34,7 @@ export function handshake(core: ServerCore, state: SocketState, hello: HelloFram
   core.sessions.set(id, session);
   core.connections.add(session.connection as ServerConnection);
   bind(core, session, state);
-  core.cluster?.sessions.changed(session);
+  core.cluster?.records.changed(session);
   state.clientId = clientId;
   const key = proven ? (hello[7] as string) : core.identity.sign(clientId);
   const welcome: WelcomeFrame = [

@@ -12,13 +12,15 @@
  * - `{ k: "up", r, from, m }`: a message from the client. `{ k: "down", r, m }`: one to it.
  * - `{ k: "closed", r, from, code, reason }`: the client's socket closed.
  * - `{ k: "close", r, code, reason }`: the home closes it. `{ k: "gone", r }`: the home has no such session.
+ * - `{ k: "moved", r, session }`: the home handed the session over instead (nothing was in flight): it lives
+ *   on the socket's instance from now on (cluster-sessions.ts), and the relay ends before it began.
  *
  * A relay is only as good as the bus: when a message cannot be sent, or the
  * bus was interrupted, both ends drop the relay as if the socket had closed,
  * and the client resumes (again exactly once) wherever it reconnects.
  */
 import { unref } from "../engine/timers.ts";
-import { CloseCode } from "../wire/frames.ts";
+import { CloseCode, decodeFrames, FrameType, type HelloFrame } from "../wire/frames.ts";
 import type { ServerCore } from "./core.ts";
 import { awaitHello, receive } from "./intake.ts";
 import { SocketState } from "./socket-state.ts";
@@ -34,10 +36,24 @@ export type RelayMessage =
   | { k: "closed"; r: number; from: string; code: number; reason: string }
   | { k: "down"; r: number; m: Uint8Array }
   | { k: "close"; r: number; code: number; reason: string }
-  | { k: "gone"; r: number };
+  | { k: "gone"; r: number }
+  | { k: "moved"; r: number; session: Uint8Array };
 
 /** How relays reach another instance: `send` resolves to how many got it (0: nobody listens there), rejects on an outage. */
 export type RelaySend = (instance: string, message: RelayMessage) => Promise<number>;
+
+/** Where relays hand sessions over (cluster-sessions.ts). */
+export interface RelaySessions {
+  /**
+   * At the home, for a socket relayed from `from`: its HELLO.
+   * @returns the session's handover (it moves there), true to relay the socket, false when there is no such session
+   */
+  accept(hello: HelloFrame, from: string): Uint8Array | boolean;
+  /** At the socket's instance: the home handed the session over. */
+  moved(state: SocketState, hello: HelloFrame, session: Uint8Array, from: string): void;
+  /** At the socket's instance: the home has no such session. */
+  gone(state: SocketState, hello: HelloFrame): void;
+}
 
 /** At the home: the socket of a session whose client is connected to another instance. */
 export class RemoteSocket {
@@ -58,6 +74,9 @@ export class Relays {
   private readonly answered = new Set<number>();
   private nextRelay = 1;
 
+  /** Set once the cluster's session router exists. */
+  sessions: RelaySessions | null = null;
+
   constructor(
     private readonly core: ServerCore,
     private readonly send: RelaySend,
@@ -75,9 +94,9 @@ export class Relays {
    * @param hello - the socket's first message, which the home handles as if it came in there
    * @returns whether the home listens (false: it is gone or cut off; the socket is not relayed)
    */
-  async open(state: SocketState, home: string, hello: Uint8Array): Promise<boolean> {
+  async open(state: SocketState, home: string, frame: HelloFrame, hello: Uint8Array): Promise<boolean> {
     const relay = this.nextRelay++;
-    state.relay = { home, relay };
+    state.relay = { home, relay, hello: frame };
     this.out.set(relay, state);
     const reached = await this.send(home, { k: "open", r: relay, from: this.core.instanceId, hello, address: state.address }).catch(
       () => 0,
@@ -130,7 +149,7 @@ export class Relays {
   }
 
   /** From the home, for a client here. */
-  private toClient(m: Extract<RelayMessage, { k: "down" | "close" | "gone" }>): void {
+  private toClient(m: Extract<RelayMessage, { k: "down" | "close" | "gone" | "moved" }>): void {
     const state = this.out.get(m.r);
     if (!state) return;
     this.answered.add(m.r);
@@ -143,10 +162,12 @@ export class Relays {
       return;
     }
     this.forget(m.r);
+    const link = state.relay;
     state.relay = null;
     if (m.k === "close") return this.core.closeSocket(state, m.code, m.reason);
-    // The home no longer has the session: it ended meanwhile. Start a fresh one here.
-    this.core.closeSocket(state, CloseCode.TryAgainLater, "the session ended meanwhile; reconnect for a new one");
+    if (!link) return;
+    if (m.k === "moved") return this.sessions?.moved(state, link.hello, m.session, link.home);
+    this.sessions?.gone(state, link.hello); // It ended meanwhile: a fresh one, here.
   }
 
   private forget(relay: number): void {
@@ -156,9 +177,18 @@ export class Relays {
 
   // The home.
 
-  /** Takes a socket relayed from another instance: its HELLO resumes a session here, or it is turned away. */
-  private opened(m: Extract<RelayMessage, { k: "open" }>, hasSession: (hello: Uint8Array) => boolean): void {
-    if (!hasSession(m.hello)) {
+  /**
+   * A socket relayed from another instance: its session moves there if nothing is in flight, else its HELLO
+   * resumes the session here through the relay; a socket for a session not here is turned away.
+   */
+  private opened(m: Extract<RelayMessage, { k: "open" }>): void {
+    const hello = helloOf(m.hello);
+    const outcome = hello && this.sessions ? this.sessions.accept(hello, m.from) : false;
+    if (outcome instanceof Uint8Array) {
+      void this.send(m.from, { k: "moved", r: m.r, session: outcome }).catch(() => {});
+      return;
+    }
+    if (!outcome) {
       void this.send(m.from, { k: "gone", r: m.r }).catch(() => {});
       return;
     }
@@ -202,10 +232,10 @@ export class Relays {
   // Both.
 
   /** A relay message for this instance. */
-  receive(m: RelayMessage, hasSession: (hello: Uint8Array) => boolean): void {
+  receive(m: RelayMessage): void {
     switch (m.k) {
       case "open":
-        return this.opened(m, hasSession);
+        return this.opened(m);
       case "up": {
         const state = this.in.get(key(m.from, m.r));
         if (state) return receive(this.core, state, m.m);
@@ -242,4 +272,14 @@ export class Relays {
 
 function key(instance: string, relay: number): string {
   return `${instance} ${relay}`;
+}
+
+/** @returns the HELLO at the head of a relayed socket's first message, or null if it has none */
+function helloOf(message: Uint8Array): HelloFrame | null {
+  try {
+    const frame = decodeFrames(message, 1000)[0];
+    return frame?.[0] === FrameType.Hello && typeof frame[4] === "string" ? (frame as HelloFrame) : null;
+  } catch {
+    return null;
+  }
 }

@@ -53,6 +53,8 @@ export class Session {
   /** Ends the session when the resume window passes. */
   expiry: ReturnType<typeof setTimeout> | undefined;
   ended = false;
+  /** Set when the session moved to another instance of a cluster (that instance now keeps its record). */
+  movedTo: string | null = null;
   /** Set while the session waits for a resume and counts against the connection limits. */
   parkedAt: { address: string | null } | null = null;
   /** Frames made in this tick, sent together as one message at its end (see flush); null when none. */

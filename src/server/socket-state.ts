@@ -3,7 +3,7 @@
  * adapter keeps it with the runtime's socket as an opaque ticket (on Bun it is
  * `ws.data`) and hands it back with each event.
  */
-import type { Refusal } from "../wire/frames.ts";
+import type { HelloFrame, Refusal } from "../wire/frames.ts";
 
 export class SocketState {
   /** The client's id from the upgrade URL (`cid`), as claimed; the proven one once the handshake is done. */
@@ -26,7 +26,7 @@ export class SocketState {
   /** Frames received in that second. */
   frames = 0;
   /** Set on a client socket here whose session lives on another instance: where its messages go (relay.ts). */
-  relay: { home: string; relay: number } | null = null;
+  relay: { home: string; relay: number; hello: HelloFrame } | null = null;
   /** Set when `socket` is a relay's end at the session's home (a `RemoteSocket`), not a runtime socket. */
   remote = false;
   /** Set when admission refused: the socket opens only to be told why, then closes. */

@@ -118,6 +118,8 @@ export const CloseCode = {
   ClientClosed: 4004,
   /** The session resumed on a newer socket; this one is stale. */
   Replaced: 4005,
+  /** Given to `onClose` on the instance a session left, in a cluster: it moved to another instance and goes on there. */
+  Moved: 4006,
   /** The session could not resume: broadcasts it missed were no longer kept. */
   Unresumable: 4007,
   /** The client sent more than `maxFramesPerSecond` frames in a second. */
