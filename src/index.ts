@@ -20,6 +20,7 @@ export {
   type Schema,
   type YieldOf,
 } from "./proc.ts";
+export type { ClusterMember } from "./server/cluster.ts";
 export { type ConnectionBroadcastOptions, ServerConnection } from "./server/connection.ts";
 export { type BroadcastOptions, ChatterServer, type CloseOptions, createServer, type TopicScope } from "./server/index.ts";
 export type { ServerHandler, ServerOptions } from "./server/options.ts";

@@ -97,7 +97,8 @@ export class ServerConnection<TData = unknown> {
    * @param topics - a topic or an iterable of topics
    * @param proc - the procedure to call
    * @param args - its input (checked against `takes` first), then `{ includeSelf, exclude }`
-   * @returns a promise that resolves once the broadcast is handed to the subscribers, or rejects with
+   * @returns a promise that resolves once the broadcast is handed to the subscribers (with a cluster: once the
+   *   cluster's log has it), or rejects with
    *   `VALIDATION` (then nothing is sent); a rejection nobody takes at once goes to `onError`
    */
   broadcast<P extends Proc>(

@@ -30,7 +30,8 @@ export interface TopicScope<TData> {
    * Calls a procedure on every connection subscribed to any of the scope's topics, as `server.broadcast` does.
    * @param proc - the procedure to call
    * @param args - its input (checked against `takes` first), then `{ exclude }`
-   * @returns a promise that resolves once the broadcast is handed to the subscribers, or rejects with `VALIDATION`
+   * @returns a promise that resolves once the broadcast is handed to the subscribers (with a cluster: once the
+   *   cluster's log has it), or rejects with `VALIDATION`
    */
   broadcast<P extends Proc>(proc: P, ...args: [...InputArgs<P>, options?: BroadcastOptions<TData>]): Promise<void>;
 }
@@ -146,7 +147,8 @@ export class ChatterServer<TData = unknown> {
    * @param topics - a topic or an iterable of topics
    * @param proc - the procedure to call
    * @param args - its input (checked against `takes` first), then `{ exclude }`
-   * @returns a promise that resolves once the broadcast is handed to the subscribers, or rejects with
+   * @returns a promise that resolves once the broadcast is handed to the subscribers (with a cluster: once the
+   *   cluster's log has it), or rejects with
    *   `VALIDATION` (then nothing is sent). It never throws; a rejection nobody takes at once goes to `onError`.
    */
   broadcast<P extends Proc>(
