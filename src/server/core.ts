@@ -180,6 +180,8 @@ export class ServerCore implements SessionHost {
   }
 
   closed(state: SocketState, code: number, reason: string): void {
+    // Gone, whoever closed it: work that was waiting on it (a cluster routing its HELLO) must not use it.
+    state.closing = true;
     clearTimeout(state.helloTimer);
     this.handshaking.delete(state);
     if (state.refusal) this.refusing--;
