@@ -1,13 +1,15 @@
 // runtime: bun
 /**
- * `npm run bench:cluster`: what a Redis cluster costs next to one instance. Fan-out (fanout.ts) and resume
- * latency on the same or another instance (resume.ts). Starts its own redis-server on a free port (Debian's
- * redis-server must be installed) and kills everything it started when it ends, fails or is interrupted.
+ * `npm run bench:cluster`: what a Redis cluster costs next to one instance. Fan-out (fanout.ts), resume
+ * latency on the same or another instance (resume.ts), and call round trips direct, relayed and after a move
+ * (calls.ts). Starts its own redis-server on a free port (Debian's redis-server must be installed) and kills
+ * everything it started when it ends, fails or is interrupted.
  * Run: bun bench/cluster/run.ts [--quick] [--only=fanout|resume]
  */
 import { runFanout, SETUP_LABELS, SETUPS } from "./fanout.ts";
 import { startOwnRedis, stopAll } from "./processes.ts";
-import { RECONNECT, runResume, type Samples } from "./resume.ts";
+import { runResume, type Samples } from "./resume.ts";
+import { RECONNECT } from "./session.ts";
 
 const quick = process.argv.includes("--quick");
 const only = process.argv.find((a) => a.startsWith("--only="))?.slice(7);
@@ -51,25 +53,30 @@ try {
   }
   if (only !== "fanout") {
     const r = await runResume(redis.url, RESUME);
-    const cases: [keyof typeof r & string, string, Samples][] = [
+    const cases: [string, string, Samples][] = [
       ["local", "same instance, no cluster", r.local],
       ["home", "same instance, cluster", r.home],
-      ["relayed", "another instance, home alive (relayed)", r.relayed],
+      ["moved", "another instance, idle (moved)", r.moved],
+      ["relayed", "another instance, call in flight (relayed)", r.relayed],
       ["takeover", "another instance, home SIGKILLed (taken over)", r.takeover],
     ];
-    const w = [46, 4, 7, 7, 6, 8];
+    const w = [46, 4, 7, 7, 6, 8, 9];
     console.log(`\nResume: socket cut to session resumed, ms (client reconnect delays ${RECONNECT.minDelay}–${RECONNECT.maxDelay} ms)`);
-    console.log(row(["case", "n", "p50", "p99", "resets", "timeouts"], w));
+    console.log(row(["case", "n", "p50", "p99", "resets", "timeouts", "misrouted"], w));
     for (const [key, label, s] of cases) {
-      console.log(row([label, s.ms.length, fmt(pct(s.ms, 0.5)), fmt(pct(s.ms, 0.99)), s.resets, s.timeouts], w));
+      console.log(row([label, s.ms.length, fmt(pct(s.ms, 0.5)), fmt(pct(s.ms, 0.99)), s.resets, s.timeouts, s.misrouted], w));
       json[`resume_ms_p50_${key}`] = round(pct(s.ms, 0.5), 1);
       json[`resume_ms_p99_${key}`] = round(pct(s.ms, 0.99), 1);
-      json[`resume_failures_${key}`] = s.resets + s.timeouts;
+      json[`resume_failures_${key}`] = s.resets + s.timeouts + s.misrouted;
     }
+    const { moved, relayed, takenOver } = r.stats;
+    console.log(`Cluster stats, summed over the three instances: moved ${moved}, relayed ${relayed}, taken over ${takenOver}`);
+    Object.assign(json, { stats_moved: moved, stats_relayed: relayed, stats_taken_over: takenOver });
     const paths: [string, string, number[]][] = [
       ["lone", "one instance, no cluster", r.calls.lone],
       ["direct", "cluster, direct to the home", r.calls.direct],
-      ["relayed", "cluster, relayed by another instance", r.calls.relayed],
+      ["relayed", "cluster, relayed (a call held in flight)", r.calls.relayed],
+      ["moved", "cluster, direct after the session moved", r.calls.moved],
     ];
     console.log(`\nSequential calls, one round trip, µs`);
     console.log(row(["path", "n", "p50", "p99"], [46, 5, 7, 7]));
@@ -78,8 +85,10 @@ try {
       json[`call_us_p50_${key}`] = Math.round(pct(us, 0.5));
       json[`call_us_p99_${key}`] = Math.round(pct(us, 0.99));
     }
-    json.relayed_call_p50_ratio = round(pct(r.calls.relayed, 0.5) / pct(r.calls.direct, 0.5));
-    json.relayed_call_p99_ratio = round(pct(r.calls.relayed, 0.99) / pct(r.calls.direct, 0.99));
+    for (const key of ["relayed", "moved"] as const) {
+      json[`${key}_call_p50_ratio`] = round(pct(r.calls[key], 0.5) / pct(r.calls.direct, 0.5));
+      json[`${key}_call_p99_ratio`] = round(pct(r.calls[key], 0.99) / pct(r.calls.direct, 0.99));
+    }
   }
 } catch (err) {
   stop(1, `bench:cluster failed: ${(err as Error).stack ?? err}`);
