@@ -3,7 +3,8 @@
  *   echo <system> <port> <n> <window>   n echo calls, `window` in flight, after a warm-up (see ready());
  *                                       prints {"rate","clientCpu","p50","p99"}, the last two round trips in µs
  *   s2c <port> <n> <window>             Chatter server-to-client calls, after a warm-up; prints {"rate"}
- *   fanout <system> <port> <conns> <k> <size>  k broadcasts to conns sockets; prints {"rate"} in deliveries/s
+ *   fanout <system> <port> <conns> <k> <size>  k broadcasts to conns sockets; prints {"rate","serverRate"} in
+ *                                       deliveries/s, end to end and by the server's own clock
  *   idle <system> <port> <conns> [batch] opens conns idle connections (ids unique per batch), prints OPEN, exits on stdin "close"
  *   stream <system> <port> <n>         one stream of n items from server to client, after a warm-up stream;
  *                                       prints {"rate"} in items/s (bench/systems/<system>/stream.ts)
@@ -120,13 +121,33 @@ let callId = 0;
 /** Calls made before every measured echo run (100 in flight). */
 const WARM_UP = 20_000;
 
-/** After the warm-up: prints WARM, then waits for "go" on stdin, so the caller can read the server's CPU clock first. */
-async function ready(): Promise<void> {
-  console.log("WARM");
-  await new Promise<void>((resolve) => createInterface({ input: process.stdin }).on("line", (l) => l.trim() === "go" && resolve()));
+/** Lines from stdin not yet taken by `line()`, and who waits for the next one. */
+const stdinLines: string[] = [];
+let onStdinLine: (() => void) | null = null;
+createInterface({ input: process.stdin }).on("line", (l) => {
+  stdinLines.push(l.trim());
+  onStdinLine?.();
+});
+/** @returns once stdin has said `word` (a line of its own) */
+async function line(word: string): Promise<void> {
+  for (;;) {
+    while (stdinLines.length) if (stdinLines.shift() === word) return;
+    await new Promise<void>((resolve) => (onStdinLine = resolve));
+  }
 }
-/** The load client's own CPU µs per call, for echo runs. */
+
+/**
+ * After the warm-up (or, as RAN, after the measured part): prints `mark`, then waits for "go" on stdin, so the
+ * caller can read the server's CPU clock.
+ */
+async function ready(mark = "WARM"): Promise<void> {
+  console.log(mark);
+  await line("go");
+}
+/** The load client's own CPU µs per call (echo runs) or per delivery (fan-out runs). */
 let clientCpu: number | undefined;
+/** Fan-out runs: deliveries/s by the server's own clock (its publish loop), as `serverRate`. */
+let fanoutServer: number | undefined;
 /** Round-trip µs of the measured echo calls, median and 99th percentile. */
 let latency: { p50: number; p99: number } | undefined;
 
@@ -136,6 +157,12 @@ function blobFor(frameSize: number): number {
   return frameSize - overhead;
 }
 
+/**
+ * k broadcasts to `conns` sockets, a warm-up and three measured runs. Between them it prints WARM and RAN and
+ * waits for "go" on stdin each time, so the caller can read the server's CPU clock around the measured runs: the
+ * server's own cost of the fan-out, apart from the receivers' (this process's CPU is reported too).
+ * @returns the median of the three runs, deliveries/s as the receivers count them
+ */
 async function fanout(system: string, port: number, conns: number, k: number, size: number) {
   const sockets = await openSockets(system, port, conns);
   const run = async () => {
@@ -157,8 +184,13 @@ async function fanout(system: string, port: number, conns: number, k: number, si
     return (expected / (performance.now() - t0)) * 1000;
   };
   await run(); // warm-up
+  await ready();
+  const before = process.cpuUsage();
   // Three measured runs, median: one run of 1,000 receivers is noisy on 2 cores.
   const rates = [await run(), await run(), await run()].sort((x, y) => x - y);
+  const used = process.cpuUsage(before);
+  clientCpu = (used.user + used.system) / (3 * conns * k);
+  await ready("RAN");
   for (const ws of sockets) ws.close();
   return rates[1] as number;
 }
@@ -166,7 +198,7 @@ async function fanout(system: string, port: number, conns: number, k: number, si
 async function idle(system: string, port: number, conns: number, batch: number) {
   const sockets = await openSockets(system, port, conns, batch);
   console.log("OPEN");
-  await new Promise<void>((resolve) => createInterface({ input: process.stdin }).on("line", (l) => l.trim() === "close" && resolve()));
+  await line("close");
   for (const ws of sockets) ws.close();
 }
 
@@ -179,5 +211,5 @@ else if (mode === "fanout") rate = await fanout(args[0] as string, num(1), num(2
 else if (mode === "stream") rate = await stream(args[0] as string, num(1), num(2));
 else if (mode === "idle") await idle(args[0] as string, num(1), num(2), Number(args[3] ?? 0));
 else throw new Error(`unknown mode ${mode}`);
-if (mode !== "idle") console.log(JSON.stringify({ rate, clientCpu, ...latency }));
+if (mode !== "idle") console.log(JSON.stringify({ rate, clientCpu, serverRate: fanoutServer, ...latency }));
 process.exit(0);

@@ -33,6 +33,8 @@ const WINDOW = 1000;
 const FANOUT_CONNS = 1000;
 const FANOUT_K = quick ? 100 : 200;
 const FANOUT_FRAME = 64;
+/** Measured fan-out runs per load process (bench/load.ts, fanout()). */
+const FANOUT_RUNS = 3;
 const IDLE_CONNS = quick ? 500 : 1000;
 const IDLE_ROUNDS = quick ? 3 : 5;
 /** Items in the measured stream, server to client, each `{ i, text: "token" }` like an LLM's tokens. */
@@ -124,8 +126,10 @@ function lineReader(stream: ReadableStream<Uint8Array>) {
 interface LoadRun {
   /** Pin the load client to this core (see PIN). */
   core?: number;
-  /** Runs between the warm-up and the measured part (echo and s2c), e.g. to read the server's CPU clock. */
+  /** Runs between the warm-up and the measured part (echo, s2c and fan-out), e.g. to read the server's CPU clock. */
   onWarm?: () => Promise<unknown>;
+  /** Runs right after the measured part of a fan-out, before its sockets close. */
+  onDone?: () => Promise<unknown>;
 }
 
 /** Runs bench/load.ts in its own process; @returns its rate and, for echo runs, its own CPU µs per call and round-trip µs */
@@ -136,11 +140,19 @@ async function load(run: LoadRun, ...args: (string | number)[]): Promise<{ rate:
     stderr: "inherit",
   });
   const lines = lineReader(proc.stdout as ReadableStream<Uint8Array>);
-  if (args[0] === "echo" || args[0] === "s2c") {
-    await lines.next("WARM");
-    await run.onWarm?.();
+  const go = () => {
     proc.stdin.write("go\n");
     proc.stdin.flush();
+  };
+  if (args[0] === "echo" || args[0] === "s2c" || args[0] === "fanout") {
+    await lines.next("WARM");
+    await run.onWarm?.();
+    go();
+  }
+  if (args[0] === "fanout") {
+    await lines.next("RAN");
+    await run.onDone?.();
+    go();
   }
   const out = await lines.next("{");
   if ((await proc.exited) !== 0) throw new Error(`load ${args.join(" ")} failed`);
@@ -193,7 +205,14 @@ for (let round = 0; round < ROUNDS; round++) {
     const system = SYSTEMS.find((s) => s.name === name) as System;
     const server = await startServer(system);
     try {
-      push(results, `${name}.fanout`, (await load({}, "fanout", name, server.port, FANOUT_CONNS, FANOUT_K, FANOUT_FRAME)).rate);
+      // The server's CPU clock around the measured runs: its own cost of the fan-out, apart from the receivers'.
+      let before = 0;
+      let after = 0;
+      const clock = { onWarm: async () => (before = await server.cpu()), onDone: async () => (after = await server.cpu()) };
+      const fan = await load(clock, "fanout", name, server.port, FANOUT_CONNS, FANOUT_K, FANOUT_FRAME);
+      push(results, `${name}.fanout`, fan.rate);
+      push(results, `${name}.fanoutCpu`, (after - before) / (FANOUT_RUNS * FANOUT_CONNS * FANOUT_K));
+      push(results, `${name}.fanoutClientCpu`, fan.clientCpu as number);
     } finally {
       await server.stop();
     }
@@ -267,6 +286,8 @@ const figures = {
   vs_birpc_pipelined: round2(m("chatter.pipe") / m("birpc.pipe")),
   vs_capnweb_pipelined: round2(m("chatter.pipe") / m("capnweb.pipe")),
   fanout_ratio_vs_raw_publish: round2(m("chatter.fanout") / m("raw.fanout")),
+  // The server's side alone: raw's server CPU per delivery over Chatter's (higher is better, as a rate).
+  fanout_server_ratio_vs_raw: round2(m("raw.fanoutCpu") / m("chatter.fanoutCpu")),
   server_to_client_ratio: round2(m("chatter.s2c") / m("chatter.pipe")),
   stream_ratio_vs_raw: round2(m("chatter.stream") / m("raw.stream")),
   stream_vs_trpc: round2(m("chatter.stream") / m("trpc.stream")),
@@ -297,6 +318,9 @@ for (const s of SYSTEMS) {
 }
 console.log(`\n| measure | raw Bun | Chatter |\n|---|--:|--:|`);
 console.log(`| fan-out to ${FANOUT_CONNS} subscribers, deliveries/s | ${k(m("raw.fanout"))} | ${k(m("chatter.fanout"))} |`);
+const ns = (key: string) => (m(key) * 1000).toFixed(0);
+console.log(`| fan-out, server CPU ns per delivery | ${ns("raw.fanoutCpu")} | ${ns("chatter.fanoutCpu")} |`);
+console.log(`| fan-out, receivers' CPU ns per delivery (one process) | ${ns("raw.fanoutClientCpu")} | ${ns("chatter.fanoutClientCpu")} |`);
 console.log(
   `| server RSS per idle connection, first ${IDLE_CONNS} (with one-time costs), bytes | ${k(m("raw.idleFirst"))} | ${k(m("chatter.idleFirst"))} |`,
 );
