@@ -7,7 +7,7 @@ import { joinFrames } from "./frames.ts";
 
 /** Frames waiting to go out together, bounded in bytes and in count. */
 export class FrameBatch {
-  private frames: Uint8Array[] = [];
+  private readonly frames: Uint8Array[] = [];
   private bytes = 0;
 
   /**
@@ -41,7 +41,8 @@ export class FrameBatch {
   take(): Uint8Array | null {
     if (this.frames.length === 0) return null;
     const message = joinFrames(this.frames, this.bytes);
-    this.frames = [];
+    // Emptied in place, not replaced: a lone answer per message is the common case, and this runs for each.
+    this.frames.length = 0;
     this.bytes = 0;
     return message;
   }

@@ -158,9 +158,13 @@ function readMap(n: number): Record<string, unknown> {
   return out;
 }
 
+/** Strings of at most this many bytes are built by hand when ASCII (measured on Bun 1.4: faster up to 64). */
+const SHORT_STRING = 64;
+
 function readString(n: number): string {
-  if (n > 8) return utf8.decode(take(n));
-  // A few bytes are cheaper to build by hand than through TextDecoder, when they are ASCII.
+  if (n > SHORT_STRING) return utf8.decode(take(n));
+  // Short ASCII is cheaper built by hand: TextDecoder needs a view of the bytes, and the first view of a fresh
+  // message (Bun hands the server a new Buffer for each) costs more than the whole string.
   let s = "";
   for (let i = at, end = at + n; i < end; i++) {
     const c = src[i]!;
