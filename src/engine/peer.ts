@@ -27,12 +27,16 @@ export interface PeerHandover {
 export class Peer implements PeerHost {
   /** Where frames go now: set by `attach`, null between sockets. */
   transport: Transport | null = null;
-  /** The calling half: outgoing calls, their timeouts and the offline queue. */
-  private readonly calls: Calls;
+  /**
+   * The calling half (outgoing calls, their timeouts and the offline queue) and the answering half (incoming
+   * calls, kept answers, broadcasts), each made on first use: most of a server's sessions sit idle, taking
+   * broadcasts and making no calls either way, and the two halves are about 250 bytes of heap a session.
+   * Until one is made, it is known to be empty, and the reads below answer for it.
+   */
+  private callsMade: Calls | null = null;
+  private answersMade: Answerer | null = null;
   /** Streams this end reads, made on the first. */
   private streams: StreamCalls | null = null;
-  /** The answering half: incoming calls, kept answers, broadcasts. */
-  private readonly answers: Answerer;
   /** The largest frame the other end accepts (its `maxMessageBytes`, learned in WELCOME). */
   maxFrameBytes = Number.POSITIVE_INFINITY;
   readonly opts: PeerOptions;
@@ -42,33 +46,44 @@ export class Peer implements PeerHost {
   constructor(opts: PeerOptions, owner: unknown) {
     this.opts = opts;
     this.owner = owner;
-    this.calls = new Calls(this);
-    this.answers = new Answerer(this);
+  }
+
+  /** The calling half, made now if it was not yet. */
+  private get calls(): Calls {
+    this.callsMade ??= new Calls(this);
+    return this.callsMade;
+  }
+
+  /** The answering half, made now if it was not yet. */
+  private get answers(): Answerer {
+    this.answersMade ??= new Answerer(this);
+    return this.answersMade;
   }
 
   /** The highest broadcast sequence number handled, for HELLO. */
   get lastEvent(): number {
-    return this.answers.lastEvent;
+    return this.answersMade?.lastEvent ?? 0;
   }
 
   /** Answers kept for repeats. */
   get keptAnswers(): number {
-    return this.answers.keptCount;
+    return this.answersMade?.keptCount ?? 0;
   }
 
   /** Outgoing calls waiting for an answer (queued ones included). */
   get pendingCount(): number {
-    return this.calls.size;
+    return this.callsMade?.size ?? 0;
   }
 
   /** Incoming calls whose handler is still running. */
   get runningCount(): number {
-    return this.answers.runningCount;
+    return this.answersMade?.runningCount ?? 0;
   }
 
   /** Every call with a lower id is settled here; the other end may forget its answers. */
   get settledBelow(): number {
-    return this.calls.settledBelow;
+    // No call made yet: the first will be number 1.
+    return this.callsMade?.settledBelow ?? 1;
   }
 
   /**
@@ -102,12 +117,14 @@ export class Peer implements PeerHost {
    */
   attach(transport: Transport, resumed: boolean, peerSettledBelow = 0, holdQueue = false): void {
     this.transport = transport;
-    if (resumed) {
-      this.answers.forgetBelow(peerSettledBelow);
+    const answers = this.answersMade;
+    if (resumed && answers) {
+      answers.forgetBelow(peerSettledBelow);
       // Items sent into the old socket may be lost: each stream waits for its reader's CREDIT to go on.
-      this.answers.resumed();
+      answers.resumed();
     }
-    this.calls.attach(transport, resumed, holdQueue);
+    // With no calls made, there is nothing to send again, hold or cancel.
+    this.callsMade?.attach(transport, resumed, holdQueue);
   }
 
   /** The socket is backpressured: hold new calls until `release`. */
@@ -120,12 +137,12 @@ export class Peer implements PeerHost {
    * @param force - send even if no backpressure was noted (the queue's hold ended)
    */
   release(force = false): void {
-    this.calls.release(force);
+    this.callsMade?.release(force);
   }
 
   /** Ends the hold `attach` put on the queue: the calls queued before it go out now, in order. */
   sendQueue(): void {
-    this.calls.sendQueue();
+    this.callsMade?.sendQueue();
   }
 
   /** The socket is gone, for now: calls stay pending and handlers keep running until the session resumes or ends. */
@@ -138,8 +155,8 @@ export class Peer implements PeerHost {
    * `DISCONNECTED` (they may or may not have run); calls never sent stay queued.
    */
   reset(reason: string): void {
-    this.calls.reset(reason);
-    this.answers.reset(reason);
+    this.callsMade?.reset(reason);
+    this.answersMade?.reset(reason);
   }
 
   /**
@@ -148,8 +165,8 @@ export class Peer implements PeerHost {
    * forgotten (its call numbers start again). Broadcast numbers are kept.
    */
   lostCalls(reason: string): void {
-    this.calls.reset(reason);
-    this.answers.reset(reason, true);
+    this.callsMade?.reset(reason);
+    this.answersMade?.reset(reason, true);
   }
 
   /**
@@ -158,15 +175,16 @@ export class Peer implements PeerHost {
    */
   failAll(error: ChatterError): void {
     this.reset(`${error.code}: ${error.message}`);
-    this.calls.failQueued(error);
+    this.callsMade?.failQueued(error);
   }
 
   /** Ends the peer for good: every call fails, every running handler is aborted. */
   close(reason: string): void {
-    if (this.calls.closed) return;
+    if (this.callsMade?.closed) return;
     this.transport = null;
+    // Made even now: it remembers that the peer is closed, so later calls fail.
     this.calls.close(reason);
-    this.answers.reset(reason);
+    this.answersMade?.reset(reason);
   }
 
   /**
@@ -175,8 +193,8 @@ export class Peer implements PeerHost {
    * @returns it, or null while anything is in flight (a call either way, a stream, an owed CANCEL)
    */
   handover(): PeerHandover | null {
-    const nextCallId = this.calls.handover();
-    const answers = this.answers.handover();
+    const nextCallId = this.callsMade ? this.callsMade.handover() : 1;
+    const answers = this.answersMade ? this.answersMade.handover() : { lastCallId: 0, replies: [] };
     if (nextCallId === null || answers === null) return null;
     return { nextCallId, ...answers };
   }
@@ -192,24 +210,25 @@ export class Peer implements PeerHost {
     switch (frame[0]) {
       case FrameType.Call:
         return this.answers.onCall(frame);
+      // With no calls made, an answer is for nobody.
       case FrameType.Result:
-        return this.calls.onAnswer(frame[1], frame[2], false);
+        return this.callsMade?.onAnswer(frame[1], frame[2], false);
       case FrameType.Error:
-        return this.calls.onAnswer(frame[1], frame[2], true);
+        return this.callsMade?.onAnswer(frame[1], frame[2], true);
       case FrameType.Event:
         if (this.opts.side === "server") return this.opts.onControl?.(frame, this.owner as never);
         return this.answers.onEvent(frame);
       case FrameType.Cancel:
-        return this.answers.cancel(frame[1]);
+        return this.answersMade?.cancel(frame[1]);
       case FrameType.Item:
         return this.streams?.onItem(frame[1], frame[2], frame[3]);
       case FrameType.Credit:
-        return this.answers.onCredit(frame[1], frame[2], frame[3]);
+        return this.answersMade?.onCredit(frame[1], frame[2], frame[3]);
       case FrameType.Ping:
-        this.answers.forgetBelow(frame[1]);
+        this.answersMade?.forgetBelow(frame[1]);
         return this.send(encodeFrame([FrameType.Pong, this.settledBelow]));
       case FrameType.Pong:
-        this.answers.forgetBelow(frame[1]);
+        this.answersMade?.forgetBelow(frame[1]);
         return this.opts.onControl?.(frame, this.owner as never);
       default:
         this.opts.onControl?.(frame, this.owner as never);
