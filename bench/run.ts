@@ -336,6 +336,14 @@ console.log(
     .join(", ")}`,
 );
 if (!quick && !streamOnly) writeFileSync(`${import.meta.dir}/results.svg`, chart());
+// 19,000 connections on one instance (bench/scale/): one round here, 2,000 and 5,000 with --quick; the
+// three-round run is `npm run bench:scale`.
+if (!streamOnly) {
+  const { runScale, scaleKeys, scaleOptions, scaleTable } = await import("./scale/run.ts");
+  const scale = await runScale(scaleOptions(quick ? "quick" : "bench"));
+  console.log(`\nscale: ${scaleTable(scale)}`);
+  Object.assign(figures, scaleKeys(scale));
+}
 console.log(JSON.stringify(figures));
 
 async function nodeVersion(): Promise<string> {
