@@ -47,6 +47,8 @@ export class Cluster {
   private readonly queries: MemberQueries;
   private readonly presence: Presence;
   private readonly heartbeat: ReturnType<typeof setInterval>;
+  /** How long an instance's presence lives without a heartbeat. */
+  readonly presenceTtlMs: number;
   private closed: Promise<void> | undefined;
   /** Resolves once this instance listens on the bus. */
   readonly listening: Promise<void>;
@@ -61,7 +63,8 @@ export class Cluster {
     this.node = node;
     this.stats = stats ?? backend.stats ?? emptyStats();
     const heartbeatMs = backend.heartbeatMs ?? 2000;
-    this.presence = new Presence(backend, node, backend.presenceTtlMs ?? heartbeatMs * 3);
+    this.presenceTtlMs = backend.presenceTtlMs ?? heartbeatMs * 3;
+    this.presence = new Presence(backend, node, this.presenceTtlMs);
     this.calls = new RemoteCalls(node, {
       call: (bytes, what) => this.publish(CALL, bytes, what),
       reply: (instance, message, what) => this.send(instance, message, what),

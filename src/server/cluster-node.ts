@@ -11,7 +11,6 @@ import { SessionRecords } from "./cluster-records.ts";
 import { SessionRouter } from "./cluster-sessions.ts";
 import type { ServerConnection } from "./connection.ts";
 import type { ServerCore } from "./core.ts";
-import { sameSecret } from "./identity.ts";
 import { Relays } from "./relay.ts";
 import type { Session } from "./session.ts";
 
@@ -22,7 +21,7 @@ const PASS: StandardSchemaV1 = { "~standard": { version: 1, vendor: "chatter", v
 function localSession(core: ServerCore, clientId: string): Session | undefined {
   let waiting: Session | undefined;
   for (const s of core.sessions.values()) {
-    if (s.clientId !== clientId) continue;
+    if (s.clientId !== clientId || s.movedTo) continue; // One handing itself over is the other instance's now.
     if (s.state) return s;
     waiting ??= s;
   }
@@ -65,18 +64,12 @@ export class ClusterMembership {
       ttl,
     );
     this.records = new SessionRecords(core, backend, this.log, ttl);
-    this.sessions = new SessionRouter(core, backend, this.log, this.relays, this.records, (id) => this.bus.isAlive(id), this.stats);
+    const isAlive = (id: string) => this.bus.isAlive(id);
+    this.sessions = new SessionRouter(core, backend, this.log, this.relays, this.records, isAlive, this.stats, this.bus.presenceTtlMs);
     const router = this.sessions;
-    const stats = this.stats;
     this.relays.sessions = {
-      accept(hello, from) {
-        const session = core.sessions.get(hello[3]);
-        if (!session || !sameSecret(session.token, hello[4] as string)) return false;
-        const handover = router.handOver(hello, from);
-        if (handover) return handover;
-        stats.relayed++;
-        return true;
-      },
+      accept: (hello, from) => router.accept(hello, from),
+      handedOver: (hello, sent) => router.handedOver(hello, sent),
       moved: (state, hello, bytes, from) => router.moved(state, hello, bytes, from),
       gone: (state, hello) => router.gone(state, hello),
     };

@@ -64,7 +64,8 @@ export class SessionRecords {
 
   /** A session began here, or its topics changed: its record is written soon. */
   changed(session: Session): void {
-    if (session.ended) return;
+    // A session still arriving here (cluster-sessions.ts) is written once it is in.
+    if (session.ended || this.core.sessions.get(session.sessionId) !== session) return;
     this.dirty.add(session);
     this.schedule();
   }

@@ -18,7 +18,7 @@ import { decode, encode } from "../wire/codec.ts";
 import { CloseCode, encodeFrame, FrameType, type HelloFrame, type WelcomeFrame } from "../wire/frames.ts";
 import { type SubscriptionChange, wasSubscribed } from "./broadcast-log.ts";
 import type { ClusterBackend, ClusterStats } from "./cluster.ts";
-import type { ClusterLog } from "./cluster-log.ts";
+import type { ClusterLog, Logged } from "./cluster-log.ts";
 import { hashToken, recordKey, type SessionRecord, type SessionRecords } from "./cluster-records.ts";
 import { ServerConnection } from "./connection.ts";
 import type { ServerCore } from "./core.ts";
@@ -42,6 +42,8 @@ export interface SessionHandover {
   since: number;
   epoch: string;
   peer: PeerHandover;
+  /** It was taken over from a dead instance and its client has not been told yet (WELCOME's callsLost). */
+  callsLost: boolean;
 }
 
 /** What a session arriving here starts from: a handover from a live home, or a record of a dead one. */
@@ -55,11 +57,21 @@ interface Arrival {
   epoch: string;
   /** The engine's state, when it moves; null when the old home died with its calls. */
   peer: PeerHandover | null;
+  /** Whether calls in flight died with an old home (now or on an earlier arrival not yet caught up). */
+  callsLost: boolean;
   /** The instance it comes from. */
   from: string;
 }
 
+/** Sessions remembered as moved away, so a socket sent here by a record not yet rewritten finds them. */
+const MAX_MOVED_AWAY = 10_000;
+
 export class SessionRouter {
+  /** Sessions that moved from here lately, and where to: a record may still name this instance for a moment. */
+  private readonly movedAway = new Map<string, string>();
+  /** Instances found silent, and since when (ms). */
+  private readonly silent = new Map<string, number>();
+
   constructor(
     private readonly core: ServerCore,
     private readonly backend: ClusterBackend,
@@ -69,6 +81,8 @@ export class SessionRouter {
     /** Whether an instance is alive, by its presence. */
     private readonly isAlive: (instance: string) => Promise<boolean>,
     private readonly stats: ClusterStats,
+    /** How long an instance must stay silent (not listening, no presence) to be taken for dead: a presence lifetime. */
+    private readonly deathMs: number,
   ) {}
 
   /**
@@ -98,12 +112,31 @@ export class SessionRouter {
     // The home answers with a handover, or takes the relayed socket (relay.ts calls `arrived` or goes on relaying).
     if (await this.relays.open(state, record.home, hello, message)) return;
     if (state.closing) return;
-    // The home does not listen: dead, or cut off from the bus for a moment. Only a dead one's sessions are taken.
+    // The home does not listen: dead, or cut off from the bus for a moment (a Redis restart can expire a live
+    // instance's presence too). Only one that has stayed silent for a whole presence lifetime since it was
+    // first found silent is taken for dead: taking a live instance's sessions would run calls twice.
     if (await this.isAlive(record.home)) {
+      this.silent.delete(record.home);
       return this.core.closeSocket(state, CloseCode.TryAgainLater, "the instance holding this session is unreachable; try again");
     }
+    const now = Date.now();
+    const since = this.silent.get(record.home) ?? now;
+    if (this.silent.size > 1000) this.silent.clear(); // Bounded: a forgotten one is only judged a little later.
+    if (!this.silent.has(record.home)) this.silent.set(record.home, now);
+    if (now - since < this.deathMs) {
+      return this.core.closeSocket(state, CloseCode.TryAgainLater, "the instance holding this session is not answering; try again");
+    }
     if (state.closing || !("data" in record)) return this.local(state, hello);
-    await this.arrive(state, hello, { ...record, data: record.data, changes: null, changesFrom: 0, peer: null, from: record.home });
+    const arrival: Arrival = {
+      ...record,
+      data: record.data,
+      changes: null,
+      changesFrom: 0,
+      peer: null,
+      callsLost: true,
+      from: record.home,
+    };
+    await this.arrive(state, hello, arrival);
   }
 
   /** Handles the HELLO here, as on one instance (a fresh session unless the session is here). */
@@ -114,24 +147,28 @@ export class SessionRouter {
   }
 
   /**
-   * At the home, for a socket relayed from `to`: hands the session over if nothing is in flight.
-   * @returns the handover, the session gone from here; or null (the socket is relayed instead)
+   * At the home, for a socket relayed from `to`: hands the session over if nothing is in flight. The session
+   * stays here, frozen, until the handover is known to have been sent (`handedOver`).
+   * @returns the handover; or null (the socket is relayed instead)
    */
   handOver(hello: HelloFrame, to: string): Uint8Array | null {
     const session = this.core.sessions.get(hello[3]);
     const peer = session?.peer.handover();
-    if (!session || !peer || session.ended) return null;
+    if (!session || !peer || session.ended || session.movedTo || session.catchUp?.busy) return null;
+    // One that has not caught up since it arrived here hands on where its catch-up starts.
+    const c = session.catchUp;
     const h: SessionHandover = {
       sessionId: session.sessionId,
       clientId: session.clientId,
       token: session.token,
       data: session.data,
-      topics: [...(session.topics ?? [])],
-      changes: session.changes,
-      changesFrom: session.changesFrom,
-      since: session.since,
-      epoch: this.log.epoch ?? "",
+      topics: c ? c.topics : [...(session.topics ?? [])],
+      changes: c ? c.changes : session.changes,
+      changesFrom: c ? 0 : session.changesFrom,
+      since: c ? c.after : session.since,
+      epoch: c ? c.epoch : (this.log.epoch ?? ""),
       peer,
+      callsLost: c?.callsLost ?? false,
     };
     let bytes: Uint8Array;
     try {
@@ -140,8 +177,35 @@ export class SessionRouter {
       return null; // Its data cannot cross: it stays here, relayed.
     }
     session.movedTo = to;
-    this.core.endSession(session, CloseCode.Moved, `session moved to instance ${to}`);
     return bytes;
+  }
+
+  /** At the home: the handover was sent (the session goes, and sockets that still come here are sent after it), or not (it stays). */
+  handedOver(hello: HelloFrame, sent: boolean): void {
+    const session = this.core.sessions.get(hello[3]);
+    if (!session?.movedTo) return;
+    if (!sent) {
+      session.movedTo = null;
+      return;
+    }
+    this.movedAway.set(session.sessionId, session.movedTo);
+    while (this.movedAway.size > MAX_MOVED_AWAY) this.movedAway.delete(this.movedAway.keys().next().value as string);
+    this.core.endSession(session, CloseCode.Moved, `session moved to instance ${session.movedTo}`);
+  }
+
+  /**
+   * At the home, for a socket relayed from `from`.
+   * @returns what relay.ts answers it: a handover, true to relay, where the session moved on, "busy", or false
+   */
+  accept(hello: HelloFrame, from: string): Uint8Array | string | boolean {
+    const session = this.core.sessions.get(hello[3]);
+    if (!session) return this.movedAway.get(hello[3]) ?? false;
+    if (!sameSecret(session.token, hello[4] as string)) return false;
+    if (session.movedTo || session.catchUp?.busy) return "busy";
+    const handover = this.handOver(hello, from);
+    if (handover) return handover;
+    this.stats.relayed++;
+    return true;
   }
 
   /** Here, for a relayed socket: its home handed the session over. */
@@ -158,22 +222,24 @@ export class SessionRouter {
     this.local(state, hello);
   }
 
-  /** Makes a session that moved or was taken over live here, with the broadcasts it missed read back from the log. */
+  /**
+   * Makes a session that moved or was taken over live here. It is registered and subscribed at once, so it
+   * is never lost, whatever happens to this socket meanwhile: until it has caught up on the broadcasts it
+   * missed (read back from the cluster's log), every resume of it catches up from the log (`resumeFromLog`).
+   */
   private async arrive(state: SocketState, hello: HelloFrame, a: Arrival): Promise<void> {
-    const [, , , sessionId, token, lastEvent, settledBelow] = hello;
-    const after = Math.max(lastEvent, a.since);
-    // Before `changesFrom` its subscriptions are not known well enough to tell what it missed.
-    const missed = after < a.changesFrom ? null : await this.log.since(after, a.epoch);
+    const sessionId = hello[3];
     const core = this.core;
-    if (state.closing) return;
-    if (!missed || core.sessions.has(sessionId)) {
-      // Cannot: broadcasts it needed are gone, or it is here already. A fresh session; the client resets.
-      return this.local(state, hello);
-    }
-    const session = new Session(core, (s) => new ServerConnection(s), a.clientId, sessionId, token as string, a.data, state.address);
+    const after = Math.max(hello[5], a.since);
+    // Before `changesFrom` its subscriptions are not known well enough to tell what it missed.
+    if (after < a.changesFrom || core.sessions.has(sessionId)) return this.local(state, hello);
+    const session = new Session(core, (s) => new ServerConnection(s), a.clientId, sessionId, hello[4] as string, a.data, state.address);
     if (a.peer) session.peer.takeOver(a.peer);
+    session.catchUp = { after, epoch: a.epoch, changes: a.changes, topics: a.topics, callsLost: a.callsLost, busy: false };
     core.sessions.set(sessionId, session);
     core.connections.add(session.connection as ServerConnection);
+    // Subscribed before the log is read, though not yet reachable: what this instance delivers meanwhile goes
+    // into its own log for the session (nobody else here may be in those topics), and is caught up from there.
     for (const topic of a.topics) {
       try {
         core.topics.subscribe(session, topic);
@@ -181,31 +247,77 @@ export class SessionRouter {
         core.report(err, session.connection as ServerConnection);
       }
     }
+    this.records.changed(session);
+    if (a.callsLost) this.stats.takenOver++;
+    else this.stats.moved++;
+    const how = a.callsLost ? "is taken over here after the death of" : "moves here from";
+    core.log?.(`session ${sessionId} of client ${a.clientId} ${how} ${a.from}`);
+    await this.catchUp(session, state, hello);
+  }
+
+  /** A HELLO resumes, here, a session that arrived from another instance and has not caught up yet. */
+  resumeFromLog(session: Session, state: SocketState, hello: HelloFrame): void {
+    if (session.catchUp?.busy) {
+      return this.core.closeSocket(state, CloseCode.TryAgainLater, "the session is still arriving here; try again");
+    }
+    clearTimeout(session.expiry);
+    this.core.unpark(session);
+    this.catchUp(session, state, hello).catch((err: unknown) => this.core.report(err));
+  }
+
+  /** Reads what the session missed from the cluster's log, then puts it on this socket (or parks it, if the socket went). */
+  private async catchUp(session: Session, state: SocketState, hello: HelloFrame): Promise<void> {
+    const c = session.catchUp as NonNullable<Session["catchUp"]>;
+    const core = this.core;
+    const after = Math.max(hello[5], c.after);
+    c.busy = true;
+    let missed: Logged[] | null;
+    try {
+      missed = await this.log.since(after, c.epoch);
+    } catch (err) {
+      // The backend is away: keep the session; the client tries again.
+      c.busy = false;
+      if (!session.ended) core.park(session, state.address, CloseCode.TryAgainLater, "the cluster backend is unreachable");
+      if (!state.closing) core.closeSocket(state, CloseCode.TryAgainLater, "the cluster backend is unreachable; try again");
+      throw err;
+    }
+    c.busy = false;
+    if (session.ended) return state.closing ? undefined : this.local(state, hello);
+    const read = missed?.at(-1)?.seq ?? after;
+    if (!missed || !core.topics.log.covers(session, read)) {
+      // Broadcasts it needed are gone: it cannot go on. A fresh session; the client resets.
+      core.endSession(session, CloseCode.Unresumable, "broadcasts it missed were lost by the cluster");
+      return state.closing ? undefined : this.local(state, hello);
+    }
+    if (state.closing) return core.park(session, state.address, 1006, "its socket closed as it arrived");
     session.state = state;
     state.session = session;
-    state.clientId = a.clientId;
-    const welcome: WelcomeFrame = [FrameType.Welcome, sessionId, token as string, true, session.peer.settledBelow, core.maxMessageBytes];
-    welcome.push(a.clientId, core.identity.sign(a.clientId));
-    if (!a.peer) welcome.push(true); // callsLost
+    state.clientId = session.clientId;
+    const welcome: WelcomeFrame = [
+      FrameType.Welcome,
+      session.sessionId,
+      session.token,
+      true,
+      session.peer.settledBelow,
+      core.maxMessageBytes,
+    ];
+    welcome.push(session.clientId, core.identity.sign(session.clientId));
+    if (c.callsLost) welcome.push(true);
     core.write(state, encodeFrame(welcome));
-    // What it missed, as it was subscribed then; only what this instance has delivered so far: newer ones
-    // reach the session live, now that it is subscribed.
-    const then = { topics: a.topics, changes: a.changes, isSubscribed: (t: string) => a.topics.includes(t) };
-    let caught = 0;
+    // What it missed: from the cluster's log, as it was subscribed then, up to where that read ended (and no
+    // further than this instance has delivered: the rest reaches it live); after that, from this instance's
+    // own log, which has kept everything since the session was subscribed here.
+    const upTo = Math.min(read, core.topics.log.seq);
+    const then = { changes: c.changes, isSubscribed: (t: string) => c.topics.includes(t) };
     for (const { seq, broadcast: b } of missed) {
-      if (seq > core.topics.log.seq || b.excludeSessions.includes(sessionId)) continue;
-      if (!b.topics.some((t) => wasSubscribed(then, t, seq))) continue;
+      if (seq > upTo || b.excludeSessions.includes(session.sessionId) || !b.topics.some((t) => wasSubscribed(then, t, seq))) continue;
       session.send(encodeFrame([FrameType.Event, seq, b.name, b.input]));
-      caught++;
     }
+    for (const frame of core.topics.log.missed(session, Math.max(upTo, after))) session.send(frame);
+    session.catchUp = null;
     session.flush();
     core.topics.rejoin(session);
-    session.peer.attach(session, a.peer !== null, settledBelow);
-    this.records.changed(session);
-    if (a.peer) this.stats.moved++;
-    else this.stats.takenOver++;
-    const how = a.peer ? "moved here from" : "was taken over here after the death of";
-    core.log?.(`session ${sessionId} of client ${a.clientId} ${how} ${a.from} (${caught} broadcast(s) caught up)`);
+    session.peer.attach(session, !c.callsLost, hello[6]);
     core.hook(() => core.options.onResume?.(session.connection as ServerConnection), session);
   }
 }

@@ -195,15 +195,20 @@ export class ServerCore implements SessionHost {
     session.state = null;
     this.topics.relayed.delete(session);
     session.peer.detach();
-    const window = this.options.resumeWindow ?? 30_000;
     // 4004 is client.close(); 1001 from a client is a browser leaving the page: neither comes back. 1009 is
     // the runtime refusing an oversized frame: resuming would only send it again.
     const gone = code === CloseCode.ClientClosed || code === CloseCode.GoingAway || code === CloseCode.TooBig;
-    if (this.closing || window <= 0 || gone) return this.endSession(session, code, reason);
+    if (gone) return this.endSession(session, code, reason);
+    this.park(session, state.address, code, reason);
+  }
+
+  /** Keeps a session without a socket for the resume window, or ends it when it cannot be kept. */
+  park(session: Session, address: string | null, code: number, reason: string): void {
+    const window = this.options.resumeWindow ?? 30_000;
+    if (this.closing || window <= 0) return this.endSession(session, code, reason);
     // A parked session holds memory as a socket does: it counts against the same limits.
-    if (!this.occupancy.add(state.address))
-      return this.endSession(session, code, `${reason}; no room to keep the session (maxConnections)`);
-    session.parkedAt = { address: state.address };
+    if (!this.occupancy.add(address)) return this.endSession(session, code, `${reason}; no room to keep the session (maxConnections)`);
+    session.parkedAt = { address };
     this.log?.(`client ${session.clientId} dropped (${code} ${reason}); keeping session ${session.sessionId} for ${window} ms`);
     session.expiry = setTimeout(() => this.endSession(session, code, `${reason || "dropped"}; not resumed within ${window} ms`), window);
     const conn = session.connection as ServerConnection;

@@ -21,6 +21,10 @@ export function handshake(core: ServerCore, state: SocketState, hello: HelloFram
   }
   const old = token === null ? undefined : core.sessions.get(sessionId);
   if (old && sameSecret(old.token, token as string)) {
+    // Handing itself over to another instance this very moment: the client comes back in a moment.
+    if (old.movedTo) return core.closeSocket(state, CloseCode.TryAgainLater, "the session is moving; try again");
+    // It arrived from another instance and has not caught up yet: the cluster's log has what it missed.
+    if (old.catchUp && core.cluster) return core.cluster.sessions.resumeFromLog(old, state, hello);
     if (core.topics.log.covers(old, lastEvent)) return resume(core, old, state, lastEvent, settledBelow);
     core.endSession(old, CloseCode.Unresumable, "broadcasts it missed are no longer kept");
   }

@@ -13,14 +13,16 @@
  * - `{ k: "closed", r, from, code, reason }`: the client's socket closed.
  * - `{ k: "close", r, code, reason }`: the home closes it. `{ k: "gone", r }`: the home has no such session.
  * - `{ k: "moved", r, session }`: the home handed the session over instead (nothing was in flight): it lives
- *   on the socket's instance from now on (cluster-sessions.ts), and the relay ends before it began.
+ *   on the socket's instance from now on (cluster-sessions.ts), and the relay ends before it began. The home
+ *   lets the session go only once this message is sent.
+ * - `{ k: "redirect", r, to }`: the session moved on from there (its record is not written yet): try `to`.
  *
  * A relay is only as good as the bus: when a message cannot be sent, or the
  * bus was interrupted, both ends drop the relay as if the socket had closed,
  * and the client resumes (again exactly once) wherever it reconnects.
  */
 import { unref } from "../engine/timers.ts";
-import { CloseCode, decodeFrames, FrameType, type HelloFrame } from "../wire/frames.ts";
+import { CloseCode, decodeFrames, encodeFrame, FrameType, type HelloFrame } from "../wire/frames.ts";
 import type { ServerCore } from "./core.ts";
 import { awaitHello, receive } from "./intake.ts";
 import { SocketState } from "./socket-state.ts";
@@ -29,6 +31,8 @@ import { SocketState } from "./socket-state.ts";
 const DROPPED = 1006;
 /** How long a relay waits for its home's first answer (its WELCOME) before giving up. */
 const OPEN_TIMEOUT_MS = 5000;
+/** Redirects a socket follows to find a session that keeps moving. */
+const MAX_REDIRECTS = 3;
 
 export type RelayMessage =
   | { k: "open"; r: number; from: string; hello: Uint8Array; address: string | null }
@@ -37,7 +41,8 @@ export type RelayMessage =
   | { k: "down"; r: number; m: Uint8Array }
   | { k: "close"; r: number; code: number; reason: string }
   | { k: "gone"; r: number }
-  | { k: "moved"; r: number; session: Uint8Array };
+  | { k: "moved"; r: number; session: Uint8Array }
+  | { k: "redirect"; r: number; to: string };
 
 /** How relays reach another instance: `send` resolves to how many got it (0: nobody listens there), rejects on an outage. */
 export type RelaySend = (instance: string, message: RelayMessage) => Promise<number>;
@@ -46,9 +51,13 @@ export type RelaySend = (instance: string, message: RelayMessage) => Promise<num
 export interface RelaySessions {
   /**
    * At the home, for a socket relayed from `from`: its HELLO.
-   * @returns the session's handover (it moves there), true to relay the socket, false when there is no such session
+   * @returns the session's handover (it moves there once `handedOver` is told the message went), true to relay
+   *   the socket, an instance id when the session moved on there, "busy" when it cannot be taken now, false
+   *   when there is no such session
    */
-  accept(hello: HelloFrame, from: string): Uint8Array | boolean;
+  accept(hello: HelloFrame, from: string): Uint8Array | string | boolean;
+  /** At the home: whether the handover of the session in `hello` reached the other instance (false: it stays here). */
+  handedOver(hello: HelloFrame, sent: boolean): void;
   /** At the socket's instance: the home handed the session over. */
   moved(state: SocketState, hello: HelloFrame, session: Uint8Array, from: string): void;
   /** At the socket's instance: the home has no such session. */
@@ -94,9 +103,9 @@ export class Relays {
    * @param hello - the socket's first message, which the home handles as if it came in there
    * @returns whether the home listens (false: it is gone or cut off; the socket is not relayed)
    */
-  async open(state: SocketState, home: string, frame: HelloFrame, hello: Uint8Array): Promise<boolean> {
+  async open(state: SocketState, home: string, frame: HelloFrame, hello: Uint8Array, hops = 0): Promise<boolean> {
     const relay = this.nextRelay++;
-    state.relay = { home, relay, hello: frame };
+    state.relay = { home, relay, hello: frame, hops };
     this.out.set(relay, state);
     const reached = await this.send(home, { k: "open", r: relay, from: this.core.instanceId, hello, address: state.address }).catch(
       () => 0,
@@ -149,7 +158,7 @@ export class Relays {
   }
 
   /** From the home, for a client here. */
-  private toClient(m: Extract<RelayMessage, { k: "down" | "close" | "gone" | "moved" }>): void {
+  private toClient(m: Extract<RelayMessage, { k: "down" | "close" | "gone" | "moved" | "redirect" }>): void {
     const state = this.out.get(m.r);
     if (!state) return;
     this.answered.add(m.r);
@@ -167,7 +176,22 @@ export class Relays {
     if (m.k === "close") return this.core.closeSocket(state, m.code, m.reason);
     if (!link) return;
     if (m.k === "moved") return this.sessions?.moved(state, link.hello, m.session, link.home);
+    if (m.k === "redirect") return this.redirect(state, link, m.to);
     this.sessions?.gone(state, link.hello); // It ended meanwhile: a fresh one, here.
+  }
+
+  /** The session moved on from the instance asked: ask where it went (a few times at most, so no loop). */
+  private redirect(state: SocketState, link: NonNullable<SocketState["relay"]>, to: string): void {
+    const hops = (link.hops ?? 0) + 1;
+    const message = encodeFrame(link.hello);
+    if (hops > MAX_REDIRECTS) return this.core.closeSocket(state, CloseCode.TryAgainLater, "the session is moving; try again");
+    this.open(state, to, link.hello, message, hops).then(
+      (reached) => {
+        if (!reached && !state.closing)
+          this.core.closeSocket(state, CloseCode.TryAgainLater, "the session's instance is unreachable; try again");
+      },
+      () => {},
+    );
   }
 
   private forget(relay: number): void {
@@ -183,9 +207,23 @@ export class Relays {
    */
   private opened(m: Extract<RelayMessage, { k: "open" }>): void {
     const hello = helloOf(m.hello);
-    const outcome = hello && this.sessions ? this.sessions.accept(hello, m.from) : false;
+    const sessions = this.sessions;
+    const outcome = hello && sessions ? sessions.accept(hello, m.from) : false;
     if (outcome instanceof Uint8Array) {
-      void this.send(m.from, { k: "moved", r: m.r, session: outcome }).catch(() => {});
+      const sent = (ok: boolean) => sessions?.handedOver(hello as HelloFrame, ok);
+      this.send(m.from, { k: "moved", r: m.r, session: outcome }).then(
+        (reached) => sent(reached > 0),
+        () => sent(false),
+      );
+      return;
+    }
+    if (outcome === "busy") {
+      const reason = "the session is busy moving; try again";
+      void this.send(m.from, { k: "close", r: m.r, code: CloseCode.TryAgainLater, reason }).catch(() => {});
+      return;
+    }
+    if (typeof outcome === "string") {
+      void this.send(m.from, { k: "redirect", r: m.r, to: outcome }).catch(() => {});
       return;
     }
     if (!outcome) {

@@ -53,8 +53,23 @@ export class Session {
   /** Ends the session when the resume window passes. */
   expiry: ReturnType<typeof setTimeout> | undefined;
   ended = false;
-  /** Set when the session moved to another instance of a cluster (that instance now keeps its record). */
+  /** Set while the session hands itself over to another instance of a cluster (cluster-sessions.ts), and after. */
   movedTo: string | null = null;
+  /**
+   * Set while a session that arrived from another instance of a cluster has not caught up on the broadcasts it
+   * missed: its resumes catch up from the cluster's log (cluster-sessions.ts), not from this instance's.
+   */
+  catchUp: {
+    /** The newest broadcast it is known to have. */
+    after: number;
+    epoch: string;
+    changes: SubscriptionChange[] | null;
+    topics: string[];
+    /** Its calls died with the instance it came from, and the client has not been told yet. */
+    callsLost: boolean;
+    /** Set while a catch-up reads the log. */
+    busy: boolean;
+  } | null = null;
   /** Set while the session waits for a resume and counts against the connection limits. */
   parkedAt: { address: string | null } | null = null;
   /** Frames made in this tick, sent together as one message at its end (see flush); null when none. */

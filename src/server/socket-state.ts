@@ -67,8 +67,8 @@ export class SocketState {
   }
 }
 
-/** Where a relayed socket's messages go: the session's home instance. */
-type RelayRoute = { home: string; relay: number; hello: HelloFrame };
+/** Where a client socket here is relayed: the session's home, the relay's number, its HELLO, and redirects followed. */
+type RelayRoute = { home: string; relay: number; hello: HelloFrame; hops?: number };
 
 interface RareState {
   relay: RelayRoute | null;
