@@ -37,6 +37,8 @@ type DirectMessage = ReplyMessage | MembersMessage | RelayMessage;
 const BCAST = "bcast";
 const CALL = "call";
 const to = (instanceId: string) => `to:${instanceId}`;
+/** The key an instance leaving on purpose (`server.close()`) leaves behind. */
+export const leftKey = (instanceId: string) => `left:${instanceId}`;
 
 /** One server instance's membership of a cluster. */
 export class Cluster {
@@ -139,6 +141,8 @@ export class Cluster {
     // Sent before the backend closes: a handler waiting for ever elsewhere would otherwise keep waiting.
     await cancels;
     await this.presence.leave();
+    // Said out loud, so the others take this instance's sessions over at once rather than after a silence.
+    await this.backend.put(leftKey(this.node.instanceId), new Uint8Array([1]), 10 * this.presenceTtlMs).catch(() => {});
     await this.backend.close();
   }
 

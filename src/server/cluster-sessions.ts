@@ -18,6 +18,7 @@ import { decode, encode } from "../wire/codec.ts";
 import { CloseCode, encodeFrame, FrameType, type HelloFrame, type WelcomeFrame } from "../wire/frames.ts";
 import { type SubscriptionChange, wasSubscribed } from "./broadcast-log.ts";
 import type { ClusterBackend, ClusterStats } from "./cluster.ts";
+import { leftKey } from "./cluster-core.ts";
 import type { ClusterLog, Logged } from "./cluster-log.ts";
 import { hashToken, recordKey, type SessionRecord, type SessionRecords } from "./cluster-records.ts";
 import { ServerConnection } from "./connection.ts";
@@ -123,7 +124,10 @@ export class SessionRouter {
     const since = this.silent.get(record.home) ?? now;
     if (this.silent.size > 1000) this.silent.clear(); // Bounded: a forgotten one is only judged a little later.
     if (!this.silent.has(record.home)) this.silent.set(record.home, now);
-    if (now - since < this.deathMs) {
+    // One that left on purpose (server.close()) said so: no need to wait.
+    const left = now - since >= this.deathMs || (await this.backend.get(leftKey(record.home))) !== undefined;
+    if (state.closing) return;
+    if (!left) {
       return this.core.closeSocket(state, CloseCode.TryAgainLater, "the instance holding this session is not answering; try again");
     }
     if (state.closing || !("data" in record)) return this.local(state, hello);
