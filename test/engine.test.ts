@@ -253,6 +253,31 @@ describe("engine", () => {
     expect(signalOf()?.aborted).toBe(true);
   });
 
+  test("a CANCEL lost twice, on the dead socket and on the next one that died at once, goes out again on a later resume", async () => {
+    const { a, b, connect, lose, resume, hang } = pair();
+    const signalOf = hang();
+    connect();
+    const ac = new AbortController();
+    const call = a.call(WAIT, 1, { signal: ac.signal });
+    await tick();
+    lose();
+    ac.abort();
+    await expect(call).rejects.toMatchObject({ code: "ABORTED" });
+    await tick();
+    // The next socket dies too before anything it carried arrives.
+    a.detach();
+    b.detach();
+    resume();
+    lose();
+    await tick();
+    expect(signalOf()?.aborted).toBe(false);
+    a.detach();
+    b.detach();
+    resume();
+    await tick();
+    expect(signalOf()?.aborted).toBe(true);
+  });
+
   test("kept answers are dropped once the caller has them", async () => {
     const { a, b, connect, on } = pair();
     on("b", DOUBLE, ((n: number) => n) as never);

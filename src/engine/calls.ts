@@ -11,7 +11,7 @@ import { type CallFrame, encodeFrame, FrameType } from "../wire/frames.ts";
 import { tooBig } from "./answers.ts";
 import { aborted, callSteps } from "./call-steps.ts";
 import { Deadlines } from "./deadlines.ts";
-import { MAX_CANCELS, type Pending, renumbered, SETTLED, timedOut } from "./pending.ts";
+import { CANCEL_KEEP_MS, MAX_CANCELS, type Pending, renumbered, SETTLED, timedOut } from "./pending.ts";
 import type { StreamReader } from "./stream-reader.ts";
 import type { CallOptions, PeerHost, Transport } from "./types.ts";
 
@@ -29,10 +29,12 @@ export class Calls {
   /** Unsent calls with a lower id wait for `sendQueue`; 0 when nothing is held. */
   private heldBelow = 0;
   /**
-   * Calls given up since the last attach (made on first use). Sent again after a resume: a CANCEL
-   * sent into a socket that was already dead (but not yet known to be) is lost.
+   * Calls given up lately, with when (made on first use). Sent again after every resume while they are kept:
+   * a CANCEL sent into a socket that was already dead (but not yet known to be) is lost, and so may be the one
+   * sent again on a socket that dies at once. A CANCEL for a call that has finished is ignored, so resending is
+   * safe; the list is bounded in count and age.
    */
-  private cancels: number[] | null = null;
+  private cancels: [id: number, at: number][] | null = null;
   /** The one timer behind every call's timeout; made on the first call that has one. */
   private deadlines: Deadlines<Pending> | null = null;
   private readonly host: PeerHost;
@@ -46,7 +48,19 @@ export class Calls {
    * @returns the next call id, or null while a call is pending or a CANCEL is owed (the session cannot move)
    */
   handover(): number | null {
-    return this.pending.size || this.cancels ? null : this.nextId;
+    return this.pending.size || this.owedCancels() ? null : this.nextId;
+  }
+
+  /** @returns whether CANCELs are still kept for resending (those older than CANCEL_KEEP_MS are dropped first) */
+  private owedCancels(): boolean {
+    const list = this.cancels;
+    if (!list) return false;
+    const from = Date.now() - CANCEL_KEEP_MS;
+    let old = 0;
+    while (old < list.length && (list[old] as [number, number])[1] < from) old++;
+    if (old) list.splice(0, old);
+    if (list.length === 0) this.cancels = null;
+    return this.cancels !== null;
   }
 
   /** Carries on the numbering of the instance the session moved from, so the other end sees no repeat. */
@@ -145,9 +159,8 @@ export class Calls {
     if (!p.sent) this.queued--;
     else {
       this.host.transport?.send(encodeFrame([FrameType.Cancel, p.id]));
-      // A CANCEL for a call that has finished is ignored, so resending is safe; keep the list bounded.
       this.cancels ??= [];
-      if (this.cancels.push(p.id) > MAX_CANCELS) this.cancels.shift();
+      if (this.cancels.push([p.id, Date.now()]) > MAX_CANCELS) this.cancels.shift();
     }
     this.settle(p);
     p.reject(err);
@@ -205,8 +218,8 @@ export class Calls {
     this.held = false;
     // Calls queued so far wait for `sendQueue` (a fresh session's setup runs first); a hold still pending carries on.
     if (holdQueue) this.heldBelow = this.nextId;
-    if (resumed) for (const id of this.cancels ?? []) transport.send(encodeFrame([FrameType.Cancel, id]));
-    this.cancels = null;
+    if (!resumed) this.cancels = null;
+    else if (this.owedCancels()) for (const [id] of this.cancels ?? []) transport.send(encodeFrame([FrameType.Cancel, id]));
     let resent = 0;
     for (const p of [...this.pending.values()]) {
       if (p.sent && !resumed) continue;

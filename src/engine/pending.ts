@@ -10,8 +10,9 @@ import type { StreamReader } from "./stream-reader.ts";
 
 /** What a settled call's frame becomes: the deadline clock may hold the call a while, not its encoded input. */
 export const SETTLED = new Uint8Array(0);
-/** CANCELs kept for resending after a resume. */
+/** CANCELs kept for resending after a resume, at most, and for how long (a resume window's default). */
 export const MAX_CANCELS = 1000;
+export const CANCEL_KEEP_MS = 30_000;
 
 export interface Pending {
   id: number;
