@@ -19,6 +19,7 @@ import {
   MEMBERS,
   NOTE,
   PRESENCE,
+  SHUT_DOWN,
   SLOW,
   STATS,
   SUBSCRIBE,
@@ -259,6 +260,40 @@ describe("a cluster of three instances", () => {
       const members = await sender.call(MEMBERS, "moving");
       expect(members).toEqual([{ clientId: c.clientId, name: "mo" }]);
       expect(resets).toBe(0);
+    } finally {
+      balancer.stop();
+    }
+  }, 20_000);
+
+  test("a rolling deploy: an instance that closes on purpose has its sessions taken over at once, with their data and topics", async () => {
+    await startInstance(prefix);
+    const leaving = instances.length - 1;
+    const port = (i: number) => Number(new URL(instances[i]?.url as string).port);
+    const balancer = await tcpProxy(port(leaving));
+    try {
+      const seen: string[] = [];
+      const c = await client(leaving, seen, balancer.url, "rolly");
+      let resets = 0;
+      c.onReset(() => void resets++);
+      await c.call(SUBSCRIBE, "deploy");
+      const me = await c.call(WHO_AM_I);
+      const store = new Redis(`redis://127.0.0.1:${redisPort}`);
+      await waitFor(async () => (await store.getBuffer(`${prefix}:kv:session:${c.sessionId}`))?.includes("deploy"), 3000, "the record");
+      store.disconnect();
+      balancer.retarget(port(0));
+      const started = Date.now();
+      await c.call(SHUT_DOWN);
+      await waitFor(() => !c.isConnected, 3000, "the instance to close");
+      await waitFor(() => c.isConnected, 10_000, "the resume on another instance");
+      // Well inside a presence lifetime and a half (heartbeat 200 ms here): it did not wait out a silence.
+      expect(Date.now() - started).toBeLessThan(900);
+      expect(c.resumed).toBe(true);
+      expect(resets).toBe(0);
+      const now = await c.call(WHO_AM_I);
+      expect(now).toEqual({ ...me, instance: expect.any(String) });
+      expect(now.instance).not.toBe(me.instance);
+      await (await client(0)).call(BROADCAST, { topic: "deploy", text: "after-deploy", fromSelf: false });
+      await waitFor(() => seen.includes("after-deploy"), 3000, "a broadcast on its topic after the deploy");
     } finally {
       balancer.stop();
     }

@@ -40,3 +40,5 @@ export const CALL_HELD = createProc({
   returns: z.string(),
 });
 export const ABORT_HELD = createProc({ name: "abort_held", takes: z.string() });
+/** The instance closes itself (server.close()), as in a rolling deploy. */
+export const SHUT_DOWN = createProc({ name: "shut_down" });

@@ -12,6 +12,7 @@ import {
   MEMBERS,
   NOTE,
   PRESENCE,
+  SHUT_DOWN,
   SLOW,
   STATS,
   SUBSCRIBE,
@@ -32,6 +33,7 @@ chatter.on(SLOW, async (ms) => {
   await Bun.sleep(ms);
   return instance;
 });
+chatter.on(SHUT_DOWN, () => void setTimeout(() => void chatter.close({ timeout: 100 }), 10));
 chatter.on(MEMBERS, async (topic) => (await chatter.members(topic)).map((m) => ({ clientId: m.clientId, name: m.data.name })));
 chatter.on(ECHO_LATER, async (ms, c) => {
   await Bun.sleep(ms);
