@@ -19,6 +19,7 @@
 import { unref } from "../engine/timers.ts";
 import { ChatterError } from "../errors.ts";
 import { decode, encode } from "../wire/codec.ts";
+import type { RelayMessage } from "./cluster.ts";
 import {
   type ClusterBackend,
   type ClusterBroadcast,
@@ -30,7 +31,6 @@ import {
 import { type CallMessage, RemoteCalls, type ReplyMessage } from "./cluster-calls.ts";
 import { MemberQueries, type MembersMessage } from "./cluster-members.ts";
 import { Presence } from "./cluster-presence.ts";
-import type { RelayMessage } from "./relay.ts";
 
 type DirectMessage = ReplyMessage | MembersMessage | RelayMessage;
 

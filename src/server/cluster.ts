@@ -159,7 +159,16 @@ export interface ClusterBackend {
 
 // Between the server core and the cluster core; not for backends.
 
-import type { RelayMessage } from "./relay.ts";
+/** A relay's message on the bus (relay.ts says what each is for). */
+export type RelayMessage =
+  | { k: "open"; r: number; from: string; hello: Uint8Array; address: string | null }
+  | { k: "up"; r: number; from: string; m: Uint8Array }
+  | { k: "closed"; r: number; from: string; code: number; reason: string }
+  | { k: "down"; r: number; m: Uint8Array }
+  | { k: "close"; r: number; code: number; reason: string }
+  | { k: "gone"; r: number }
+  | { k: "moved"; r: number; session: Uint8Array }
+  | { k: "redirect"; r: number; to: string };
 
 /** A broadcast as it travels between instances. Exclusions are by session id, which is unique cluster-wide. */
 export interface ClusterBroadcast {

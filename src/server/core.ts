@@ -12,13 +12,12 @@ import { addHandler, type Proc } from "../proc.ts";
 import { CloseCode, decodeFrames, encodeFrame, FrameType } from "../wire/frames.ts";
 import type { AdapterHost, SendResult, SocketDriver } from "./adapter.ts";
 import type { ClusterBroadcast } from "./cluster.ts";
-import type { ClusterMembership } from "./cluster-node.ts";
+import type { ClusterPort } from "./cluster-port.ts";
 import { type ServerConnection, sessionOf } from "./connection.ts";
 import { ClientIdentity } from "./identity.ts";
 import { Occupancy, RunningCalls } from "./limits.ts";
 import { limitsOf, type ServerOptions, withSeedSpellings } from "./options.ts";
 import { RateLimiter } from "./rate-limit.ts";
-import type { RemoteSocket } from "./relay.ts";
 import type { Session, SessionHost } from "./session.ts";
 import type { SocketState } from "./socket-state.ts";
 import { type TopicSockets, Topics } from "./topics.ts";
@@ -49,7 +48,7 @@ export class ServerCore implements SessionHost {
   /** This instance's id in a cluster. */
   readonly instanceId = crypto.randomUUID();
   /** This instance's membership of a cluster, when `options.cluster` names a backend. */
-  cluster: ClusterMembership | undefined = undefined;
+  cluster: ClusterPort | undefined = undefined;
   /** Open sockets that have not finished the handshake (the others are reached through their sessions). */
   readonly handshaking = new Set<SocketState>();
   readonly options: AnyOptions;
@@ -125,7 +124,7 @@ export class ServerCore implements SessionHost {
   /** Sends one message to a socket through the driver, or through the cluster when the socket is on another instance. */
   write(state: SocketState, message: Uint8Array): SendResult {
     if (state.remote) {
-      this.cluster?.relays.write(state.socket as RemoteSocket, message);
+      this.cluster?.relays.write(state.socket, message);
       return "sent";
     }
     return (this.driver as SocketDriver<unknown>).send(state.socket, message);
@@ -161,7 +160,7 @@ export class ServerCore implements SessionHost {
   closeSocket(state: SocketState, code: number, reason: string): void {
     state.closing = true;
     // Close reasons are limited to 123 bytes by RFC 6455.
-    if (state.remote) this.cluster?.relays.close(state.socket as RemoteSocket, code, reason.slice(0, 120));
+    if (state.remote) this.cluster?.relays.close(state.socket, code, reason.slice(0, 120));
     else (this.driver as SocketDriver<unknown>).close(state.socket, code, reason.slice(0, 120));
   }
 

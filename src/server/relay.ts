@@ -23,6 +23,7 @@
  */
 import { unref } from "../engine/timers.ts";
 import { CloseCode, decodeFrames, encodeFrame, FrameType, type HelloFrame } from "../wire/frames.ts";
+import type { RelayMessage } from "./cluster.ts";
 import type { ServerCore } from "./core.ts";
 import { awaitHello, receive } from "./intake.ts";
 import { SocketState } from "./socket-state.ts";
@@ -33,16 +34,6 @@ const DROPPED = 1006;
 const OPEN_TIMEOUT_MS = 5000;
 /** Redirects a socket follows to find a session that keeps moving. */
 const MAX_REDIRECTS = 3;
-
-export type RelayMessage =
-  | { k: "open"; r: number; from: string; hello: Uint8Array; address: string | null }
-  | { k: "up"; r: number; from: string; m: Uint8Array }
-  | { k: "closed"; r: number; from: string; code: number; reason: string }
-  | { k: "down"; r: number; m: Uint8Array }
-  | { k: "close"; r: number; code: number; reason: string }
-  | { k: "gone"; r: number }
-  | { k: "moved"; r: number; session: Uint8Array }
-  | { k: "redirect"; r: number; to: string };
 
 /** How relays reach another instance: `send` resolves to how many got it (0: nobody listens there), rejects on an outage. */
 export type RelaySend = (instance: string, message: RelayMessage) => Promise<number>;
