@@ -78,7 +78,9 @@ if (import.meta.main) {
     const result = await runScale(opts);
     console.log(`\nChatter at scale: Bun ${Bun.version}, ${navigator.hardwareConcurrency} cores, ${opts.rounds} round(s)\n`);
     console.log(scaleTable(result));
-    console.log(`\nB/conn: server RSS growth per connection opened since the step before, read after a full GC (and after the step before had run its fan-out and calls; the first step counts from 1,000 open).`);
+    console.log(
+      `\nB/conn: server RSS growth per connection opened since the step before, read after a full GC (and after the step before had run its fan-out and calls; the first step counts from 1,000 open).`,
+    );
     console.log(
       `fan-out: ${opts.broadcasts} broadcasts of 64 bytes to every connection; calls: one a second per connection, ${opts.callSeconds} s.`,
     );

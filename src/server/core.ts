@@ -7,9 +7,8 @@
 
 import { SharedReplyBudget } from "../engine/replies.ts";
 import type { HandlerEntry, PeerOptions } from "../engine/types.ts";
-import { ChatterError } from "../errors.ts";
 import { addHandler, type Proc } from "../proc.ts";
-import { CloseCode, decodeFrames, encodeFrame, FrameType } from "../wire/frames.ts";
+import { CloseCode, encodeFrame, FrameType } from "../wire/frames.ts";
 import type { AdapterHost, SendResult, SocketDriver } from "./adapter.ts";
 import type { ClusterBroadcast } from "./cluster.ts";
 import type { ClusterPort } from "./cluster-port.ts";
