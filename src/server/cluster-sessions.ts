@@ -107,25 +107,26 @@ export class SessionRouter {
     if (state.closing) return;
     const record = bytes ? (decode(bytes) as SessionRecord) : undefined;
     const matches = record && typeof hello[4] === "string" && sameSecret(record.tokenHash, hashToken(hello[4]));
-    if (!record || !matches || record.home === this.core.instanceId || this.core.sessions.has(sessionId)) {
-      return this.local(state, hello);
-    }
-    // The home answers with a handover, or takes the relayed socket (relay.ts calls `arrived` or goes on relaying).
-    if (await this.relays.open(state, record.home, hello, message)) return;
+    // A record naming this instance for a session that just moved away from it: its new home may not have
+    // written its own yet.
+    const home = record?.home === this.core.instanceId ? this.movedAway.get(sessionId) : record?.home;
+    if (!record || !matches || !home || this.core.sessions.has(sessionId)) return this.local(state, hello);
+    // The home answers with a handover (relay.ts calls `moved`), or takes the relayed socket.
+    if (await this.relays.open(state, home, hello, message)) return;
     if (state.closing) return;
     // The home does not listen: dead, or cut off from the bus for a moment (a Redis restart can expire a live
     // instance's presence too). Only one that has stayed silent for a whole presence lifetime since it was
     // first found silent is taken for dead: taking a live instance's sessions would run calls twice.
-    if (await this.isAlive(record.home)) {
-      this.silent.delete(record.home);
+    if (await this.isAlive(home)) {
+      this.silent.delete(home);
       return this.core.closeSocket(state, CloseCode.TryAgainLater, "the instance holding this session is unreachable; try again");
     }
     const now = Date.now();
-    const since = this.silent.get(record.home) ?? now;
+    const since = this.silent.get(home) ?? now;
     if (this.silent.size > 1000) this.silent.clear(); // Bounded: a forgotten one is only judged a little later.
-    if (!this.silent.has(record.home)) this.silent.set(record.home, now);
+    if (!this.silent.has(home)) this.silent.set(home, now);
     // One that left on purpose (server.close()) said so: no need to wait.
-    const left = now - since >= this.deathMs || (await this.backend.get(leftKey(record.home))) !== undefined;
+    const left = now - since >= this.deathMs || (await this.backend.get(leftKey(home))) !== undefined;
     if (state.closing) return;
     if (!left) {
       return this.core.closeSocket(state, CloseCode.TryAgainLater, "the instance holding this session is not answering; try again");
@@ -138,7 +139,7 @@ export class SessionRouter {
       changesFrom: 0,
       peer: null,
       callsLost: true,
-      from: record.home,
+      from: home,
     };
     await this.arrive(state, hello, arrival);
   }
