@@ -60,7 +60,10 @@ test("an instance SIGKILLed mid-run: its clients resume elsewhere, calls running
     killInstanceAt: 0.5,
     slowEvery: 3,
     slowMs: 300,
-    settleMs: 5000,
+    // A takeover waits until the dead instance has been silent for a presence lifetime after it was first found
+    // silent (about 3 s with these instances' 500 ms heartbeat): calls its clients make meanwhile wait that long.
+    callTimeoutMs: 10_000,
+    settleMs: 8000,
   });
   report("instance death", f);
   expectBusy(f);
