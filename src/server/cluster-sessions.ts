@@ -15,7 +15,7 @@
  */
 import type { PeerHandover } from "../engine/peer.ts";
 import { decode, encode } from "../wire/codec.ts";
-import { CloseCode, encodeFrame, FrameType, type HelloFrame, type WelcomeFrame } from "../wire/frames.ts";
+import { CloseCode, encodeFrame, FrameType, type HelloFrame } from "../wire/frames.ts";
 import { type SubscriptionChange, wasSubscribed } from "./broadcast-log.ts";
 import type { ClusterBackend, ClusterStats } from "./cluster.ts";
 import { leftKey } from "./cluster-core.ts";
@@ -23,7 +23,7 @@ import type { ClusterLog, Logged } from "./cluster-log.ts";
 import { hashToken, recordKey, type SessionRecord, type SessionRecords } from "./cluster-records.ts";
 import { ServerConnection } from "./connection.ts";
 import type { ServerCore } from "./core.ts";
-import { handshake } from "./handshake.ts";
+import { bind, handshake, resumedWelcome } from "./handshake.ts";
 import { sameSecret } from "./identity.ts";
 import { awaitHello } from "./intake.ts";
 import type { Relays } from "./relay.ts";
@@ -48,21 +48,12 @@ export interface SessionHandover {
 }
 
 /** What a session arriving here starts from: a handover from a live home, or a record of a dead one. */
-interface Arrival {
-  clientId: string;
-  data: unknown;
-  topics: string[];
-  changes: SubscriptionChange[] | null;
-  changesFrom: number;
-  since: number;
-  epoch: string;
+type Arrival = Omit<SessionHandover, "sessionId" | "token" | "peer"> & {
   /** The engine's state, when it moves; null when the old home died with its calls. */
   peer: PeerHandover | null;
-  /** Whether calls in flight died with an old home (now or on an earlier arrival not yet caught up). */
-  callsLost: boolean;
   /** The instance it comes from. */
   from: string;
-}
+};
 
 /** Sessions remembered as moved away, so a socket sent here by a record not yet rewritten finds them. */
 const MAX_MOVED_AWAY = 10_000;
@@ -295,20 +286,10 @@ export class SessionRouter {
       return state.closing ? undefined : this.local(state, hello);
     }
     if (state.closing) return core.park(session, state.address, 1006, "its socket closed as it arrived");
-    session.state = state;
-    state.session = session;
+    // bind, not a bare assignment: the socket may be relayed from another instance (its broadcasts then go one by one).
+    bind(core, session, state);
     state.clientId = session.clientId;
-    const welcome: WelcomeFrame = [
-      FrameType.Welcome,
-      session.sessionId,
-      session.token,
-      true,
-      session.peer.settledBelow,
-      core.maxMessageBytes,
-    ];
-    welcome.push(session.clientId, core.identity.sign(session.clientId));
-    if (c.callsLost) welcome.push(true);
-    core.write(state, encodeFrame(welcome));
+    core.write(state, resumedWelcome(core, session, c.callsLost));
     // What it missed: from the cluster's log, as it was subscribed then, up to where that read ended (and no
     // further than this instance has delivered: the rest reaches it live); after that, from this instance's
     // own log, which has kept everything since the session was subscribed here.

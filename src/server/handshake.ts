@@ -64,16 +64,7 @@ function resume(core: ServerCore, session: Session, state: SocketState, lastEven
   const stale = session.state;
   bind(core, session, state);
   if (stale) core.closeSocket(stale, CloseCode.Replaced, "session resumed on a newer socket");
-  const welcome: WelcomeFrame = [
-    FrameType.Welcome,
-    session.sessionId,
-    session.token,
-    true,
-    session.peer.settledBelow,
-    core.maxMessageBytes,
-  ];
-  welcome.push(session.clientId, core.identity.sign(session.clientId));
-  core.write(state, encodeFrame(welcome));
+  core.write(state, resumedWelcome(core, session, false));
   const missed = core.topics.log.missed(session, lastEvent);
   for (const frame of missed) session.send(frame);
   // Out before the socket rejoins its topics, so no newer broadcast can overtake them.
@@ -84,7 +75,26 @@ function resume(core: ServerCore, session: Session, state: SocketState, lastEven
   if (stale === null) core.hook(() => core.options.onResume?.(session.connection as ServerConnection), session);
 }
 
-function bind(core: ServerCore, session: Session, state: SocketState): void {
+/**
+ * @param callsLost - the session was taken over after its instance died (PROTOCOL.md, WELCOME)
+ * @returns the WELCOME of a resumed session
+ */
+export function resumedWelcome(core: ServerCore, session: Session, callsLost: boolean): Uint8Array {
+  const welcome: WelcomeFrame = [
+    FrameType.Welcome,
+    session.sessionId,
+    session.token,
+    true,
+    session.peer.settledBelow,
+    core.maxMessageBytes,
+  ];
+  welcome.push(session.clientId, core.identity.sign(session.clientId));
+  if (callsLost) welcome.push(true);
+  return encodeFrame(welcome);
+}
+
+/** Puts a session on a socket (a relayed one included: it then gets broadcasts one by one). */
+export function bind(core: ServerCore, session: Session, state: SocketState): void {
   if (session.state) session.state.session = null;
   session.state = state;
   state.session = session;
