@@ -66,6 +66,19 @@ async function client(instance: number, seen?: string[], url = instances[instanc
   return c;
 }
 
+/** The port of instance `i`, for pointing a proxy at it. */
+const port = (i: number) => Number(new URL(instances[i]?.url as string).port);
+
+/** Waits until the session's record in Redis has `topic`: only then can another instance find or take it over. */
+async function recorded(sessionId: string, topic: string) {
+  const store = new Redis(`redis://127.0.0.1:${redisPort}`);
+  try {
+    await waitFor(async () => (await store.getBuffer(`${prefix}:kv:session:${sessionId}`))?.includes(topic), 3000, "the record");
+  } finally {
+    store.disconnect();
+  }
+}
+
 beforeAll(async () => {
   if (!existsSync(REDIS)) throw new Error(`no ${REDIS}: apt-get install -y redis-server (.ci/run does)`);
   redisPort = freePort();
@@ -220,7 +233,6 @@ describe("a cluster of three instances", () => {
   });
 
   test("a client that moves to another instance resumes without a reset: calls in flight settle once through a relay, then the session moves", async () => {
-    const port = (i: number) => Number(new URL(instances[i]?.url as string).port);
     const balancer = await tcpProxy(port(0));
     try {
       const seen: string[] = [];
@@ -268,7 +280,6 @@ describe("a cluster of three instances", () => {
   test("a rolling deploy: an instance that closes on purpose has its sessions taken over at once, with their data and topics", async () => {
     await startInstance(prefix);
     const leaving = instances.length - 1;
-    const port = (i: number) => Number(new URL(instances[i]?.url as string).port);
     const balancer = await tcpProxy(port(leaving));
     try {
       const seen: string[] = [];
@@ -277,9 +288,7 @@ describe("a cluster of three instances", () => {
       c.onReset(() => void resets++);
       await c.call(SUBSCRIBE, "deploy");
       const me = await c.call(WHO_AM_I);
-      const store = new Redis(`redis://127.0.0.1:${redisPort}`);
-      await waitFor(async () => (await store.getBuffer(`${prefix}:kv:session:${c.sessionId}`))?.includes("deploy"), 3000, "the record");
-      store.disconnect();
+      await recorded(c.sessionId, "deploy");
       balancer.retarget(port(0));
       const started = Date.now();
       await c.call(SHUT_DOWN);
@@ -321,7 +330,6 @@ describe("a cluster of three instances", () => {
   }, 25_000);
 
   test("a client whose instance dies resumes its session on another: same session, data and topics, missed broadcasts, calls in flight DISCONNECTED", async () => {
-    const port = (i: number) => Number(new URL(instances[i]?.url as string).port);
     const balancer = await tcpProxy(port(1));
     try {
       const seen: string[] = [];
@@ -338,13 +346,7 @@ describe("a cluster of three instances", () => {
       await c.call(WHO_AM_I); // answered after the slow call started: frames are handled in order
       const other = await client(0);
       // Its record (topics included) is in Redis a moment after each change; a session whose home dies before that resets.
-      const store = new Redis(`redis://127.0.0.1:${redisPort}`);
-      await waitFor(
-        async () => (await store.getBuffer(`${prefix}:kv:session:${c.sessionId}`))?.includes("after-death"),
-        3000,
-        "the record",
-      );
-      store.disconnect();
+      await recorded(c.sessionId, "after-death");
       balancer.retarget(port(0));
       instances[1]?.proc.kill("SIGKILL");
       await waitFor(() => !c.isConnected, 5000, "the drop");

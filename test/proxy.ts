@@ -6,13 +6,15 @@
  */
 import type { Socket } from "bun";
 
-interface Side {
+/** One end of a proxied connection: its other end, and what waits to be written to it. */
+export interface Side {
   peer: Socket<Side> | null;
   /** Bytes waiting for the other side to connect or drain. */
   backlog: Uint8Array[];
 }
 
-function pump(to: Socket<Side> | null, backlog: Uint8Array[], chunk?: Uint8Array): void {
+/** Writes what waits (and `chunk`) to `to`, keeping what a partial write leaves for its `drain`. */
+export function pump(to: Socket<Side> | null, backlog: Uint8Array[], chunk?: Uint8Array): void {
   if (chunk) backlog.push(chunk);
   while (to && backlog.length) {
     const next = backlog[0] as Uint8Array;

@@ -6,26 +6,7 @@
  * connection picks its own, which is the point of the scenario.
  */
 import type { Socket } from "bun";
-
-interface Side {
-  peer: Socket<Side> | null;
-  /** Bytes waiting for the other side to connect or drain. */
-  backlog: Uint8Array[];
-}
-
-function pump(to: Socket<Side> | null, backlog: Uint8Array[], chunk?: Uint8Array): void {
-  if (chunk) backlog.push(chunk);
-  while (to && backlog.length) {
-    const next = backlog[0] as Uint8Array;
-    const written = to.write(next);
-    if (written === next.byteLength) backlog.shift();
-    else {
-      // A partial write: the rest goes on `drain`.
-      backlog[0] = next.subarray(Math.max(written, 0));
-      return;
-    }
-  }
-}
+import { pump, type Side } from "../../test/proxy.ts";
 
 export interface ChaosProxy {
   url: string;
