@@ -7,7 +7,7 @@ import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { Redis } from "ioredis";
 import { type ChatterClient, createClient } from "../src/index.ts";
-import { type CallFrame, FrameType } from "../src/wire/frames.ts";
+import { type CallFrame, encodeFrame, FrameType, PROTOCOL_VERSION } from "../src/wire/frames.ts";
 import {
   ABORT_HELD,
   BROADCAST,
@@ -276,6 +276,31 @@ describe("a cluster of three instances", () => {
       balancer.stop();
     }
   }, 20_000);
+
+  test("hostile HELLOs for a session on another instance: a wrong token gets a fresh session, frames before WELCOME and malformed or oversized HELLOs are closed naming why", async () => {
+    const victim = await client(1);
+    await victim.call(SUBSCRIBE, "hostile");
+    await recorded(victim.sessionId, "hostile");
+    const hello = (sessionId: unknown, token: unknown) =>
+      encodeFrame([FrameType.Hello, PROTOCOL_VERSION, "raw", sessionId, token, 0, 1, null] as never);
+    const wrong = await rawSocket(instances[0]?.url as string, false);
+    wrong.send(hello(victim.sessionId, "not-the-token"));
+    const welcome = await wrong.next(FrameType.Welcome);
+    expect(welcome[3]).toBe(false); // not resumed
+    expect(welcome[1]).not.toBe(victim.sessionId);
+    wrong.ws.close();
+    const early = await rawSocket(instances[0]?.url as string, false);
+    early.send(hello(victim.sessionId, "not-the-token-either"));
+    early.send([FrameType.Call, 1, "echo", "x", 0, 1]);
+    expect(await early.closed).toEqual({ code: 1002, reason: "a frame came before WELCOME, while the HELLO was handled" });
+    const malformed = await rawSocket(instances[0]?.url as string, false);
+    malformed.send(hello(42, "token"));
+    expect(await malformed.closed).toEqual({ code: 1002, reason: "malformed frame: HELLO fields" });
+    const huge = await rawSocket(instances[0]?.url as string, false);
+    huge.send(hello(crypto.randomUUID(), "t".repeat(1_100_000))); // over the default maxMessageBytes (1 MiB)
+    expect((await huge.closed).code).toBe(1009);
+    expect((await victim.call(WHO_AM_I)).sessionId).toBe(victim.sessionId); // the victim's session is untouched
+  });
 
   test("a rolling deploy: an instance that closes on purpose has its sessions taken over at once, with their data and topics", async () => {
     await startInstance(prefix);

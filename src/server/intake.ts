@@ -131,7 +131,12 @@ function handle(core: ServerCore, state: SocketState, frames: Frame[], message: 
       if (core.cluster && !state.remote && frame[4] !== null && !core.sessions.has(frame[3]))
         return core.cluster.sessions.route(state, frame, message);
       handshake(core, state, frame);
-    } else return core.refuse(state, CloseCode.ProtocolError, "the first frame must be HELLO");
+    } else {
+      // No HELLO awaited and no session: the HELLO came and is being routed in the cluster, WELCOME not sent yet.
+      const why =
+        state.helloTimer === undefined ? "a frame came before WELCOME, while the HELLO was handled" : "the first frame must be HELLO";
+      return core.refuse(state, CloseCode.ProtocolError, why);
+    }
     if (state.closing) return; // That frame got the socket closed: ignore the rest of the batch.
   }
   // Answers made while handling this message go out now, inside the runtime's corked handler: one write,
