@@ -3,6 +3,11 @@
  * it has no answer for; the receiver answers a repeat from here instead of
  * running the handler twice. The caller tells, in each CALL and PING, the
  * lowest call id it still waits for, and everything below it is dropped.
+ *
+ * This runs for every answer, so the common case (keep one answer, drop it at
+ * the next call) allocates nothing but the frame: answers sit in two arrays in
+ * the order they were kept, and a lookup by call id, needed only for repeats,
+ * builds an index the first time it is asked.
  */
 import { copyBytes } from "../wire/codec.ts";
 
@@ -26,8 +31,12 @@ export class SharedReplyBudget {
   used = 0;
   /** Answers kept now, across every cache. */
   private count = 0;
-  /** Every answer in the order it was kept; entries whose answer is already gone are skipped. */
-  private order: { cache: ReplyCache; id: number }[] = [];
+  /**
+   * Every answer in the order it was kept, as its cache and its number there (see `ReplyCache.serial`), side
+   * by side; entries whose answer is already gone are skipped.
+   */
+  private caches: ReplyCache[] = [];
+  private serials: number[] = [];
   private head = 0;
   readonly max: number;
 
@@ -35,20 +44,18 @@ export class SharedReplyBudget {
     this.max = max;
   }
 
-  /** @internal an answer was kept */
-  add(cache: ReplyCache, id: number, bytes: number): void {
-    this.order.push({ cache, id });
+  /** @internal an answer was kept, numbered `serial` in its cache */
+  add(cache: ReplyCache, serial: number, bytes: number): void {
+    this.caches.push(cache);
+    this.serials.push(serial);
     this.used += bytes;
     this.count++;
-    while (this.used > this.max && this.head < this.order.length) {
-      const oldest = this.order[this.head++] as { cache: ReplyCache; id: number };
-      oldest.cache.forget(oldest.id);
+    while (this.used > this.max && this.head < this.caches.length) {
+      const at = this.head++;
+      (this.caches[at] as ReplyCache).forgetSerial(this.serials[at] as number);
     }
     // Drop entries for answers already gone once they are most of the queue.
-    if (this.order.length - this.head > 2 * this.count + 1024) {
-      this.order = this.order.slice(this.head).filter((e) => e.cache.has(e.id));
-      this.head = 0;
-    }
+    if (this.caches.length - this.head > 2 * this.count + 1024) this.compact();
   }
 
   /** @internal an answer was dropped */
@@ -56,14 +63,38 @@ export class SharedReplyBudget {
     this.used -= bytes;
     this.count--;
   }
+
+  private compact(): void {
+    const caches: ReplyCache[] = [];
+    const serials: number[] = [];
+    for (let i = this.head; i < this.caches.length; i++) {
+      const cache = this.caches[i] as ReplyCache;
+      const serial = this.serials[i] as number;
+      if (cache.holds(serial)) {
+        caches.push(cache);
+        serials.push(serial);
+      }
+    }
+    this.caches = caches;
+    this.serials = serials;
+    this.head = 0;
+  }
 }
 
 export class ReplyCache {
-  private readonly kept = new Map<number, Uint8Array>();
-  /** The ids in the order they were kept: a queue, so the oldest is found without an iterator. */
-  private order: number[] = [];
+  /**
+   * The answers in the order they were kept, a queue from `head`: call ids and frames side by side. A frame
+   * dropped out of order (by the shared budget) leaves null. Each answer has a serial number, its place in
+   * the order since the cache began; the one at index i is number `base + i`.
+   */
+  private ids: number[] = [];
+  private frames: (Uint8Array | null)[] = [];
   private head = 0;
+  private base = 0;
+  private count = 0;
   private bytes = 0;
+  /** Index in `frames` by call id: made on the first lookup by id, kept up to date while it lives. */
+  private index: Map<number, number> | null = null;
   private readonly maxEntries: number;
   private readonly maxBytes: number;
   private readonly shared: SharedReplyBudget | undefined;
@@ -76,44 +107,59 @@ export class ReplyCache {
   }
 
   get size(): number {
-    return this.kept.size;
+    return this.count;
   }
 
   /** @returns the answers kept, oldest first (a session moving to another instance takes them along) */
   entries(): [id: number, frame: Uint8Array][] {
     const out: [number, Uint8Array][] = [];
-    for (let i = this.head; i < this.order.length; i++) {
-      const id = this.order[i] as number;
-      const frame = this.kept.get(id);
-      if (frame) out.push([id, frame]);
+    for (let i = this.head; i < this.frames.length; i++) {
+      const frame = this.frames[i];
+      if (frame) out.push([this.ids[i] as number, frame]);
     }
     return out;
   }
 
   get(id: number): Uint8Array | undefined {
-    return this.kept.get(id);
+    const at = this.find(id);
+    return at < 0 ? undefined : (this.frames[at] as Uint8Array);
   }
 
   has(id: number): boolean {
-    return this.kept.has(id);
+    return this.find(id) >= 0;
   }
 
-  /** Keeps an answer; the oldest go first when a limit is passed. */
+  /** @internal whether the answer numbered `serial` (see `frames`) is still kept: for the shared budget */
+  holds(serial: number): boolean {
+    const at = serial - this.base;
+    return at >= this.head && at < this.frames.length && this.frames[at] !== null;
+  }
+
+  /**
+   * Keeps an answer; the oldest go first when a limit is passed.
+   * @param frame - kept as it is when it owns its buffer, else as a right-sized copy (not a view pinning the encoder's buffer)
+   */
   set(id: number, frame: Uint8Array): void {
-    this.kept.set(id, copyBytes(frame));
-    this.order.push(id);
-    this.bytes += frame.byteLength;
-    while (this.kept.size > this.maxEntries || this.bytes > this.maxBytes) this.dropOldest();
-    this.shared?.add(this, id, frame.byteLength);
+    const own = frame.byteOffset === 0 && frame.buffer.byteLength === frame.byteLength ? frame : copyBytes(frame);
+    const at = this.frames.length;
+    this.ids.push(id);
+    this.frames.push(own);
+    this.index?.set(id, at);
+    this.count++;
+    this.bytes += own.byteLength;
+    while (this.count > this.maxEntries || this.bytes > this.maxBytes) this.dropOldest();
+    this.shared?.add(this, this.base + at, own.byteLength);
   }
 
-  /** Drops one answer, wherever it is in the order (the shared budget is over). */
+  /** Drops one answer, wherever it is in the order. */
   forget(id: number): void {
-    const frame = this.kept.get(id);
-    if (!frame) return;
-    this.kept.delete(id);
-    this.bytes -= frame.byteLength;
-    this.shared?.release(frame.byteLength);
+    const at = this.find(id);
+    if (at >= 0) this.drop(at);
+  }
+
+  /** @internal drops the answer numbered `serial`, if it is still kept: the shared budget is over */
+  forgetSerial(serial: number): void {
+    if (this.holds(serial)) this.drop(serial - this.base);
   }
 
   /**
@@ -122,24 +168,59 @@ export class ReplyCache {
    * one still needed; a straggler goes at a later call.
    */
   forgetBelow(id: number): void {
-    while (this.head < this.order.length && (this.order[this.head] as number) < id) this.dropOldest();
+    while (this.head < this.ids.length && (this.ids[this.head] as number) < id) this.dropOldest();
   }
 
   clear(): void {
-    for (const frame of this.kept.values()) this.shared?.release(frame.byteLength);
-    this.kept.clear();
-    this.order = [];
+    for (let i = this.head; i < this.frames.length; i++) {
+      const frame = this.frames[i];
+      if (frame) this.shared?.release(frame.byteLength);
+    }
+    this.base += this.frames.length;
+    this.ids = [];
+    this.frames = [];
     this.head = 0;
+    this.count = 0;
     this.bytes = 0;
+    this.index = null;
+  }
+
+  /** @returns where the answer to call `id` is in `frames`, or -1 */
+  private find(id: number): number {
+    if (this.count === 0) return -1;
+    if (!this.index) {
+      this.index = new Map();
+      for (let i = this.head; i < this.frames.length; i++) if (this.frames[i]) this.index.set(this.ids[i] as number, i);
+    }
+    return this.index.get(id) ?? -1;
+  }
+
+  private drop(at: number): void {
+    const frame = this.frames[at] as Uint8Array;
+    this.frames[at] = null;
+    this.index?.delete(this.ids[at] as number);
+    this.count--;
+    this.bytes -= frame.byteLength;
+    this.shared?.release(frame.byteLength);
   }
 
   private dropOldest(): void {
-    const id = this.order[this.head++] as number;
-    this.forget(id);
-    // Compact now and then, so the queue does not grow with its dropped head.
-    if (this.head > 1024 && this.head * 2 > this.order.length) {
-      this.order = this.order.slice(this.head);
+    const at = this.head++;
+    if (this.frames[at]) this.drop(at);
+    if (this.head === this.frames.length) {
+      // Empty: start the arrays again in place (the usual case, one answer kept and dropped per call).
+      this.base += this.head;
+      this.ids.length = 0;
+      this.frames.length = 0;
       this.head = 0;
+      this.index = null;
+    } else if (this.head > 1024 && this.head * 2 > this.frames.length) {
+      // Compact now and then, so the queue does not grow with its dropped head.
+      this.base += this.head;
+      this.ids = this.ids.slice(this.head);
+      this.frames = this.frames.slice(this.head);
+      this.head = 0;
+      this.index = null;
     }
   }
 }
