@@ -118,12 +118,14 @@ export class BroadcastLog<C extends Subscriber> {
     return true;
   }
 
-  /** @returns the frames after `lastSeen` that `who` should have had, oldest first */
+  /** @returns the frames after `lastSeen` (and after the session began) that `who` should have had, oldest first */
   missed(who: C, lastSeen: number): Uint8Array[] {
     const out: Uint8Array[] = [];
+    // Nothing from before the session began: its subscription changes from then are not kept (Topics.remember).
+    const from = Math.max(lastSeen, who.since);
     for (let i = this.head; i < this.entries.length; i++) {
       const b = this.entries[i] as LoggedBroadcast;
-      if (b.seq > lastSeen && !b.exclude?.has(who.sessionId) && b.topics.some((t) => wasSubscribed(who, t, b.seq))) out.push(b.frame);
+      if (b.seq > from && !b.exclude?.has(who.sessionId) && b.topics.some((t) => wasSubscribed(who, t, b.seq))) out.push(b.frame);
     }
     return out;
   }

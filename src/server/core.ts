@@ -174,7 +174,7 @@ export class ServerCore implements SessionHost {
   /** The runtime wrote out what it had queued for this socket. */
   drained(state: SocketState): void {
     const session = state.session as Session | null;
-    if (session && session.state === state) session.peer.release();
+    if (session && session.state === state) session.madePeer?.release();
   }
 
   closed(state: SocketState, code: number, reason: string): void {
@@ -192,7 +192,7 @@ export class ServerCore implements SessionHost {
     if (!session || session.state !== state) return; // No handshake, or a stale socket of a resumed session.
     session.state = null;
     this.topics.relayed.delete(session);
-    session.peer.detach();
+    session.madePeer?.detach();
     // 4004 is client.close(); 1001 from a client is a browser leaving the page: neither comes back. 1009 is
     // the runtime refusing an oversized frame: resuming would only send it again.
     const gone = code === CloseCode.ClientClosed || code === CloseCode.GoingAway || code === CloseCode.TooBig;
@@ -224,6 +224,7 @@ export class ServerCore implements SessionHost {
     this.topics.remove(session);
     this.topics.relayed.delete(session);
     this.cluster?.records.gone(session);
+    // Made now if it was not: a closed engine fails the calls an app still makes on the ended connection.
     session.peer.close(`session ended (${code}${reason ? ` ${reason}` : ""})`);
     const state = session.state;
     session.state = null;
@@ -247,7 +248,7 @@ export class ServerCore implements SessionHost {
     this.closing = true;
     clearInterval(this.clock);
     const deadline = Date.now() + timeout;
-    const busy = () => [...this.sessions.values()].some((s) => s.peer.runningCount > 0);
+    const busy = () => [...this.sessions.values()].some((s) => (s.madePeer?.runningCount ?? 0) > 0);
     while (busy() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
     if (busy()) this.log?.("shutdown deadline passed with handlers still running");
     // Another instance takes these sessions over when their clients come back: their records must be current.

@@ -6,7 +6,7 @@
 import { CloseCode, encodeFrame, FrameType, type HelloFrame, PROTOCOL_VERSION, type WelcomeFrame } from "../wire/frames.ts";
 import { ServerConnection } from "./connection.ts";
 import type { ServerCore } from "./core.ts";
-import { randomSecret, sameSecret } from "./identity.ts";
+import { sameSecret } from "./identity.ts";
 import { Session } from "./session.ts";
 import type { SocketState } from "./socket-state.ts";
 
@@ -34,25 +34,15 @@ export function handshake(core: ServerCore, state: SocketState, hello: HelloFram
   // The client id is kept only when the client proves it with the key this server signed it with.
   const proven = core.identity.verify(claimedId, hello[7]);
   const clientId = proven ? claimedId : crypto.randomUUID();
-  const session = new Session(core, (s) => new ServerConnection(s), clientId, id, randomSecret(), state.data, state.address);
+  const session = new Session(core, (s) => new ServerConnection(s), clientId, id, null, state.data, state.address);
   core.sessions.set(id, session);
   core.connections.add(session.connection as ServerConnection);
   bind(core, session, state);
   core.cluster?.records.changed(session);
   state.clientId = clientId;
   const key = proven ? (hello[7] as string) : core.identity.sign(clientId);
-  const welcome: WelcomeFrame = [
-    FrameType.Welcome,
-    id,
-    session.token,
-    false,
-    session.peer.settledBelow,
-    core.maxMessageBytes,
-    clientId,
-    key,
-  ];
+  const welcome: WelcomeFrame = [FrameType.Welcome, id, session.token, false, session.settledBelow, core.maxMessageBytes, clientId, key];
   core.write(state, encodeFrame(welcome));
-  session.peer.attach(session, false);
   core.log?.(`client ${clientId} connected (session ${id})`);
   core.hook(() => core.options.onOpen?.(session.connection as ServerConnection), session);
 }
@@ -70,7 +60,7 @@ function resume(core: ServerCore, session: Session, state: SocketState, lastEven
   // Out before the socket rejoins its topics, so no newer broadcast can overtake them.
   session.flush();
   core.topics.rejoin(session);
-  session.peer.attach(session, true, settledBelow);
+  session.madePeer?.attach(session, true, settledBelow);
   core.log?.(`client ${session.clientId} resumed session ${session.sessionId} (${missed.length} broadcast(s) caught up)`);
   if (stale === null) core.hook(() => core.options.onResume?.(session.connection as ServerConnection), session);
 }
@@ -80,14 +70,7 @@ function resume(core: ServerCore, session: Session, state: SocketState, lastEven
  * @returns the WELCOME of a resumed session
  */
 export function resumedWelcome(core: ServerCore, session: Session, callsLost: boolean): Uint8Array {
-  const welcome: WelcomeFrame = [
-    FrameType.Welcome,
-    session.sessionId,
-    session.token,
-    true,
-    session.peer.settledBelow,
-    core.maxMessageBytes,
-  ];
+  const welcome: WelcomeFrame = [FrameType.Welcome, session.sessionId, session.token, true, session.settledBelow, core.maxMessageBytes];
   welcome.push(session.clientId, core.identity.sign(session.clientId));
   if (callsLost) welcome.push(true);
   return encodeFrame(welcome);

@@ -34,15 +34,19 @@ export class ClientIdentity {
     return base64url(hmac(sha256, this.#key, encoder.encode(`chatter client id\0${clientId}`)));
   }
 
+  /**
+   * A session's resume token, made from its id rather than kept beside it: one string less per session. Only
+   * this key can make it, and the id is the server's own random one, so it is as hard to guess as a random token.
+   * @returns the token that resumes session `sessionId`, base64url
+   */
+  sessionToken(sessionId: string): string {
+    return base64url(hmac(sha256, this.#key, encoder.encode(`chatter session token\0${sessionId}`)));
+  }
+
   /** @returns whether `key` proves `clientId` */
   verify(clientId: string, key: unknown): boolean {
     return typeof key === "string" && ID_PATTERN.test(clientId) && sameSecret(this.sign(clientId), key);
   }
-}
-
-/** 32 random bytes, base64url: a resume token. */
-export function randomSecret(): string {
-  return base64url(crypto.getRandomValues(new Uint8Array(32)));
 }
 
 function base64url(bytes: Uint8Array): string {

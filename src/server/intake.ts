@@ -124,7 +124,7 @@ function handle(core: ServerCore, state: SocketState, frames: Frame[], message: 
   for (const frame of frames) {
     // Looked up per frame: a HELLO at the head of a batch binds the session for the frames after it.
     const session = state.session as Session | null;
-    if (session) session.peer.receive(frame);
+    if (session) session.receive(frame);
     else if (frame[0] === FrameType.Hello && state.helloTimer !== undefined) {
       // A session this instance does not have may live on another one: the cluster finds it (async), and the
       // whole message goes wherever the session is.

@@ -8,17 +8,23 @@ import { Peer } from "../engine/peer.ts";
 import type { PeerOptions } from "../engine/types.ts";
 import type { Proc } from "../proc.ts";
 import { FrameBatch } from "../wire/batch.ts";
+import { encodeFrame, type Frame, FrameType } from "../wire/frames.ts";
 import type { SendResult } from "./adapter.ts";
 import type { SubscriptionChange } from "./broadcast-log.ts";
+import type { ClientIdentity } from "./identity.ts";
 import type { SocketState } from "./socket-state.ts";
 import type { TopicList, Topics } from "./topics.ts";
 
 /** A batch stops growing here: big enough to carry bursts, small enough to keep other work flowing. */
 const BATCH_BYTES = 64 * 1024;
+/** The engine numbers calls from here (engine/calls.ts): an end that made no call has every call below it settled. */
+const FIRST_CALL_ID = 1;
 
 /** What a session and its public face need of the server core. */
 export interface SessionHost {
   readonly peerOptions: PeerOptions;
+  /** Makes the sessions' resume tokens. */
+  readonly identity: ClientIdentity;
   readonly topics: Topics<Session>;
   /** Sends one message to a socket through the adapter's driver. */
   write(state: SocketState, message: Uint8Array): SendResult;
@@ -40,42 +46,94 @@ export interface SessionHost {
 export class Session {
   /** What apps hold (a `ServerConnection`): the handlers' second argument. */
   readonly connection: object;
-  readonly peer: Peer;
   /** The newest broadcast when the session began: it needs none older on resume. */
   readonly since: number;
   /** The topics this session is subscribed to; null until the first. */
   topics: TopicList | null = null;
-  /** Subscription changes, to judge which logged broadcasts it missed; null when none matter. */
-  changes: SubscriptionChange[] | null = null;
-  changesFrom = 0;
   /** The socket serving this session now, if any. */
   state: SocketState | null = null;
-  ended = false;
   /**
-   * What only some sessions need (parked ones, and those moving between instances of a cluster), made when
-   * first set: four fields less keep every session in a smaller heap cell (thousands of idle sessions add up).
+   * What only some sessions need (parked or ended ones, those whose subscriptions changed while broadcasts were
+   * kept, and those moving between instances of a cluster), made when first set: every field less keeps an
+   * idle session in a smaller heap cell (112 bytes, not 160; thousands of idle sessions add up).
    */
   private rare: SessionRare | null = null;
+  /** The engine, made on first use (see `peer`); null while the session has neither made nor answered a call. */
+  private engine: Peer | null = null;
   /** Frames made in this tick, sent together as one message at its end (see flush); null when none. */
   private outbox: FrameBatch | null = null;
 
   /**
    * @param face - makes the session's public face
+   * @param token - the secret a client must show to resume this session; null for the one the host makes
+   *   from the session's id (`ClientIdentity.sessionToken`)
    */
   constructor(
     readonly host: SessionHost,
     face: (session: Session) => object,
     readonly clientId: string,
     readonly sessionId: string,
-    /** The secret a client must show to resume this session. */
-    readonly token: string,
+    token: string | null,
     readonly data: unknown,
     /** The client's address when the session began (per /64 for IPv6), for the per-address limits. */
     readonly address: string | null,
   ) {
     this.since = host.topics.log.seq;
     this.connection = face(this);
-    this.peer = new Peer(host.peerOptions, this.connection);
+    // One that came from another instance with a different key keeps the token it was given.
+    if (token !== null && token !== host.identity.sessionToken(sessionId)) this.made().token = token;
+  }
+
+  /**
+   * The engine that makes and answers calls over this session. Made on first use: most sessions of a busy
+   * server sit idle, taking broadcasts, and an engine with nothing to do is only memory. One made late starts
+   * where one made at once would be: on the live socket, if any, with nothing to resend.
+   */
+  get peer(): Peer {
+    if (!this.engine) {
+      this.engine = new Peer(this.host.peerOptions, this.connection);
+      if (this.state) this.engine.attach(this, false);
+    }
+    return this.engine;
+  }
+
+  /** The engine if it was made, for what needs nothing of an idle one (attach, detach, drain). */
+  get madePeer(): Peer | null {
+    return this.engine;
+  }
+
+  /** Every call of the client's with a lower id is settled (for WELCOME): with no engine yet, none was made. */
+  get settledBelow(): number {
+    return this.engine ? this.engine.settledBelow : FIRST_CALL_ID;
+  }
+
+  /** The secret a client must show to resume this session. */
+  get token(): string {
+    return this.rare?.token ?? this.host.identity.sessionToken(this.sessionId);
+  }
+
+  /** Set once the session has ended for good. */
+  get ended(): boolean {
+    return this.rare?.ended ?? false;
+  }
+  set ended(ended: boolean) {
+    if (ended || this.rare) this.made().ended = ended;
+  }
+
+  /** Subscription changes, to judge which logged broadcasts it missed; null when none matter. */
+  get changes(): SubscriptionChange[] | null {
+    return this.rare?.changes ?? null;
+  }
+  set changes(changes: SubscriptionChange[] | null) {
+    if (changes || this.rare) this.made().changes = changes;
+  }
+
+  /** Changes before this broadcast were forgotten (see `Subscriber.changesFrom`). */
+  get changesFrom(): number {
+    return this.rare?.changesFrom ?? 0;
+  }
+  set changesFrom(seq: number) {
+    if (seq || this.rare) this.made().changesFrom = seq;
   }
 
   /** Ends the session when the resume window passes. */
@@ -114,7 +172,16 @@ export class Session {
   }
 
   private made(): SessionRare {
-    this.rare ??= { expiry: undefined, parkedAt: null, movedTo: null, catchUp: null };
+    this.rare ??= {
+      expiry: undefined,
+      parkedAt: null,
+      movedTo: null,
+      catchUp: null,
+      ended: false,
+      changes: null,
+      changesFrom: 0,
+      token: null,
+    };
     return this.rare;
   }
 
@@ -129,6 +196,13 @@ export class Session {
     return list instanceof Set ? list.has(topic) : (list?.includes(topic) ?? false);
   }
 
+  /** Handles a frame from the client, after the handshake. */
+  receive(frame: Frame): void {
+    // A keepalive alone does not make the engine: with none, no call was made either way (PROTOCOL.md, PING).
+    if (!this.engine && frame[0] === FrameType.Ping) return this.send(encodeFrame([FrameType.Pong, FIRST_CALL_ID]));
+    this.peer.receive(frame);
+  }
+
   /** Queues a frame for the live socket; the frames of one tick go out as one message (PROTOCOL.md, "Framing"). */
   send(frame: Uint8Array): void {
     if (!this.state) return;
@@ -141,6 +215,8 @@ export class Session {
   /** Sends what is queued. Backpressure holds new outgoing calls until the socket drains; a drop means a slow consumer. */
   flush(): void {
     const message = this.outbox?.take();
+    // Not kept once empty: most sessions go quiet between messages, and thousands of idle batches add up.
+    this.outbox = null;
     if (message) this.write(message);
   }
 
@@ -171,4 +247,9 @@ interface SessionRare {
   parkedAt: { address: string | null } | null;
   movedTo: string | null;
   catchUp: CatchUp | null;
+  ended: boolean;
+  changes: SubscriptionChange[] | null;
+  changesFrom: number;
+  /** Set only when it is not the one made from the session's id. */
+  token: string | null;
 }

@@ -154,7 +154,8 @@ export class Topics<C extends Member> {
   /**
    * Notes a change for replay on resume. Only broadcasts already in the log
    * can need it (later ones have higher sequence numbers), so with an empty
-   * log there is nothing to note.
+   * log there is nothing to note; nor when no broadcast went out since the
+   * session began (a join in `onOpen`), since none from before is replayed to it.
    */
   private remember(conn: C, topic: string, joined: boolean): void {
     this.log.trim(conn);
@@ -163,6 +164,7 @@ export class Topics<C extends Member> {
       if (!joined) conn.changesFrom = Math.max(conn.changesFrom, this.log.seq);
       return;
     }
+    if (this.log.seq <= conn.since) return;
     conn.changes ??= [];
     conn.changes.push([this.log.seq, topic, joined]);
     if (conn.changes.length > MAX_CHANGES) conn.changesFrom = (conn.changes.shift() as SubscriptionChange)[0];
