@@ -70,6 +70,7 @@ export function openSocket(core: ServerCore, state: SocketState, socket: unknown
     return core.closeSocket(state, CloseCode.TryAgainLater, "server is full (maxConnections); try again later");
   }
   state.counted = true;
+  state.address = core.occupancy.shared(state.address);
   awaitHello(core, state);
 }
 

@@ -10,7 +10,8 @@ import { ChatterError } from "../errors.ts";
 export class Occupancy {
   /** Open sockets plus sessions waiting for a resume. */
   total = 0;
-  private readonly perAddress = new Map<string, number>();
+  /** Per address, its count and the string it was first counted under. */
+  private readonly perAddress = new Map<string, { address: string; n: number }>();
   private readonly max: number;
   private readonly maxPerAddress: number;
 
@@ -24,7 +25,7 @@ export class Occupancy {
     if (this.total >= this.max) {
       return new Response(`Server is full (maxConnections ${this.max})`, { status: 503, headers: { "Retry-After": "5" } });
     }
-    if (address !== null && (this.perAddress.get(address) ?? 0) >= this.maxPerAddress) {
+    if (address !== null && (this.perAddress.get(address)?.n ?? 0) >= this.maxPerAddress) {
       const body = `Too many connections from this address (maxConnectionsPerAddress ${this.maxPerAddress})`;
       return new Response(body, { status: 429, headers: { "Retry-After": "5" } });
     }
@@ -35,13 +36,25 @@ export class Occupancy {
   add(address: string | null): boolean {
     if (this.refusal(address)) return false;
     this.total++;
-    if (address !== null) bump(this.perAddress, address, 1);
+    if (address === null) return true;
+    const count = this.perAddress.get(address);
+    if (count) count.n++;
+    else this.perAddress.set(address, { address, n: 1 });
     return true;
   }
 
   remove(address: string | null): void {
     this.total--;
-    if (address !== null) bump(this.perAddress, address, -1);
+    const count = address === null ? undefined : this.perAddress.get(address);
+    if (count && --count.n === 0) this.perAddress.delete(count.address);
+  }
+
+  /**
+   * @returns the string a counted address is kept under, so the connections from one address (behind a NAT or
+   *   a proxy) share one copy, not one each
+   */
+  shared(address: string | null): string | null {
+    return address === null ? null : (this.perAddress.get(address)?.address ?? address);
   }
 }
 

@@ -18,7 +18,7 @@ export class SocketState {
   /** Set once the core closes the socket: frames still in a batch after that are ignored. */
   closing = false;
   /** The client's address as admission judged it (per /64 for IPv6), for the per-address limit. */
-  readonly address: string | null;
+  address: string | null;
   /** Whether the socket counts against the connection limits (from open until closed). */
   counted = false;
   /** The core's clock when the socket last sent something: the second its frame count is for. */
