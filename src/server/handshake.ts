@@ -39,7 +39,6 @@ export function handshake(core: ServerCore, state: SocketState, hello: HelloFram
   core.connections.add(session.connection as ServerConnection);
   bind(core, session, state);
   core.cluster?.records.changed(session);
-  state.clientId = clientId;
   const key = proven ? (hello[7] as string) : core.identity.sign(clientId);
   const welcome: WelcomeFrame = [FrameType.Welcome, id, session.token, false, session.settledBelow, core.maxMessageBytes, clientId, key];
   core.write(state, encodeFrame(welcome));
@@ -81,6 +80,7 @@ export function bind(core: ServerCore, session: Session, state: SocketState): vo
   if (session.state) session.state.session = null;
   session.state = state;
   state.session = session;
+  state.bound();
   // A socket relayed from another instance cannot join native pub/sub: broadcasts reach it one by one.
   if (state.remote) core.topics.relayed.add(session);
   else core.topics.relayed.delete(session);

@@ -6,15 +6,10 @@
 import type { HelloFrame, Refusal } from "../wire/frames.ts";
 
 export class SocketState {
-  /** The client's id from the upgrade URL (`cid`), as claimed; the proven one once the handshake is done. */
-  clientId: string;
-  /** What `getConnectionData` returned. */
-  readonly data: unknown;
   /** The runtime's socket, set when it opens; the core works it through the adapter's driver. */
   socket: unknown = null;
   /** The session this socket serves, once its HELLO is handled. */
   session: unknown = null;
-  helloTimer: ReturnType<typeof setTimeout> | undefined = undefined;
   /** Set once the core closes the socket: frames still in a batch after that are ignored. */
   closing = false;
   /** The client's address as admission judged it (per /64 for IPv6), for the per-address limit. */
@@ -26,15 +21,37 @@ export class SocketState {
   /** Frames received in that second. */
   frames = 0;
   /**
-   * What only a few sockets need (relayed or refused ones), made when first set: one field less keeps an
-   * ordinary socket's state in a smaller heap cell (112 bytes, not 160; thousands of idle sockets add up).
+   * What a socket needs only until its handshake (the claimed client id, the connection data, the HELLO
+   * timer), and what only a few sockets need at all (relayed or refused ones): a side object, dropped once the
+   * handshake binds a session (`bound`) unless one of the few. Eight fields keep an open socket's state in an
+   * 80-byte heap cell, not 112 (thousands of idle sockets add up).
    */
-  private rare: RareState | null = null;
+  private rare: RareState | null;
 
   constructor(clientId: string, data: unknown, address: string | null = null) {
-    this.clientId = clientId;
-    this.data = data;
     this.address = address;
+    this.rare = { clientId, data, helloTimer: undefined, relay: null, remote: false, refusal: null };
+  }
+
+  /** The client's id: as claimed in the upgrade URL (`cid`) until the handshake, then its session's (proven). */
+  get clientId(): string {
+    return (this.session as { clientId: string } | null)?.clientId ?? this.rare?.clientId ?? "";
+  }
+  set clientId(id: string) {
+    if (id !== this.clientId) this.made().clientId = id;
+  }
+
+  /** What `getConnectionData` returned; gone once the handshake has handed it to the session. */
+  get data(): unknown {
+    return this.rare?.data;
+  }
+
+  /** Closes the socket if no HELLO comes in time; undefined once one came. */
+  get helloTimer(): ReturnType<typeof setTimeout> | undefined {
+    return this.rare?.helloTimer;
+  }
+  set helloTimer(timer: ReturnType<typeof setTimeout> | undefined) {
+    if (timer !== undefined || this.rare) this.made().helloTimer = timer;
   }
 
   /** Set on a client socket here whose session lives on another instance: where its messages go (relay.ts). */
@@ -61,8 +78,16 @@ export class SocketState {
     if (refusal || this.rare) this.made().refusal = refusal;
   }
 
+  /** A session is bound to this socket: what only the handshake needed goes, and the side object with it if that was all. */
+  bound(): void {
+    const rare = this.rare;
+    if (!rare) return;
+    if (rare.helloTimer === undefined && !rare.relay && !rare.remote && !rare.refusal) this.rare = null;
+    else rare.data = undefined;
+  }
+
   private made(): RareState {
-    this.rare ??= { relay: null, remote: false, refusal: null };
+    this.rare ??= { clientId: "", data: undefined, helloTimer: undefined, relay: null, remote: false, refusal: null };
     return this.rare;
   }
 }
@@ -71,6 +96,9 @@ export class SocketState {
 type RelayRoute = { home: string; relay: number; hello: HelloFrame; hops?: number };
 
 interface RareState {
+  clientId: string;
+  data: unknown;
+  helloTimer: ReturnType<typeof setTimeout> | undefined;
   relay: RelayRoute | null;
   remote: boolean;
   refusal: Refusal | null;
