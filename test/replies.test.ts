@@ -94,10 +94,10 @@ describe("answers kept for repeats", () => {
     );
   });
 
-  test("a frame that owns its buffer is kept as it is; a view is copied to the right size", () => {
+  test("keep takes a frame as it is; set keeps a right-sized copy of a view", () => {
     const cache = new ReplyCache();
     const own = new Uint8Array([1, 2, 3]);
-    cache.set(1, own);
+    cache.keep(1, own);
     expect(cache.get(1)).toBe(own);
     const view = new Uint8Array(64).subarray(8, 11);
     cache.set(2, view);

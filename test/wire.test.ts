@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import fc from "fast-check";
 import { C1, Packr, Unpackr } from "msgpackr";
 import { ChatterError } from "../src/errors.ts";
-import { decode, encode } from "../src/wire/codec.ts";
+import { decode, encode, encodeKept } from "../src/wire/codec.ts";
 import { decodeFrames, encodeFrame, FrameType, MAX_FRAMES_PER_MESSAGE } from "../src/wire/frames.ts";
 import { countValues, MAX_VALUES, WireFormatError } from "../src/wire/guard.ts";
 
@@ -93,6 +93,20 @@ describe("codec", () => {
         expect(JSON.stringify(roundTrip(v))).toBe(JSON.stringify(v));
       }),
       { numRuns: 500 },
+    );
+  });
+
+  test("encodeKept writes the same bytes as encode, in a right-sized buffer of their own, small or large", () => {
+    const values = fc.oneof(fc.jsonValue(), fc.uint8Array({ maxLength: 600 }), fc.string({ minLength: 200, maxLength: 400 }));
+    fc.assert(
+      fc.property(values, (v) => {
+        const kept = encodeKept(v);
+        const view = encode(v); // made after: had encodeKept left its bytes in use, this would write past them
+        expect(kept.buffer.byteLength).toBe(kept.byteLength);
+        expect([...kept]).toEqual([...view]);
+        expect([...encodeKept(v)]).toEqual([...kept]);
+      }),
+      { numRuns: 300 },
     );
   });
 });

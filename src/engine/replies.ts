@@ -135,12 +135,16 @@ export class ReplyCache {
     return at >= this.head && at < this.frames.length && this.frames[at] !== null;
   }
 
+  /** Keeps a right-sized copy of an answer (not a view pinning the encoder's buffer); see `keep`. */
+  set(id: number, frame: Uint8Array): void {
+    this.keep(id, copyBytes(frame));
+  }
+
   /**
    * Keeps an answer; the oldest go first when a limit is passed.
-   * @param frame - kept as it is when it owns its buffer, else as a right-sized copy (not a view pinning the encoder's buffer)
+   * @param own - bytes in a buffer of their own (encodeKeptFrame), kept as they are
    */
-  set(id: number, frame: Uint8Array): void {
-    const own = frame.byteOffset === 0 && frame.buffer.byteLength === frame.byteLength ? frame : copyBytes(frame);
+  keep(id: number, own: Uint8Array): void {
     const at = this.frames.length;
     this.ids.push(id);
     this.frames.push(own);
@@ -168,7 +172,8 @@ export class ReplyCache {
    * one still needed; a straggler goes at a later call.
    */
   forgetBelow(id: number): void {
-    while (this.head < this.ids.length && (this.ids[this.head] as number) < id) this.dropOldest();
+    // Slots of answers already dropped out of order are passed over too.
+    while (this.head < this.ids.length && (this.frames[this.head] === null || (this.ids[this.head] as number) < id)) this.dropOldest();
   }
 
   clear(): void {

@@ -9,7 +9,7 @@
  * Every message passes the guard (guard.ts) before a value is built.
  */
 import { countValues, WireFormatError } from "./guard.ts";
-import { pack } from "./pack.ts";
+import { pack, packKept } from "./pack.ts";
 import { unpackAll } from "./unpack.ts";
 
 export { WireFormatError } from "./guard.ts";
@@ -20,6 +20,9 @@ export { WireFormatError } from "./guard.ts";
  *   arrays but Uint8Array); WireFormatError for a value of more than MAX_VALUES values
  */
 export const encode: (value: unknown) => Uint8Array = pack;
+
+/** @returns the MessagePack bytes of a value that will be kept, in a right-sized buffer of their own */
+export const encodeKept: (value: unknown) => Uint8Array = packKept;
 
 /**
  * A frame that will be kept (for repeats or replay) as its own small buffer.

@@ -4,7 +4,7 @@
  * a heading per frame; the cases below mirror it.
  */
 import { ChatterError, type WireError } from "../errors.ts";
-import { decodeAll, encode, TooManyValues, WireFormatError } from "./codec.ts";
+import { decodeAll, encode, encodeKept, TooManyValues, WireFormatError } from "./codec.ts";
 
 /** The protocol version sent in HELLO; bump it on any incompatible change. */
 export const PROTOCOL_VERSION = 1;
@@ -132,9 +132,14 @@ export const CloseCode = {
   RateLimited: 4429,
 } as const;
 
-/** @returns the bytes of one frame */
+/** @returns the bytes of one frame: a view into the encoder's shared buffer, to send at once */
 export function encodeFrame(frame: Frame): Uint8Array {
   return encode(frame);
+}
+
+/** @returns the bytes of one frame that will be kept (an answer, for repeats), in a buffer of their own */
+export function encodeKeptFrame(frame: Frame): Uint8Array {
+  return encodeKept(frame);
 }
 
 function bad(what: string): never {
@@ -168,7 +173,9 @@ export function decodeFrames(bytes: Uint8Array, maxFrames = Infinity): Frame[] {
     bad(err instanceof WireFormatError ? err.message : "undecodable payload");
   }
   try {
-    return values.map(checkFrame);
+    // Checked in place: the array of values becomes the array of frames, with no copy made per message.
+    for (let i = 0; i < values.length; i++) checkFrame(values[i]);
+    return values as Frame[];
   } catch (err) {
     if (err instanceof ChatterError) throw err;
     return bad("frame fields could not be checked"); // A check that threw: still the peer's fault, never ours.

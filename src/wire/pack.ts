@@ -38,6 +38,27 @@ function room(n: number): void {
  *   arrays but Uint8Array, symbols); WireFormatError past MAX_VALUES values
  */
 export function pack(value: unknown): Uint8Array {
+  writeWhole(value);
+  return buf.subarray(start, pos);
+}
+
+/**
+ * @returns the MessagePack bytes of a value in a right-sized buffer of their own, for bytes that are kept (an
+ *   answer, for repeats). A small one is copied byte by byte, which is cheaper than a view and a copy of it;
+ *   the shared buffer's room is used again.
+ */
+export function packKept(value: unknown): Uint8Array {
+  writeWhole(value);
+  const n = pos - start;
+  const out = new Uint8Array(n);
+  if (n <= 256) for (let i = 0; i < n; i++) out[i] = buf[start + i] as number;
+  else out.set(buf.subarray(start, pos));
+  pos = start;
+  return out;
+}
+
+/** Writes one whole value into the shared buffer, from `start` to `pos`. */
+function writeWhole(value: unknown): void {
   if (buf.length - pos < 512) {
     buf = new Uint8Array(8192);
     view = new DataView(buf.buffer);
@@ -51,7 +72,6 @@ export function pack(value: unknown): Uint8Array {
     pos = start;
     throw err;
   }
-  return buf.subarray(start, pos);
 }
 
 function head(small: number, n: number, tag16: number): void {
