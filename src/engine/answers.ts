@@ -6,7 +6,7 @@
  */
 import { ChatterError, describeThrown } from "../errors.ts";
 import { type Proc, parse } from "../proc.ts";
-import { type CallFrame, type EventFrame, encodeFrame, type Frame, FrameType } from "../wire/frames.ts";
+import { type CallFrame, type EventFrame, encodeFrame, encodeKeptFrame, type Frame, FrameType } from "../wire/frames.ts";
 import { CallContext } from "./context.ts";
 import { wireError } from "./error-shape.ts";
 import { runMiddleware } from "./middleware.ts";
@@ -244,7 +244,7 @@ export class Answerer implements WritersHost {
     const name = ctx.proc;
     let bytes: Uint8Array;
     try {
-      bytes = encodeFrame(frame);
+      bytes = encodeKeptFrame(frame);
     } catch (err) {
       // A result that cannot travel is the handler's error; an error frame that cannot (formatError's issues) gets a plain one.
       if (frame[0] === FrameType.Result) {
@@ -254,17 +254,17 @@ export class Answerer implements WritersHost {
           ctx,
         );
       }
-      bytes = encodeFrame([FrameType.Error, id, { code: "HANDLER_ERROR", message: `error of "${name}" cannot be encoded` }]);
+      bytes = encodeKeptFrame([FrameType.Error, id, { code: "HANDLER_ERROR", message: `error of "${name}" cannot be encoded` }]);
     }
     const max = this.host.maxFrameBytes;
     if (bytes.byteLength > max) {
       const err = tooBig(name, bytes, max, frame[0] === FrameType.Result ? "result" : "error");
       if (frame[0] === FrameType.Result) return this.answerError(id, err, ctx);
-      bytes = encodeFrame([FrameType.Error, id, err.toWire()]);
+      bytes = encodeKeptFrame([FrameType.Error, id, err.toWire()]);
     }
     this.running.delete(id);
     this.replies ??= new ReplyCache(this.opts.replies);
-    this.replies.set(id, bytes);
+    this.replies.keep(id, bytes);
     this.send(bytes);
     return bytes;
   }
