@@ -1,18 +1,35 @@
 /**
  * The browser client's size: a bundle of what a browser app imports
- * (createClient, createProc, ChatterError), minified by esbuild, then gzipped.
- * The peers' browser clients are bundled the same way, from what an app
- * imports to make calls. Run: bun bench/client-bundle.ts [--codecs]
+ * (createClient, createProc, ChatterError), minified by esbuild with code
+ * splitting on, then gzipped. Split so, the stream code (src/engine/stream-load.ts)
+ * is in chunks of its own that load when an app first opens or answers a stream:
+ * what an app loads before its first call is the entry and the chunks it imports,
+ * and those lazy chunks are counted apart. Each file is gzipped on its own, as each
+ * is its own download. The peers' browser clients are bundled the same way, from
+ * what an app imports to make calls. Run: bun bench/client-bundle.ts [--codecs]
  * (--codecs: also the codecs issue #16 weighed, alone and in the client).
  */
+import { relative } from "node:path";
 import { gzipSync } from "node:zlib";
-import { build } from "esbuild";
+import { build, type Metafile } from "esbuild";
 
-export interface BundleReport {
+/** Sizes of some of a bundle's files. */
+export interface BundleFiles {
   minified: number;
+  /** Each file gzipped on its own, summed. */
   gzip: number;
-  /** Source files with bytes in the bundle, and how many. */
+  /** The files gzipped as one: what a bundler that puts the entry's shared chunks in the entry itself would send. */
+  gzipAsOne: number;
+  /** Source files with bytes in these files, and how many. */
   inputs: Record<string, number>;
+  /** Each file, with its minified and gzipped bytes. */
+  files: { file: string; minified: number; gzip: number }[];
+}
+
+/** What an app loads before its first call (the figures at the top level), and what it loads later, on demand. */
+export interface BundleReport extends BundleFiles {
+  /** The chunks only an `import()` reaches: the stream code. */
+  lazy: BundleFiles;
 }
 
 /** What an app imports from each peer to call a server from a browser. */
@@ -79,7 +96,8 @@ export async function measurePeerBundles(): Promise<Record<string, number>> {
 
 /**
  * @param codec - an ES module to bundle in place of src/wire/codec.ts, if any
- * @returns the sizes of a minified browser bundle of `contents`, an ES module
+ * @returns the sizes of a minified browser bundle of `contents`, an ES module: its entry and the chunks that
+ *   entry imports, and apart, the chunks only reached by `import()`
  */
 async function measureBundle(contents: string, codec?: string): Promise<BundleReport> {
   const root = `${import.meta.dir}/..`;
@@ -88,12 +106,11 @@ async function measureBundle(contents: string, codec?: string): Promise<BundleRe
     plugins: codec
       ? [{ name: "codec", setup: (b) => void b.onLoad(swap, () => ({ contents: codec, loader: "js", resolveDir: root })) }]
       : [],
-    stdin: {
-      contents,
-      resolveDir: `${import.meta.dir}/..`,
-      loader: "ts",
-    },
+    stdin: { contents, resolveDir: root, loader: "ts" },
+    absWorkingDir: root,
+    outdir: `${root}/bundle-out`, // Never written: `write: false`.
     bundle: true,
+    splitting: true,
     minify: true,
     format: "esm",
     platform: "browser",
@@ -101,21 +118,62 @@ async function measureBundle(contents: string, codec?: string): Promise<BundleRe
     metafile: true,
     logLevel: "silent",
   });
-  const code = result.outputFiles[0]?.contents ?? new Uint8Array();
-  const output = Object.values(result.metafile.outputs)[0];
-  const inputs: Record<string, number> = {};
-  for (const [file, { bytesInOutput }] of Object.entries(output?.inputs ?? {})) if (bytesInOutput > 0) inputs[file] = bytesInOutput;
-  return { minified: code.byteLength, gzip: gzipSync(code, { level: 9 }).byteLength, inputs };
+  const code = new Map(result.outputFiles.map((f) => [relative(root, f.path), f.contents]));
+  const outputs = result.metafile.outputs;
+  const entry = Object.keys(outputs).find((file) => outputs[file]?.entryPoint === "<stdin>") ?? "";
+  // The entry and what it imports statically; the rest is reached only by import().
+  const first = new Set([entry]);
+  for (const file of first) for (const i of outputs[file]?.imports ?? []) if (i.kind === "import-statement") first.add(i.path);
+  const lazy = Object.keys(outputs).filter((file) => !first.has(file));
+  return { ...sizes([...first], outputs, code), lazy: sizes(lazy, outputs, code) };
+}
+
+/** @returns the sizes of `files`, some of a bundle's outputs */
+function sizes(files: string[], outputs: Metafile["outputs"], code: Map<string, Uint8Array>): BundleFiles {
+  const out: BundleFiles = { minified: 0, gzip: 0, gzipAsOne: 0, inputs: {}, files: [] };
+  const all: Uint8Array[] = [];
+  for (const file of files) {
+    const bytes = code.get(file) ?? new Uint8Array();
+    all.push(bytes);
+    const gzip = gzipSync(bytes, { level: 9 }).byteLength;
+    out.files.push({ file: file.replace(/^bundle-out\//, ""), minified: bytes.byteLength, gzip });
+    out.minified += bytes.byteLength;
+    out.gzip += gzip;
+    for (const [input, { bytesInOutput }] of Object.entries(outputs[file]?.inputs ?? {})) {
+      if (bytesInOutput > 0) out.inputs[input] = (out.inputs[input] ?? 0) + bytesInOutput;
+    }
+  }
+  out.gzipAsOne = gzipSync(Buffer.concat(all), { level: 9 }).byteLength;
+  return out;
+}
+
+/** Prints what a bundle's files hold, largest first. */
+function printFiles(r: BundleFiles): void {
+  for (const f of r.files) console.log(`  ${f.file}: ${f.minified} B minified, ${f.gzip} B gzipped`);
+  for (const [file, bytes] of Object.entries(r.inputs).sort((a, b) => b[1] - a[1]))
+    console.log(`    ${String(bytes).padStart(6)}  ${file}`);
 }
 
 if (import.meta.main) {
   const r = await measureClientBundle();
-  console.log(`client bundle: ${r.minified} B minified, ${r.gzip} B gzipped`);
-  for (const [file, bytes] of Object.entries(r.inputs).sort((a, b) => b[1] - a[1])) console.log(`  ${String(bytes).padStart(6)}  ${file}`);
+  const { lazy } = r;
+  console.log(
+    `client bundle, before the first call: ${r.minified} B minified, ${r.gzip} B gzipped (${r.files.length} files; ${r.gzipAsOne} B as one)`,
+  );
+  printFiles(r);
+  console.log(`loaded with the first stream (import()): ${lazy.minified} B minified, ${lazy.gzip} B gzipped (${lazy.files.length} files)`);
+  printFiles(lazy);
+  console.log(`in all: ${r.minified + lazy.minified} B minified, ${r.gzip + lazy.gzip} B gzipped`);
   for (const [name, gzip] of Object.entries(await measurePeerBundles())) console.log(`${name}: ${gzip} B gzipped`);
   if (process.argv.includes("--codecs")) {
     console.log("\n| codec | codec alone, min+gz | client bundle with it, min+gz |\n|---|--:|--:|");
     for (const [name, r] of Object.entries(await measureCodecOptions())) console.log(`| ${name} | ${r.codec} B | ${r.client} B |`);
   }
-  console.log(JSON.stringify({ client_bundle_min_bytes: r.minified, client_bundle_gzip_bytes: r.gzip }));
+  const figures = {
+    client_bundle_min_bytes: r.minified,
+    client_bundle_gzip_bytes: r.gzip,
+    client_bundle_lazy_min_bytes: lazy.minified,
+    client_bundle_lazy_gzip_bytes: lazy.gzip,
+  };
+  console.log(JSON.stringify(figures));
 }

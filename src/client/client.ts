@@ -7,6 +7,7 @@
 import type { CallContext } from "../engine/context.ts";
 import { addMiddleware, type Middleware } from "../engine/middleware.ts";
 import { Peer } from "../engine/peer.ts";
+import { preloadWriters } from "../engine/stream-load.ts";
 import type { CallOptions, ChatterStream, HandlerEntry, StreamOptions } from "../engine/types.ts";
 import type { ChatterError } from "../errors.ts";
 import {
@@ -161,6 +162,8 @@ export class ChatterClient {
    * @returns a function that removes the handler
    */
   on<P extends Proc>(proc: P, handler: ClientHandler<ParsedInputOf<P>, HandlerOutput<P>>): () => void {
+    // A stream's writer code loads now, not when the server first reads the stream.
+    if (proc.yields !== null) preloadWriters();
     return addHandler(this.#handlers, { proc, handler } as HandlerEntry, "client");
   }
 

@@ -11,15 +11,16 @@ import { CallContext } from "./context.ts";
 import { wireError } from "./error-shape.ts";
 import { runMiddleware } from "./middleware.ts";
 import { ReplyCache } from "./replies.ts";
-import { misread, type StreamBudget } from "./stream-writer.ts";
-import { StreamWriters, type WritersHost } from "./stream-writers.ts";
+import { misread, streamWriters, type Writers } from "./stream-load.ts";
+import type { StreamBudget } from "./stream-writer.ts";
+import type { WritersHost } from "./stream-writers.ts";
 import type { CallBudget, HandlerEntry, PeerHost, PeerOptions } from "./types.ts";
 
 export class Answerer implements WritersHost {
   /** Incoming calls whose handler has not finished, for CANCEL and repeats. */
   readonly running = new Map<number, CallContext>();
-  /** Streams this end writes (made on the first). */
-  private writers: StreamWriters | null = null;
+  /** Streams this end writes (made on the first; a stand-in while their code loads, see stream-load.ts). */
+  private writers: Writers | null = null;
   /** Made on the first answer: an idle session keeps none. */
   private replies: ReplyCache | null = null;
   /** The highest incoming call id so far; ids at or below it are repeats. */
@@ -143,7 +144,7 @@ export class Answerer implements WritersHost {
       return this.replyError(id, err, ctx);
     }
     if (credit !== undefined) {
-      this.writers ??= new StreamWriters(this);
+      this.writers ??= streamWriters(this, (real) => (this.writers = real));
       return this.writers.start(id, entry.proc, out, ctx, credit);
     }
     if (!(out instanceof Promise)) return this.reply(id, entry.proc, out, ctx);

@@ -10,7 +10,8 @@ import type { Proc } from "../proc.ts";
 import { encodeFrame, type Frame, FrameType } from "../wire/frames.ts";
 import { Answerer } from "./answers.ts";
 import { Calls } from "./calls.ts";
-import { StreamCalls } from "./stream-calls.ts";
+import type { StreamCalls } from "./stream-calls.ts";
+import { openStream, preloadReader, preloadWriters, streamWindow } from "./stream-load.ts";
 import type { CallOptions, ChatterStream, PeerHost, PeerOptions, StreamOptions, Transport } from "./types.ts";
 
 /** A peer's state as it moves between instances of a cluster (`Peer.handover`). */
@@ -35,7 +36,7 @@ export class Peer implements PeerHost {
    */
   private callsMade: Calls | null = null;
   private answersMade: Answerer | null = null;
-  /** Streams this end reads, made on the first. */
+  /** Streams this end reads, made on the first (whose code loads then: see stream-load.ts). */
   private streams: StreamCalls | null = null;
   /** The largest frame the other end accepts (its `maxMessageBytes`, learned in WELCOME). */
   maxFrameBytes = Number.POSITIVE_INFINITY;
@@ -46,6 +47,11 @@ export class Peer implements PeerHost {
   constructor(opts: PeerOptions, owner: unknown) {
     this.opts = opts;
     this.owner = owner;
+    if (opts.side === "server") {
+      // A server is not bound by its size: its stream code loads with its first connection.
+      preloadReader();
+      preloadWriters();
+    }
   }
 
   /** The calling half, made now if it was not yet. */
@@ -99,8 +105,9 @@ export class Peer implements PeerHost {
    * @returns an async iterable of its items; the CALL goes out when the loop first asks for one
    */
   stream(proc: Proc, input: unknown, options?: StreamOptions): ChatterStream<unknown> {
-    this.streams ??= new StreamCalls(this.calls, this);
-    return this.streams.stream(proc, input, options);
+    const args = [input, options, streamWindow(proc, options)] as const;
+    if (this.streams) return this.streams.stream(proc, ...args);
+    return openStream(proc, (m) => (this.streams ??= new m.StreamCalls(this.calls, this)), args);
   }
 
   /** Sends a frame if there is a transport. Without one it is dropped: answers stay in the reply cache. */

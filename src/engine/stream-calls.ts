@@ -18,8 +18,8 @@ export class StreamCalls implements ReaderHost {
   ) {}
 
   /** @returns a stream's reader; its CALL goes out when the loop first asks for an item */
-  stream(proc: Proc, input: unknown, options?: StreamOptions): StreamReader {
-    return new StreamReader(this, proc, input, options);
+  stream(proc: Proc, input: unknown, options: StreamOptions | undefined, window: number): StreamReader {
+    return new StreamReader(this, proc, input, options, window);
   }
 
   open(reader: StreamReader, proc: Proc, input: unknown, options: StreamOptions | undefined, window: number): Promise<unknown> {

@@ -14,9 +14,6 @@ import { aborted } from "./call-steps.ts";
 import { unref } from "./timers.ts";
 import { DEFAULT_TIMEOUT, type StreamOptions } from "./types.ts";
 
-/** Items the writer may send ahead of the loop, unless `window` says otherwise. */
-export const DEFAULT_WINDOW = 64;
-
 /** What a reader needs of the calling half (calls.ts). */
 export interface ReaderHost {
   /** Sends the stream's CALL; resolves with the item count at its end, rejects with its error. */
@@ -50,7 +47,6 @@ export class StreamReader implements AsyncIterableIterator<unknown> {
   /** When the loop began waiting for an item with none queued (performance.now()), or 0. */
   private waitingSince = 0;
   private timer: ReturnType<typeof setTimeout> | undefined;
-  private readonly window: number;
   /** Milliseconds the loop waits for each item; 0 for ever. Known once the call is made. */
   timeout = 0;
 
@@ -59,12 +55,9 @@ export class StreamReader implements AsyncIterableIterator<unknown> {
     private readonly proc: Proc,
     private readonly input: unknown,
     private readonly options: StreamOptions | undefined,
+    /** The credit granted at a time, checked already (streamWindow in stream-load.ts). */
+    private readonly window: number,
   ) {
-    const window = options?.window ?? DEFAULT_WINDOW;
-    if (!(Number.isInteger(window) && window > 0)) {
-      throw new TypeError(`[chatter] stream "${proc.name}": window must be a whole number above 0`);
-    }
-    this.window = window;
     this.limit = window;
   }
 

@@ -261,12 +261,6 @@ export class StreamWriter {
   }
 }
 
-/** @returns the error for a CALL that reads a stream as a call, or a call as a stream */
-export function misread(name: string, credit: number | undefined): ChatterError {
-  if (credit === undefined) return new ChatterError("NOT_IMPLEMENTED", `"${name}" yields a stream: read it with stream(), not call()`);
-  return new ChatterError("NOT_IMPLEMENTED", `"${name}" is not a stream (it has no yields): use call(), not stream()`);
-}
-
 /** @returns the iterator of an async or sync iterable, or null for anything else */
 export function iteratorOf(value: unknown): AsyncIterator<unknown> | Iterator<unknown> | null {
   if (value === null || typeof value !== "object") return null;
