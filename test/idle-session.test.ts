@@ -1,0 +1,66 @@
+/**
+ * What an idle session keeps (#16): no engine until a call is made either way (a PING alone does not make
+ * one), no record of a subscription made before any broadcast of its life, and no leftovers of its handshake.
+ */
+import { afterEach, expect, test } from "bun:test";
+import type { ServerConnection } from "../src/index.ts";
+import { sessionOf } from "../src/server/connection.ts";
+import { FrameType, PROTOCOL_VERSION } from "../src/wire/frames.ts";
+import { rawSocket, startServer, type TestServer } from "./helpers.ts";
+import { ECHO, NOTE } from "./procs.ts";
+
+let srv: TestServer<unknown>;
+afterEach(() => srv?.stop());
+
+/** The session of the connection with this client id. */
+function sessionFor(clientId: string) {
+  const conn = srv.chatter.find((c) => c.clientId === clientId) as ServerConnection<unknown>;
+  return sessionOf(conn);
+}
+
+test("an idle session has no engine and no subscription history, answers PING without one, and makes one on its first call", async () => {
+  srv = startServer({ onOpen: (c) => c.subscribe("room"), getConnectionData: () => ({ user: "ann" }) });
+  srv.chatter.on(ECHO, (x) => x);
+  const early = await rawSocket(srv.url);
+  await srv.chatter.broadcast("room", NOTE, "before"); // The log is not empty when the next session joins.
+  const raw = await rawSocket(srv.url);
+  const session = sessionFor(raw.clientId);
+  expect(session.madePeer).toBeNull();
+  expect(session.changes).toBeNull();
+  expect(session.state?.data).toBeUndefined(); // Handed to the session, which has it.
+  expect(session.data).toEqual({ user: "ann" });
+  expect(session.state?.clientId).toBe(raw.clientId);
+
+  raw.send([FrameType.Ping, 1]);
+  expect(await raw.next(FrameType.Pong)).toEqual([FrameType.Pong, 1]);
+  expect(session.madePeer).toBeNull();
+
+  raw.send([FrameType.Call, 1, "echo", "hi", 5000, 1]);
+  expect(await raw.next(FrameType.Result)).toEqual([FrameType.Result, 1, "hi"]);
+  expect(session.madePeer).not.toBeNull();
+  raw.send([FrameType.Ping, 2]);
+  expect(await raw.next(FrameType.Pong)).toEqual([FrameType.Pong, 1]);
+  early.ws.close();
+  raw.ws.close();
+});
+
+test("a session resumed with lastEvent 0 gets the broadcasts since it began, none from before", async () => {
+  srv = startServer({ onOpen: (c) => c.subscribe("room") });
+  const early = await rawSocket(srv.url); // A subscriber, so the broadcast is logged.
+  await srv.chatter.broadcast("room", NOTE, "before");
+  const raw = await rawSocket(srv.url);
+  const { sessionId, token } = sessionFor(raw.clientId);
+  await srv.chatter.broadcast("room", NOTE, "after");
+  await raw.next(FrameType.Event);
+  raw.ws.close(4000, "dropped");
+  await raw.closed;
+  const back = await rawSocket(srv.url, false);
+  back.send([FrameType.Hello, PROTOCOL_VERSION, raw.clientId, sessionId, token, 0, 1]);
+  expect((await back.next(FrameType.Welcome))[3]).toBe(true); // Resumed.
+  // What is replayed goes out before anything that follows WELCOME: by the PONG, all of it is here.
+  back.send([FrameType.Ping, 1]);
+  await back.next(FrameType.Pong);
+  expect(back.inbox.filter((f) => f[0] === FrameType.Event).map((f) => f[3])).toEqual(["after"]);
+  early.ws.close();
+  back.ws.close();
+});
