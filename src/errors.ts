@@ -61,13 +61,13 @@ export class ChatterError extends Error {
   /** A stable code such as `VALIDATION` or `TIMEOUT` (or your own, if a handler threw one). */
   readonly code: ErrorCode | (string & {});
   /** For `VALIDATION`: each failed check and the path of the value it concerns. */
-  readonly issues?: ErrorIssue[];
+  declare readonly issues?: ErrorIssue[];
   /** Issues left out of `issues` because there were more than 100. */
-  readonly omittedIssues?: number;
+  declare readonly omittedIssues?: number;
   /** The remote stack, present only when the other end is set to expose stacks. */
-  readonly remoteStack?: string;
+  declare readonly remoteStack?: string;
   /** For a refused connection (`RATE_LIMITED`, `UNAVAILABLE`): milliseconds to wait before trying again. */
-  readonly retryAfter?: number;
+  declare readonly retryAfter?: number;
 
   /**
    * @param code - a stable code, one of {@link ErrorCode} or an app-defined one
