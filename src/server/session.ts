@@ -43,6 +43,34 @@ export interface SessionHost {
   report(error: unknown): void;
 }
 
+/** Sessions with frames queued in this tick, and whether the microtask that sends them is queued. */
+const unflushed: Session[] = [];
+let flushQueued = false;
+
+/** Notes a session with frames to send at the end of the tick: one microtask for every session, not one each. */
+function toFlush(session: Session): void {
+  unflushed.push(session);
+  if (flushQueued) return;
+  flushQueued = true;
+  queueMicrotask(flushAll);
+}
+
+/** Sends what every noted session has queued (a session flushed already, by the end of a message, has nothing). */
+function flushAll(): void {
+  flushQueued = false;
+  // Sends may queue more (a write that fails ends a session): those are noted and sent in this same loop.
+  for (let i = 0; i < unflushed.length; i++) {
+    const session = unflushed[i] as Session;
+    unflushed[i] = undefined as unknown as Session;
+    try {
+      session.flush();
+    } catch (err) {
+      session.host.report(err); // A bug: the other sessions still get theirs.
+    }
+  }
+  unflushed.length = 0;
+}
+
 export class Session {
   /** What apps hold (a `ServerConnection`): the handlers' second argument. */
   readonly connection: object;
@@ -60,8 +88,11 @@ export class Session {
   private rare: SessionRare | null = null;
   /** The engine, made on first use (see `peer`); null while the session has neither made nor answered a call. */
   private engine: Peer | null = null;
-  /** Frames made in this tick, sent together as one message at its end (see flush); null when none. */
-  private outbox: FrameBatch | null = null;
+  /**
+   * Frames made in this tick, sent together as one message at its end (see flush): a lone frame as it is (the
+   * usual case, one answer per message), a batch from the second; null when none.
+   */
+  private outbox: Uint8Array | FrameBatch | null = null;
 
   /**
    * @param face - makes the session's public face
@@ -206,17 +237,31 @@ export class Session {
   /** Queues a frame for the live socket; the frames of one tick go out as one message (PROTOCOL.md, "Framing"). */
   send(frame: Uint8Array): void {
     if (!this.state) return;
-    this.outbox ??= new FrameBatch(BATCH_BYTES, Number.POSITIVE_INFINITY);
-    const full = this.outbox.add(frame);
+    const queued = this.outbox;
+    if (queued === null) {
+      // The first frame of this tick: it waits for the end of the tick, with any that follow.
+      this.outbox = frame;
+      toFlush(this);
+      return;
+    }
+    let batch: FrameBatch;
+    if (queued instanceof FrameBatch) batch = queued;
+    else {
+      batch = new FrameBatch(BATCH_BYTES, Number.POSITIVE_INFINITY);
+      batch.add(queued);
+      this.outbox = batch;
+    }
+    const full = batch.add(frame);
     if (full) this.write(full);
-    if (this.outbox.size === 1 && !full) queueMicrotask(() => this.flush());
   }
 
   /** Sends what is queued. Backpressure holds new outgoing calls until the socket drains; a drop means a slow consumer. */
   flush(): void {
-    const message = this.outbox?.take();
+    const queued = this.outbox;
+    if (queued === null) return;
     // Not kept once empty: most sessions go quiet between messages, and thousands of idle batches add up.
     this.outbox = null;
+    const message = queued instanceof FrameBatch ? queued.take() : queued;
     if (message) this.write(message);
   }
 
