@@ -36,11 +36,14 @@ const readerCode = () => load(reader);
 const writerCode = () => load(writer);
 
 /** Loads stream code ahead of need (a failure is reported to the stream that needs it). */
-const preload = (code: () => Promise<unknown>) => void code().catch(() => {});
+function preload<T>(code: Code<T>): void {
+  // Once only: a server calls this for every connection.
+  if (!code.loading) load(code).catch(() => {});
+}
 /** Loads the writers' code now, so it is in by the time a stream CALL comes (`.on` of a stream, or a server). */
-export const preloadWriters = () => preload(writerCode);
+export const preloadWriters = () => preload(writer);
 /** Loads the reader's code now (a server's first connection). */
-export const preloadReader = () => preload(readerCode);
+export const preloadReader = () => preload(reader);
 
 /** @returns the error for stream code that could not be loaded (in a browser: its chunk failed to download) */
 function unloaded(name: string, err: unknown): ChatterError {
