@@ -6,8 +6,9 @@
  * a first batch is open (so one-time costs are out of the way) and again
  * after a second batch; the difference, per session, is the figure.
  */
-import { heapStats } from "bun:jsc";
+import { heapStats, estimateShallowMemoryUsageOf as shallow } from "bun:jsc";
 import { createServer } from "../src/index.ts";
+import { sessionOf } from "../src/server/connection.ts";
 import { readUntil } from "../test/processes.ts";
 import { ECHO } from "./procs.ts";
 
@@ -38,10 +39,24 @@ function reading() {
   return { size: stats.heapSize, types: stats.objectTypeCounts };
 }
 
+/** @returns the shallow size of each object one idle session keeps, by what it is */
+function oneSession(): Record<string, number> {
+  const conn = chatter.filter(() => true).at(-1);
+  if (!conn) throw new Error("no session open");
+  const session = sessionOf(conn);
+  const state = session.state as object;
+  const sizes: Record<string, number> = { session: shallow(session), "socket state": shallow(state), connection: shallow(conn) };
+  if (session.topics) sizes["topics list"] = shallow(session.topics);
+  sizes["session id"] = shallow(session.sessionId);
+  sizes["client id"] = shallow(session.clientId);
+  return sizes;
+}
+
 const first = await openBatch(0);
 const before = reading();
 const second = await openBatch(1);
 const after = reading();
+const objects = oneSession();
 for (const proc of [first, second]) proc.stdin.write("close\n");
 await Promise.all([first.exited, second.exited]);
 
@@ -51,5 +66,7 @@ for (const [type, count] of Object.entries(after.types)) {
   const per = (count - (before.types[type] ?? 0)) / CONNS;
   if (per >= 0.5) console.log(`  ${per.toFixed(1).padStart(5)}  ${type}`);
 }
+console.log("one idle session's own objects (estimateShallowMemoryUsageOf, bytes):");
+for (const [name, bytes] of Object.entries(objects)) console.log(`  ${String(bytes).padStart(5)}  ${name}`);
 server.stop(true);
 process.exit(0);

@@ -21,7 +21,7 @@ import type { ClusterBackend, ClusterStats } from "./cluster.ts";
 import { leftKey } from "./cluster-core.ts";
 import type { ClusterLog, Logged } from "./cluster-log.ts";
 import { hashToken, recordKey, type SessionRecord, type SessionRecords } from "./cluster-records.ts";
-import { ServerConnection } from "./connection.ts";
+import { faceOf, type ServerConnection } from "./connection.ts";
 import type { ServerCore } from "./core.ts";
 import { bind, handshake, resumedWelcome } from "./handshake.ts";
 import { sameSecret } from "./identity.ts";
@@ -229,7 +229,7 @@ export class SessionRouter {
     const after = Math.max(hello[5], a.since);
     // Before `changesFrom` its subscriptions are not known well enough to tell what it missed.
     if (after < a.changesFrom || core.sessions.has(sessionId)) return this.local(state, hello);
-    const session = new Session(core, (s) => new ServerConnection(s), a.clientId, sessionId, hello[4] as string, a.data, state.address);
+    const session = new Session(core, faceOf, a.clientId, sessionId, hello[4] as string, a.data, state.address);
     if (a.peer) session.peer.takeOver(a.peer);
     session.catchUp = { after, epoch: a.epoch, changes: a.changes, topics: a.topics, callsLost: a.callsLost, busy: false };
     core.sessions.set(sessionId, session);

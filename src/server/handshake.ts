@@ -4,7 +4,7 @@
  * on this socket, catching it up on the broadcasts it missed.
  */
 import { CloseCode, encodeFrame, FrameType, type HelloFrame, PROTOCOL_VERSION, type WelcomeFrame } from "../wire/frames.ts";
-import { ServerConnection } from "./connection.ts";
+import { faceOf, type ServerConnection } from "./connection.ts";
 import type { ServerCore } from "./core.ts";
 import { sameSecret } from "./identity.ts";
 import { Session } from "./session.ts";
@@ -34,7 +34,7 @@ export function handshake(core: ServerCore, state: SocketState, hello: HelloFram
   // The client id is kept only when the client proves it with the key this server signed it with.
   const proven = core.identity.verify(claimedId, hello[7]);
   const clientId = proven ? claimedId : crypto.randomUUID();
-  const session = new Session(core, (s) => new ServerConnection(s), clientId, id, null, state.data, state.address);
+  const session = new Session(core, faceOf, clientId, id, null, state.data, state.address);
   core.sessions.set(id, session);
   core.connections.add(session.connection as ServerConnection);
   bind(core, session, state);
