@@ -233,7 +233,6 @@ export class SessionRouter {
     if (a.peer) session.peer.takeOver(a.peer);
     session.catchUp = { after, epoch: a.epoch, changes: a.changes, topics: a.topics, callsLost: a.callsLost, busy: false };
     core.sessions.set(sessionId, session);
-    core.connections.add(session.connection as ServerConnection);
     // Subscribed before the log is read, though not yet reachable: what this instance delivers meanwhile goes
     // into its own log for the session (nobody else here may be in those topics), and is caught up from there.
     for (const topic of a.topics) {

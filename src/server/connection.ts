@@ -24,6 +24,9 @@ export interface ConnectionBroadcastOptions<TData> {
 /** @internal a connection's session, for the core. */
 export let sessionOf: (connection: ServerConnection<unknown>) => Session;
 
+/** @internal whether a value is a connection (one made by a server core). */
+export let isConnection: (value: unknown) => value is ServerConnection<unknown>;
+
 /** @internal the sessions of some connections, for a broadcast's exclusions. */
 export function sessionsOf(connections: Iterable<ServerConnection<unknown>> | undefined): Set<Session> {
   const out = new Set<Session>();
@@ -40,6 +43,7 @@ export function sessionsOf(connections: Iterable<ServerConnection<unknown>> | un
 export class ServerConnection<TData = unknown> {
   static {
     sessionOf = (connection) => connection.#session;
+    isConnection = (value): value is ServerConnection<unknown> => typeof value === "object" && value !== null && #session in value;
   }
   readonly #session: Session;
 

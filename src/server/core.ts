@@ -13,6 +13,7 @@ import type { AdapterHost, SendResult, SocketDriver } from "./adapter.ts";
 import type { ClusterBroadcast } from "./cluster.ts";
 import type { ClusterPort } from "./cluster-port.ts";
 import { type ServerConnection, sessionOf } from "./connection.ts";
+import { ConnectionSet } from "./connection-set.ts";
 import { ClientIdentity } from "./identity.ts";
 import { Occupancy, RunningCalls } from "./limits.ts";
 import { limitsOf, type ServerOptions, withSeedSpellings } from "./options.ts";
@@ -28,8 +29,8 @@ export class ServerCore implements SessionHost {
   readonly handlers = new Map<string, HandlerEntry>();
   /** Live sessions, connected or waiting for a resume, by id. */
   readonly sessions = new Map<string, Session>();
-  /** Their public faces, for `server.connections`, `find` and `filter`. */
-  readonly connections = new Set<ServerConnection>();
+  /** Their public faces, for `server.connections`, `find` and `filter`: a view of `sessions`. */
+  readonly connections = new ConnectionSet(this.sessions);
   readonly topics: Topics<Session>;
   readonly log: ((msg: string) => void) | undefined;
   /** Every limit, with its default filled in. */
@@ -220,7 +221,6 @@ export class ServerCore implements SessionHost {
     clearTimeout(session.expiry);
     this.unpark(session);
     this.sessions.delete(session.sessionId);
-    this.connections.delete(session.connection as ServerConnection);
     this.topics.remove(session);
     this.topics.relayed.delete(session);
     this.cluster?.records.gone(session);

@@ -36,7 +36,6 @@ export function handshake(core: ServerCore, state: SocketState, hello: HelloFram
   const clientId = proven ? claimedId : crypto.randomUUID();
   const session = new Session(core, faceOf, clientId, id, null, state.data, state.address);
   core.sessions.set(id, session);
-  core.connections.add(session.connection as ServerConnection);
   bind(core, session, state);
   core.cluster?.records.changed(session);
   const key = proven ? (hello[7] as string) : core.identity.sign(clientId);
