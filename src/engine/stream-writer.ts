@@ -10,7 +10,6 @@ import { ChatterError, describeThrown } from "../errors.ts";
 import { type Proc, parse } from "../proc.ts";
 import { encodeFrame, FrameType } from "../wire/frames.ts";
 import type { CallContext } from "./context.ts";
-import { soon } from "./timers.ts";
 
 /** Items a reader may have outstanding at once, whatever credit it grants: a writer never holds more. */
 export const MAX_WINDOW = 1024;
@@ -269,4 +268,31 @@ export function iteratorOf(value: unknown): AsyncIterator<unknown> | Iterator<un
   if (typeof asyncIterator === "function") return asyncIterator.call(value);
   const iterator = source[Symbol.iterator];
   return typeof iterator === "function" ? iterator.call(value) : null;
+}
+
+/**
+ * Runs `fn` on a later turn of the event loop, once the microtasks queued now have run: `setImmediate` where
+ * the runtime has it (Bun, Node, Deno), else a MessageChannel (browsers; unlike `setTimeout(0)`, never clamped
+ * to 4 ms). Chosen on first use; it lives here, with its one user, so the stream code's chunk carries it.
+ */
+function soon(fn: () => void): void {
+  later ??= pickLater();
+  later(fn);
+}
+
+let later: ((fn: () => void) => void) | null = null;
+
+function pickLater(): (fn: () => void) => void {
+  const immediate = (globalThis as { setImmediate?: (fn: () => void) => unknown }).setImmediate;
+  if (typeof immediate === "function") return (fn) => void immediate(fn);
+  if (typeof MessageChannel === "function") {
+    const waiting: (() => void)[] = [];
+    const channel = new MessageChannel();
+    channel.port1.onmessage = () => waiting.shift()?.();
+    return (fn) => {
+      waiting.push(fn);
+      channel.port2.postMessage(null);
+    };
+  }
+  return (fn) => void setTimeout(fn, 0);
 }
