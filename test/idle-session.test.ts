@@ -6,7 +6,7 @@ import { afterEach, expect, test } from "bun:test";
 import type { ServerConnection } from "../src/index.ts";
 import { sessionOf } from "../src/server/connection.ts";
 import { FrameType, PROTOCOL_VERSION } from "../src/wire/frames.ts";
-import { rawSocket, startServer, type TestServer } from "./helpers.ts";
+import { rawSocket, startServer, type TestServer, waitFor } from "./helpers.ts";
 import { ECHO, NOTE } from "./procs.ts";
 
 let srv: TestServer<unknown>;
@@ -62,5 +62,42 @@ test("a session resumed with lastEvent 0 gets the broadcasts since it began, non
   await back.next(FrameType.Pong);
   expect(back.inbox.filter((f) => f[0] === FrameType.Event).map((f) => f[3])).toEqual(["after"]);
   early.ws.close();
+  back.ws.close();
+});
+
+test("a session in one topic keeps the topic's string; joins and leaves through none, one and two stay exact, and a resume rejoins and replays it", async () => {
+  srv = startServer();
+  const raw = await rawSocket(srv.url);
+  const conn = srv.chatter.find((c) => c.clientId === raw.clientId) as ServerConnection<unknown>;
+  const session = sessionOf(conn);
+  conn.subscribe("a");
+  expect(session.topics).toBe("a");
+  conn.subscribe("b");
+  expect(session.topics).toEqual(["a", "b"]);
+  conn.unsubscribe("a");
+  conn.unsubscribe("b");
+  conn.subscribe("b");
+  conn.unsubscribe("b");
+  expect(session.topics).toEqual([]);
+  conn.unsubscribe("b"); // Not in it: nothing changes.
+  conn.subscribe("room");
+  expect(session.topics).toBe("room");
+  expect([conn.isSubscribed("room"), conn.isSubscribed("r"), conn.isSubscribed("a")]).toEqual([true, false, false]);
+  expect(await srv.chatter.presence("room")).toBe(1);
+  expect(await srv.chatter.presence("r")).toBe(0);
+
+  await srv.chatter.broadcast("room", NOTE, "first");
+  const first = await raw.next(FrameType.Event);
+  raw.ws.close(4000, "dropped");
+  await raw.closed;
+  await srv.chatter.broadcast("room", NOTE, "missed");
+  const back = await rawSocket(srv.url, false);
+  back.send([FrameType.Hello, PROTOCOL_VERSION, raw.clientId, session.sessionId, session.token, first[1] as number, 1]);
+  expect((await back.next(FrameType.Welcome))[3]).toBe(true);
+  await srv.chatter.broadcast("room", NOTE, "after");
+  await waitFor(() => back.inbox.filter((f) => f[0] === FrameType.Event).length === 2, 3000, "both events");
+  expect(back.inbox.filter((f) => f[0] === FrameType.Event).map((f) => f[3])).toEqual(["missed", "after"]);
+  conn.close();
+  expect(await srv.chatter.presence("room")).toBe(0);
   back.ws.close();
 });

@@ -5,6 +5,7 @@
  * dropped, so the limits here bound how long a client may be away.
  */
 import { copyBytes } from "../wire/codec.ts";
+import { type TopicList, topicsIn } from "./topic-list.ts";
 
 export interface LogLimits {
   /** Broadcasts kept at most (server-wide). */
@@ -33,7 +34,7 @@ export interface Subscriber {
   /** The newest broadcast sequence number when the session began: it needs nothing older. */
   readonly since: number;
   /** The topics it is in now, or null when none. */
-  topics: Iterable<string> | null;
+  topics: TopicList | null;
   isSubscribed(topic: string): boolean;
   /** Changes some kept broadcast may need, oldest first; null when there are none (most sessions). */
   changes: SubscriptionChange[] | null;
@@ -113,7 +114,7 @@ export class BroadcastLog<C extends Subscriber> {
     const from = Math.max(lastSeen, who.since);
     if (from < who.changesFrom) return false;
     if (from >= this.droppedThrough) return true;
-    for (const topic of who.topics ?? []) if (this.droppedSeq(topic) > from) return false;
+    for (const topic of topicsIn(who.topics)) if (this.droppedSeq(topic) > from) return false;
     for (const [, topic] of who.changes ?? []) if (this.droppedSeq(topic) > from) return false;
     return true;
   }

@@ -16,6 +16,7 @@ import type { ClusterBackend } from "./cluster.ts";
 import type { ClusterLog } from "./cluster-log.ts";
 import type { ServerCore } from "./core.ts";
 import type { Session } from "./session.ts";
+import { topicsIn } from "./topic-list.ts";
 
 /** A session's record in the backend (MessagePack). */
 export interface SessionRecord {
@@ -137,7 +138,7 @@ export class SessionRecords {
       clientId: s.clientId,
       tokenHash: hashToken(s.token),
       home: this.core.instanceId,
-      topics: [...(s.topics ?? [])],
+      topics: [...topicsIn(s.topics)],
       since: s.since,
       epoch: this.log.epoch ?? "",
     };

@@ -29,6 +29,7 @@ import { awaitHello } from "./intake.ts";
 import type { Relays } from "./relay.ts";
 import { Session } from "./session.ts";
 import type { SocketState } from "./socket-state.ts";
+import { topicsIn } from "./topic-list.ts";
 
 /** A session as it moves from its home to the instance holding its client's socket (MessagePack on the bus). */
 export interface SessionHandover {
@@ -158,7 +159,7 @@ export class SessionRouter {
       clientId: session.clientId,
       token: session.token,
       data: session.data,
-      topics: c ? c.topics : [...(session.topics ?? [])],
+      topics: c ? c.topics : [...topicsIn(session.topics)],
       changes: c ? c.changes : session.changes,
       changesFrom: c ? 0 : session.changesFrom,
       since: c ? c.after : session.since,

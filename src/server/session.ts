@@ -224,6 +224,7 @@ export class Session {
   /** @returns whether this session is subscribed to the topic */
   isSubscribed(topic: string): boolean {
     const list = this.topics;
+    if (typeof list === "string") return list === topic;
     return list instanceof Set ? list.has(topic) : (list?.includes(topic) ?? false);
   }
 

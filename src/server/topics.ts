@@ -11,10 +11,13 @@
 import { ChatterError } from "../errors.ts";
 import { BroadcastLog, type LogLimits, type Subscriber, type SubscriptionChange } from "./broadcast-log.ts";
 import type { SocketState } from "./socket-state.ts";
+import { type TopicList, topicCount, topicsIn } from "./topic-list.ts";
+
+export type { TopicList };
 
 /** What topics need of a session. */
 export interface Member extends Subscriber {
-  /** The topics it is in, made on the first subscribe (an idle session has none); see TopicList. */
+  /** The topics it is in, null while none; see TopicList. */
   topics: TopicList | null;
   /** The live socket, or null while the session waits for a resume. */
   readonly state: SocketState | null;
@@ -38,11 +41,7 @@ export interface TopicSockets {
   } | null;
 }
 
-/**
- * A session's topics: a small array while there are few (most sessions are in a handful, and an array is
- * far smaller than a Set), a Set past that, so leaving stays cheap however many there are.
- */
-export type TopicList = string[] | Set<string>;
+/** A session in more topics than this keeps them in a Set (see TopicList). */
 const SMALL_LIST = 16;
 
 /** Subscription changes a session remembers at most, to judge old broadcasts on resume. */
@@ -106,8 +105,9 @@ export class Topics<C extends Member> {
     }
     members.add(conn);
     const list = conn.topics;
-    if (!list) conn.topics = [topic];
+    if (typeof list === "string") conn.topics = [list, topic];
     else if (list instanceof Set) list.add(topic);
+    else if (!list?.length) conn.topics = topic;
     else if (list.length < SMALL_LIST) list.push(topic);
     else conn.topics = new Set(list).add(topic);
     this.remember(conn, topic, true);
@@ -118,7 +118,9 @@ export class Topics<C extends Member> {
   unsubscribe(conn: C, topic: string): void {
     if (!this.leave(conn, topic)) return;
     const list = conn.topics;
-    if (list instanceof Set) list.delete(topic);
+    // It was the only one. Empty, not null: a session that was ever in a topic stays one (cluster-node.ts #lost).
+    if (typeof list === "string") conn.topics = [];
+    else if (list instanceof Set) list.delete(topic);
     else if (list) {
       list[list.indexOf(topic)] = list[list.length - 1] as string;
       list.pop();
@@ -137,8 +139,7 @@ export class Topics<C extends Member> {
     if (this.index.size >= this.limits.maxTopics && !this.index.has(topic)) {
       throw new ChatterError("LIMIT", `subscribe to a new topic refused: the server has ${this.limits.maxTopics} topics (maxTopics)`);
     }
-    const list = conn.topics;
-    if ((list instanceof Set ? list.size : (list?.length ?? 0)) >= max) {
+    if (topicCount(conn.topics) >= max) {
       throw new ChatterError("LIMIT", `subscribe to "${topic}" refused: the connection is in ${max} topics (maxTopicsPerConnection)`);
     }
   }
@@ -172,7 +173,7 @@ export class Topics<C extends Member> {
 
   /** Drops a closed session from every topic. */
   remove(conn: C): void {
-    for (const topic of conn.topics ?? []) {
+    for (const topic of topicsIn(conn.topics)) {
       this.leave(conn, topic);
       this.mirror(conn, topic, false);
     }
@@ -187,7 +188,7 @@ export class Topics<C extends Member> {
 
   /** Re-joins a resumed session's new socket to its topics natively. */
   rejoin(conn: C): void {
-    for (const topic of conn.topics ?? []) this.mirror(conn, topic, true);
+    for (const topic of topicsIn(conn.topics)) this.mirror(conn, topic, true);
   }
 
   /**
