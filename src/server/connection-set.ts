@@ -1,15 +1,15 @@
 /**
- * `server.connections`: the live sessions' public faces, read from the core's map of sessions as they are asked
- * for. A Set of its own would hold an entry per session (some 50 bytes each) for what that map holds already.
+ * `server.connections`: the live sessions' public faces, read from the core's table of sessions as they are asked
+ * for. A Set of its own would hold an entry per session (some 32 to 128 bytes each) for what the table holds already.
  */
 import { isConnection, type ServerConnection, sessionOf } from "./connection.ts";
-import type { Session } from "./session.ts";
+import type { SessionTable } from "./session-table.ts";
 
 export class ConnectionSet implements ReadonlySet<ServerConnection> {
-  readonly #sessions: ReadonlyMap<string, Session>;
+  readonly #sessions: SessionTable;
 
   /** @param sessions - the core's live sessions, by id */
-  constructor(sessions: ReadonlyMap<string, Session>) {
+  constructor(sessions: SessionTable) {
     this.#sessions = sessions;
   }
 
@@ -23,7 +23,7 @@ export class ConnectionSet implements ReadonlySet<ServerConnection> {
     return this.#sessions.get(session.sessionId) === session;
   }
 
-  // In the order the sessions began, as a Set of them would have it.
+  // In the table's order (by slot: a new session may take the place of one that ended).
   *values(): SetIterator<ServerConnection> {
     for (const session of this.#sessions.values()) yield session.connection as ServerConnection;
   }

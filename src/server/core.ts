@@ -19,6 +19,7 @@ import { Occupancy, RunningCalls } from "./limits.ts";
 import { limitsOf, type ServerOptions, withSeedSpellings } from "./options.ts";
 import { RateLimiter } from "./rate-limit.ts";
 import type { Session, SessionHost } from "./session.ts";
+import { SessionTable } from "./session-table.ts";
 import type { SocketState } from "./socket-state.ts";
 import { type TopicSockets, Topics } from "./topics.ts";
 
@@ -27,8 +28,8 @@ type AnyOptions = ServerOptions<any>;
 
 export class ServerCore implements SessionHost {
   readonly handlers = new Map<string, HandlerEntry>();
-  /** Live sessions, connected or waiting for a resume, by id. */
-  readonly sessions = new Map<string, Session>();
+  /** Live sessions, connected or waiting for a resume, by id (an array by slot, not a Map: see session-table.ts). */
+  readonly sessions = new SessionTable();
   /** Their public faces, for `server.connections`, `find` and `filter`: a view of `sessions`. */
   readonly connections = new ConnectionSet(this.sessions);
   readonly topics: Topics<Session>;

@@ -30,7 +30,7 @@ export function handshake(core: ServerCore, state: SocketState, hello: HelloFram
   }
   // A new session, always with an id this server made: ids cross instances (cluster exclusions), so a
   // client must not be able to pick one that names somebody else's session.
-  const id = crypto.randomUUID();
+  const id = core.sessions.newId();
   // The client id is kept only when the client proves it with the key this server signed it with.
   const proven = core.identity.verify(claimedId, hello[7]);
   const clientId = proven ? claimedId : crypto.randomUUID();
