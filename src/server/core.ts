@@ -75,7 +75,7 @@ export class ServerCore implements SessionHost {
     this.maxMessageBytes = limits.maxMessageBytes;
     this.limiter = limits.rateLimit && new RateLimiter(limits.rateLimit);
     this.occupancy = new Occupancy(limits.maxConnections, limits.maxConnectionsPerAddress);
-    this.topics = new Topics(limits.replay, limits, this.topicSockets());
+    this.topics = new Topics(limits.replay, limits, this.topicSockets(), this.sessions);
     this.topics.onChange = (session) => this.cluster?.records.changed(session);
     this.topics.onDropped = (topic) => {
       for (const s of this.topics.index.get(topic) ?? [])

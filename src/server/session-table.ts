@@ -7,12 +7,13 @@
  * of a cluster) takes the slot its id names if that is free and no further than the array's end, else it goes
  * into a Map beside the array.
  */
+import type { SlotIndex } from "./member-set.ts";
 import type { Session } from "./session.ts";
 
 /** A slot's number is written in this many hex digits at the head of the id. */
 const SLOT_DIGITS = 8;
 
-export class SessionTable {
+export class SessionTable implements SlotIndex<Session> {
   /** Sessions by slot; `undefined` for a free one (assigned, never a hole, so the array stays compact). */
   readonly #slots: (Session | undefined)[] = [];
   /** Slots freed, to be used again; may hold a few that were taken since (checked when popped). */
@@ -88,6 +89,22 @@ export class SessionTable {
   /** The live sessions' ids, in the order of `values`. */
   *keys(): Generator<string, undefined, undefined> {
     for (const session of this.values()) yield session.sessionId;
+  }
+
+  /** @returns the slot this session has here, or -1 when it has none (for a topic's members: member-set.ts) */
+  slotOf(session: Session): number {
+    const slot = this.#slotOf(session.sessionId);
+    return this.#slots[slot] === session ? slot : -1;
+  }
+
+  /** @returns the slot a session's id names, or -1: where it is, or was, if it had a slot */
+  namedSlot(session: Session): number {
+    return this.#slotOf(session.sessionId);
+  }
+
+  /** Slots, taken or free. */
+  get slotCount(): number {
+    return this.#slots.length;
   }
 
   /** @returns the slot an id names, or -1 when it names none */

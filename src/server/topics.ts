@@ -10,6 +10,7 @@
 
 import { ChatterError } from "../errors.ts";
 import { BroadcastLog, type LogLimits, type Subscriber, type SubscriptionChange } from "./broadcast-log.ts";
+import { type Members, resized, type SlotIndex } from "./member-set.ts";
 import type { SocketState } from "./socket-state.ts";
 import { type TopicList, topicCount, topicsIn } from "./topic-list.ts";
 
@@ -58,7 +59,8 @@ export interface TopicLimits {
 }
 
 export class Topics<C extends Member> {
-  readonly index = new Map<string, Set<C>>();
+  /** Each topic's members: a Set, or an array by slot once the topic is big (member-set.ts). */
+  readonly index = new Map<string, Members<C>>();
   log: BroadcastLog<C>;
   /**
    * Members whose socket is on another instance of a cluster (relay.ts): native pub/sub cannot reach them,
@@ -73,12 +75,15 @@ export class Topics<C extends Member> {
 
   private readonly limits: TopicLimits;
   readonly sockets: TopicSockets;
+  /** The members' slots in the core's table of sessions, for big topics. */
+  private readonly slots: SlotIndex<C>;
 
-  constructor(logLimits: LogLimits, limits: TopicLimits, sockets: TopicSockets) {
+  constructor(logLimits: LogLimits, limits: TopicLimits, sockets: TopicSockets, slots: SlotIndex<C>) {
     this.log = new BroadcastLog(logLimits);
     this.logLimits = logLimits;
     this.limits = limits;
     this.sockets = sockets;
+    this.slots = slots;
   }
 
   /** @returns whether `conn` is subscribed to `topic` */
@@ -99,11 +104,9 @@ export class Topics<C extends Member> {
     let members = this.index.get(topic);
     if (members?.has(conn)) return;
     this.checkLimits(conn, topic);
-    if (!members) {
-      members = new Set();
-      this.index.set(topic, members);
-    }
-    members.add(conn);
+    members ??= new Set();
+    const kept = resized(members.add(conn), this.slots);
+    if (kept !== members || members.size === 1) this.index.set(topic, kept);
     const list = conn.topics;
     if (typeof list === "string") conn.topics = [list, topic];
     else if (list instanceof Set) list.add(topic);
@@ -149,6 +152,10 @@ export class Topics<C extends Member> {
     const members = this.index.get(topic);
     if (!members?.delete(conn)) return false;
     if (members.size === 0) this.index.delete(topic);
+    else {
+      const kept = resized(members, this.slots);
+      if (kept !== members) this.index.set(topic, kept);
+    }
     return true;
   }
 
