@@ -227,7 +227,7 @@ export class Topics<C extends Member> {
       const muted: SocketState[] = [];
       // Only the excluded can be skipped in the first topic, unless any member may be behind.
       const candidates = i === 0 && !volatile ? exclude : members;
-      for (const c of candidates) if (c.state && members.has(c) && skip(c)) muted.push(c.state);
+      for (const c of candidates) if (c.state && (candidates === members || members.has(c)) && skip(c)) muted.push(c.state);
       for (const s of muted) native.unsubscribe(s, topic);
       const sent = native.publish(topic, frame);
       for (const s of muted) native.subscribe(s, topic);
