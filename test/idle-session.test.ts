@@ -2,6 +2,8 @@
  * What an idle session keeps (#16): no engine until a call is made either way (a PING alone does not make
  * one), no record of a subscription made before any broadcast of its life, and no leftovers of its handshake.
  */
+
+import { isRope, estimateShallowMemoryUsageOf as shallow } from "bun:jsc";
 import { afterEach, expect, test } from "bun:test";
 import type { ServerConnection } from "../src/index.ts";
 import { sessionOf } from "../src/server/connection.ts";
@@ -100,4 +102,19 @@ test("a session in one topic keeps the topic's string; joins and leaves through 
   conn.close();
   expect(await srv.chatter.presence("room")).toBe(0);
   back.ws.close();
+});
+
+test("an idle session's own objects stay in their heap cells: session 112 bytes, socket state 64, public face 32", async () => {
+  srv = startServer({ onOpen: (c) => c.subscribe("room") });
+  const raw = await rawSocket(srv.url);
+  const conn = srv.chatter.find((c) => c.clientId === raw.clientId) as ServerConnection<unknown>;
+  const session = sessionOf(conn);
+  // A field more, or an accessor JSC counts, moves an object to the next cell size (see bench/session-heap.ts).
+  expect(shallow(session)).toBeLessThanOrEqual(112);
+  expect(shallow(session.state as object)).toBeLessThanOrEqual(64);
+  expect(shallow(conn)).toBeLessThanOrEqual(32);
+  expect(session.topics).toBe("room");
+  expect(isRope(session.sessionId)).toBe(false);
+  expect(shallow(session.sessionId)).toBeLessThanOrEqual(shallow(crypto.randomUUID()));
+  raw.ws.close();
 });
