@@ -3,7 +3,7 @@
  *   echo <system> <port> <n> <window>   n echo calls, `window` in flight, after a warm-up (see ready());
  *                                       prints {"rate","clientCpu","p50","p99"}, the last two round trips in µs
  *   s2c <port> <n> <window>             Chatter server-to-client calls, after a warm-up; prints {"rate"}
- *   fanout <system> <port> <conns> <k> <size>  k broadcasts to conns sockets; prints {"rate","serverRate"} in
+ *   fanout <system> <port> <conns> <k> <size> <runs>  k broadcasts to conns sockets, `runs` measured times; prints {"rate","serverRate"} in
  *                                       deliveries/s, end to end and by the server's own clock
  *   idle <system> <port> <conns> [batch] opens conns idle connections (ids unique per batch), prints OPEN, exits on stdin "close"
  *   stream <system> <port> <n>         one stream of n items from server to client, after a warm-up stream;
@@ -157,13 +157,19 @@ function blobFor(frameSize: number): number {
   return frameSize - overhead;
 }
 
+/** Fan-out runs before the measured ones: a Chatter server's JIT and heap settle over the first few. */
+const FANOUT_WARM_RUNS = 3;
+
 /**
- * k broadcasts to `conns` sockets, a warm-up and three measured runs. Between them it prints WARM and RAN and
- * waits for "go" on stdin each time, so the caller can read the server's CPU clock around the measured runs: the
- * server's own cost of the fan-out, apart from the receivers' (this process's CPU is reported too).
- * @returns the median of the three runs, deliveries/s as the receivers count them
+ * k broadcasts to `conns` sockets, FANOUT_WARM_RUNS warm-up runs, then `runs` measured ones. Between them it
+ * prints WARM and RAN and waits for "go" on stdin each time, so the caller can read the server's CPU clock around
+ * the measured runs: the server's own cost of the fan-out, apart from the receivers' (this process's CPU is
+ * reported too). A single warm-up left a Chatter server's CPU per delivery swinging by a third from one round to
+ * the next (JIT tiers and collections landing in the three measured runs or not); three warm-ups and twelve
+ * measured runs average those phases in, as a long-running server pays them.
+ * @returns the median of the measured runs, deliveries/s as the receivers count them
  */
-async function fanout(system: string, port: number, conns: number, k: number, size: number) {
+async function fanout(system: string, port: number, conns: number, k: number, size: number, runs: number) {
   const sockets = await openSockets(system, port, conns);
   const run = async () => {
     let received = 0;
@@ -183,16 +189,18 @@ async function fanout(system: string, port: number, conns: number, k: number, si
     await done;
     return (expected / (performance.now() - t0)) * 1000;
   };
-  await run(); // warm-up
+  for (let i = 0; i < FANOUT_WARM_RUNS; i++) await run();
   await ready();
   const before = process.cpuUsage();
-  // Three measured runs, median: one run of 1,000 receivers is noisy on 2 cores.
-  const rates = [await run(), await run(), await run()].sort((x, y) => x - y);
+  // The median rate: one run of 1,000 receivers is noisy on 2 cores.
+  const rates: number[] = [];
+  for (let i = 0; i < runs; i++) rates.push(await run());
+  rates.sort((x, y) => x - y);
   const used = process.cpuUsage(before);
-  clientCpu = (used.user + used.system) / (3 * conns * k);
+  clientCpu = (used.user + used.system) / (runs * conns * k);
   await ready("RAN");
   for (const ws of sockets) ws.close();
-  return rates[1] as number;
+  return rates[runs >> 1] as number;
 }
 
 async function idle(system: string, port: number, conns: number, batch: number) {
@@ -207,7 +215,7 @@ const num = (i: number) => Number(args[i]);
 let rate = 0;
 if (mode === "echo") rate = await echo(args[0] as string, num(1), num(2), num(3));
 else if (mode === "s2c") rate = await serverToClient(num(0), num(1), num(2));
-else if (mode === "fanout") rate = await fanout(args[0] as string, num(1), num(2), num(3), num(4));
+else if (mode === "fanout") rate = await fanout(args[0] as string, num(1), num(2), num(3), num(4), num(5));
 else if (mode === "stream") rate = await stream(args[0] as string, num(1), num(2));
 else if (mode === "idle") await idle(args[0] as string, num(1), num(2), Number(args[3] ?? 0));
 else throw new Error(`unknown mode ${mode}`);

@@ -33,8 +33,8 @@ const WINDOW = 1000;
 const FANOUT_CONNS = 1000;
 const FANOUT_K = quick ? 100 : 200;
 const FANOUT_FRAME = 64;
-/** Measured fan-out runs per load process (bench/load.ts, fanout()). */
-const FANOUT_RUNS = 3;
+/** Measured fan-out runs per load process, after its warm-up (bench/load.ts, fanout()). */
+const FANOUT_RUNS = quick ? 4 : 12;
 const IDLE_CONNS = quick ? 500 : 1000;
 const IDLE_ROUNDS = quick ? 3 : 5;
 /** Items in the measured stream, server to client, each `{ i, text: "token" }` like an LLM's tokens. */
@@ -209,7 +209,7 @@ for (let round = 0; round < ROUNDS; round++) {
       let before = 0;
       let after = 0;
       const clock = { onWarm: async () => (before = await server.cpu()), onDone: async () => (after = await server.cpu()) };
-      const fan = await load(clock, "fanout", name, server.port, FANOUT_CONNS, FANOUT_K, FANOUT_FRAME);
+      const fan = await load(clock, "fanout", name, server.port, FANOUT_CONNS, FANOUT_K, FANOUT_FRAME, FANOUT_RUNS);
       push(results, `${name}.fanout`, fan.rate);
       push(results, `${name}.fanoutCpu`, (after - before) / (FANOUT_RUNS * FANOUT_CONNS * FANOUT_K));
       push(results, `${name}.fanoutClientCpu`, fan.clientCpu as number);
