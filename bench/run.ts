@@ -241,12 +241,27 @@ for (let round = 0; round < ROUNDS; round++) {
  * connection. Both are reported.
  * @returns [first batch, second batch], bytes per connection
  */
+/**
+ * RSS per idle connection: three batches of IDLE_CONNS. The first pays one-time costs (JIT-compiled code, heap
+ * and allocator growth); what a Chatter server let go of after it (the allocator hands pages back to the OS a
+ * while later) showed up as a negative second batch, so the steady figure is the third batch's. Each reading
+ * is the median of three, a moment apart, each after a full collection.
+ * @returns bytes per connection: the first batch's, and the third's
+ */
 async function idleBytes(system: System): Promise<[number, number]> {
   const server = await startServer(system);
   const batches: { exited: Promise<number>; stdin: { write(s: string): unknown; flush(): unknown } }[] = [];
+  const reading = async () => {
+    const rss: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      await Bun.sleep(200);
+      rss.push(await server.mem());
+    }
+    return median(rss);
+  };
   try {
-    const readings = [await server.mem()];
-    for (const batch of [0, 1]) {
+    const readings = [await reading()];
+    for (const batch of [0, 1, 2]) {
       const proc = Bun.spawn([BUN, `${ROOT}/bench/load.ts`, "idle", system.name, server.port, IDLE_CONNS, batch].map(String), {
         stdin: "pipe",
         stdout: "pipe",
@@ -254,11 +269,10 @@ async function idleBytes(system: System): Promise<[number, number]> {
       });
       batches.push(proc);
       await lineReader(proc.stdout as ReadableStream<Uint8Array>).next("OPEN");
-      await Bun.sleep(300);
-      readings.push(await server.mem());
+      readings.push(await reading());
     }
-    const [m0, m1, m2] = readings as [number, number, number];
-    return [(m1 - m0) / IDLE_CONNS, (m2 - m1) / IDLE_CONNS];
+    const [m0, m1, m2, m3] = readings as [number, number, number, number];
+    return [(m1 - m0) / IDLE_CONNS, (m3 - m2) / IDLE_CONNS];
   } finally {
     for (const proc of batches) {
       proc.stdin.write("close\n");
@@ -324,7 +338,7 @@ console.log(`| fan-out, receivers' CPU ns per delivery (one process) | ${ns("raw
 console.log(
   `| server RSS per idle connection, first ${IDLE_CONNS} (with one-time costs), bytes | ${k(m("raw.idleFirst"))} | ${k(m("chatter.idleFirst"))} |`,
 );
-console.log(`| server RSS per idle connection, next ${IDLE_CONNS}, bytes | ${k(m("raw.idle"))} | ${k(m("chatter.idle"))} |`);
+console.log(`| server RSS per idle connection, the third ${IDLE_CONNS}, bytes | ${k(m("raw.idle"))} | ${k(m("chatter.idle"))} |`);
 console.log(`| server-to-client calls/s, 1,000 in flight | | ${k(m("chatter.s2c"))} |`);
 console.log(`\n| stream of ${STREAM_ITEMS.toLocaleString("en")} items, server to client | items/s | vs raw |\n|---|--:|--:|`);
 for (const s of STREAMERS)
