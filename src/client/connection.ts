@@ -130,7 +130,7 @@ export class Connection {
       this.#log?.(`could not open a socket: ${(err as Error).message}`);
       return this.#lost(1006, "socket could not be created");
     }
-    ws.binaryType = "arraybuffer";
+    takeBytes(ws);
     this.#socket = ws;
     ws.onopen = () => {
       this.#log?.("socket open; sending HELLO");
@@ -165,7 +165,13 @@ export class Connection {
     let frames: Frame[];
     try {
       if (!(data instanceof ArrayBuffer || ArrayBuffer.isView(data))) throw new Error("text frame");
-      const bytes = data instanceof ArrayBuffer ? new Uint8Array(data) : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+      // A Buffer (Bun, ws) is a Uint8Array already: read as it is, no second object made per message.
+      const bytes =
+        data instanceof Uint8Array
+          ? data
+          : data instanceof ArrayBuffer
+            ? new Uint8Array(data)
+            : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
       frames = decodeFrames(bytes);
     } catch (err) {
       this.#log?.(`bad frame from server: ${(err as Error).message}`);
@@ -292,4 +298,18 @@ export class Connection {
       this.#keepalive.ping();
     }
   }
+}
+
+/**
+ * Asks the socket for binary messages as bytes it can read at once: a Buffer where the socket offers one (Bun's
+ * WebSocket and the ws package, "nodebuffer": one object per message instead of an ArrayBuffer and a view of
+ * it), else an ArrayBuffer (browsers and Deno keep their binaryType when given a value they do not know).
+ */
+function takeBytes(ws: WebSocket): void {
+  try {
+    (ws as { binaryType: string }).binaryType = "nodebuffer";
+  } catch {
+    // A socket that throws on a value it does not know: ArrayBuffer below.
+  }
+  if ((ws.binaryType as string) !== "nodebuffer") ws.binaryType = "arraybuffer";
 }
