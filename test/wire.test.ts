@@ -96,6 +96,21 @@ describe("codec", () => {
     );
   });
 
+  test("the map-key cache keeps copies of its keys, not views that would keep whole messages alive", () => {
+    Bun.gc(true);
+    const before = process.memoryUsage().arrayBuffers;
+    for (let i = 0; i < 2000; i++) {
+      const bytes = encode({ [`k${i}`]: 1, pad: new Uint8Array(64 * 1024) });
+      // As Bun hands a message to the server: a Buffer, whose slice() is a view.
+      const message = Buffer.alloc(bytes.byteLength);
+      message.set(bytes);
+      decode(message);
+    }
+    Bun.gc(true);
+    // Views into the messages kept some hundred of these 64 KB buffers alive (6 MB).
+    expect(process.memoryUsage().arrayBuffers - before).toBeLessThan(2_000_000);
+  });
+
   test("encodeKept writes the same bytes as encode, in a right-sized buffer of their own, small or large", () => {
     const values = fc.oneof(fc.jsonValue(), fc.uint8Array({ maxLength: 600 }), fc.string({ minLength: 200, maxLength: 400 }));
     fc.assert(

@@ -163,18 +163,22 @@ function readMap(n: number): Record<string, unknown> {
 /** Strings of at most this many bytes are built by hand when ASCII (measured on Bun 1.4: faster up to 64). */
 const SHORT_STRING = 64;
 
+/** The char codes of a short string, reused: the string is made in one step from them. */
+const codes: number[] = [];
+
 function readString(n: number): string {
   if (n > SHORT_STRING) return utf8.decode(take(n));
   // Short ASCII is cheaper built by hand: TextDecoder needs a view of the bytes, and the first view of a fresh
-  // message (Bun hands the server a new Buffer for each) costs more than the whole string.
-  let s = "";
-  for (let i = at, end = at + n; i < end; i++) {
-    const c = src[i]!;
+  // message (Bun hands the server a new Buffer for each) costs more than the whole string. Made in one step, not
+  // a char at a time: each `+=` would leave a string behind for the collector.
+  codes.length = n;
+  for (let i = 0; i < n; i++) {
+    const c = src[at + i]!;
     if (c >= 0x80) return utf8.decode(take(n));
-    s += String.fromCharCode(c);
+    codes[i] = c;
   }
   at += n;
-  return s;
+  return String.fromCharCode.apply(null, codes);
 }
 
 /** Map keys seen lately, by a hash of their bytes: a message repeats its keys, and so do the messages after it. */
@@ -193,7 +197,9 @@ function readKey(n: number): string {
       return hit.key;
     }
   }
-  const bytes = src.slice(at, at + n);
+  // Copied by hand: slice() of a Buffer is a view, which would keep the whole message alive in the cache.
+  const bytes = new Uint8Array(n);
+  for (let i = 0; i < n; i++) bytes[i] = src[at + i]!;
   const key = readString(n);
   keys[slot] = { bytes, key };
   return key;
