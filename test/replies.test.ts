@@ -104,6 +104,27 @@ describe("answers kept for repeats", () => {
     expect(cache.get(2)?.buffer.byteLength).toBe(3);
   });
 
+  test("a cache that drops its own oldest for thousands of answers keeps the shared budget right", () => {
+    // Its queue is compacted while it keeps answers: the shared budget must still name the right ones.
+    const shared = new SharedReplyBudget(1000);
+    const a = new ReplyCache({ maxEntries: 8, shared });
+    const b = new ReplyCache({ shared });
+    // With 8 kept, a's queue is compacted every 1,025 drops; the one at 4,108 falls among its last 8 answers.
+    for (let id = 1; id <= 4110; id++) a.keep(id, new Uint8Array(10));
+    expect(a.size).toBe(8);
+    expect(shared.used).toBe(80);
+    // Over the shared budget now: the oldest anywhere go first, which are a's.
+    for (let id = 1; id <= 98; id++) b.keep(id, new Uint8Array(10));
+    expect(shared.used).toBe(1000);
+    expect(a.entries().map(([id]) => id)).toEqual([4109, 4110]);
+    expect(b.size).toBe(98);
+    // One answer bigger than a cache's own limit is not kept, and not counted.
+    const c = new ReplyCache({ maxBytes: 50, shared });
+    c.keep(1, new Uint8Array(60));
+    expect(c.size).toBe(0);
+    expect(shared.used).toBe(1000);
+  });
+
   test("thousands of answers kept and confirmed one at a time leave the queue small", () => {
     const cache = new ReplyCache();
     for (let id = 1; id <= 50_000; id++) {

@@ -145,14 +145,18 @@ export class ReplyCache {
    * @param own - bytes in a buffer of their own (encodeKeptFrame), kept as they are
    */
   keep(id: number, own: Uint8Array): void {
+    // Bigger than this cache may hold: not kept (a repeat is answered LIMIT), and nothing else goes for it.
+    if (own.byteLength > this.maxBytes || this.maxEntries < 1) return;
     const at = this.frames.length;
     this.ids.push(id);
     this.frames.push(own);
     this.index?.set(id, at);
     this.count++;
     this.bytes += own.byteLength;
-    while (this.count > this.maxEntries || this.bytes > this.maxBytes) this.dropOldest();
+    // Counted in the shared budget first, under its serial now: dropping the oldest below may compact the
+    // queue (a new base). It drops older answers only: this one fits the cache's limits on its own.
     this.shared?.add(this, this.base + at, own.byteLength);
+    while (this.count > this.maxEntries || this.bytes > this.maxBytes) this.dropOldest();
   }
 
   /** Drops one answer, wherever it is in the order. */
