@@ -34,3 +34,15 @@ test("closing and counted are separate flags", () => {
   state.closing = false;
   expect([state.closing, state.counted]).toEqual([false, false]);
 });
+
+test("countFrames adds up within a second, starts again in the next, and stops short of the clock", () => {
+  const state = new SocketState("c", undefined);
+  state.window = 40;
+  expect(state.countFrames(40, 3)).toBe(3);
+  expect(state.countFrames(40, 2)).toBe(5);
+  expect([state.window, state.frames]).toEqual([40, 5]);
+  expect(state.countFrames(41, 1)).toBe(1);
+  expect([state.window, state.frames]).toEqual([41, 1]);
+  expect(state.countFrames(41, 10 ** 9)).toBe(2 ** 21 - 1);
+  expect(state.window).toBe(41);
+});

@@ -147,10 +147,5 @@ function handle(core: ServerCore, state: SocketState, frames: Frame[], message: 
 
 /** Counts a message's frames (at least one) against the socket's budget for this second. */
 function overRate(core: ServerCore, state: SocketState, frames: number): boolean {
-  if (state.window !== core.tick) {
-    state.window = core.tick;
-    state.frames = 0;
-  }
-  state.frames += frames || 1;
-  return state.frames > core.limits.maxFramesPerSecond;
+  return state.countFrames(core.tick, frames || 1) > core.limits.maxFramesPerSecond;
 }

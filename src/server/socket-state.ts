@@ -69,6 +69,19 @@ export class SocketState {
     this.rate = this.window * FRAME_COUNT + Math.min(n, FRAME_COUNT - 1);
   }
 
+  /**
+   * Counts `n` frames sent at `tick`, starting the count again in a new second: one read and one write of
+   * the packed number, for every message.
+   * @returns the frames counted in this second so far
+   */
+  countFrames(tick: number, n: number): number {
+    const rate = this.rate;
+    const before = Math.floor(rate / FRAME_COUNT) === tick ? rate % FRAME_COUNT : 0;
+    const frames = Math.min(before + n, FRAME_COUNT - 1);
+    this.rate = tick * FRAME_COUNT + frames;
+    return frames;
+  }
+
   /** The client's id: as claimed in the upgrade URL (`cid`) until the handshake, then its session's (proven). */
   get clientId(): string {
     return (this.session as { clientId: string } | null)?.clientId ?? this.rare?.clientId ?? "";
