@@ -84,7 +84,7 @@ export class ClusterMembership {
     core.report(new ChatterError("DISCONNECTED", `cluster: ${why}; resetting the sessions that may have missed broadcasts`));
     let resets = 0;
     for (const session of [...core.sessions.values()]) {
-      if (!all && !session.topics) continue;
+      if (!all && session.topics === null) continue; // Never in a topic (a lone topic named "" is a falsy list).
       resets++;
       core.endSession(session, CloseCode.Unresumable, "broadcasts it may have missed were lost by the cluster");
     }
