@@ -6,7 +6,8 @@
  */
 import type { Peer } from "../engine/peer.ts";
 import { ChatterError, describeThrown } from "../errors.ts";
-import { CloseCode, decodeFrames, encodeFrame, type Frame, FrameType, type WelcomeFrame } from "../wire/frames.ts";
+import * as FrameType from "../wire/frame-type.ts";
+import { CloseCode, decodeFrames, encodeFrame, type Frame, type WelcomeFrame } from "../wire/frames.ts";
 import { socketUrl, watchEnvironment } from "./environment.ts";
 import { Keepalive } from "./keepalive.ts";
 import type { ClientEvents } from "./listeners.ts";

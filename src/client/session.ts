@@ -4,7 +4,8 @@
  * that resume it). HELLO offers them; WELCOME says which the server kept.
  */
 import type { Peer } from "../engine/peer.ts";
-import { encodeFrame, FrameType, PROTOCOL_VERSION } from "../wire/frames.ts";
+import * as FrameType from "../wire/frame-type.ts";
+import { encodeFrame, PROTOCOL_VERSION } from "../wire/frames.ts";
 import { type Identity, storedIdentity, storeIdentity, uuid } from "./identity.ts";
 import type { ClientOptions, Log } from "./options.ts";
 

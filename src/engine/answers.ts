@@ -6,7 +6,8 @@
  */
 import { ChatterError, describeThrown } from "../errors.ts";
 import { type Proc, parse } from "../proc.ts";
-import { type CallFrame, type EventFrame, encodeFrame, encodeKeptFrame, type Frame, FrameType } from "../wire/frames.ts";
+import * as FrameType from "../wire/frame-type.ts";
+import { type CallFrame, type EventFrame, encodeFrame, encodeKeptFrame, type Frame } from "../wire/frames.ts";
 import { CallContext } from "./context.ts";
 import { wireError } from "./error-shape.ts";
 import { runMiddleware } from "./middleware.ts";

@@ -7,7 +7,8 @@
  */
 import { ChatterError, fromWireError } from "../errors.ts";
 import { type Proc, parse } from "../proc.ts";
-import { type CallFrame, encodeFrame, FrameType } from "../wire/frames.ts";
+import * as FrameType from "../wire/frame-type.ts";
+import { type CallFrame, encodeFrame } from "../wire/frames.ts";
 import { tooBig } from "./answers.ts";
 import { aborted, callSteps } from "./call-steps.ts";
 import { Deadlines } from "./deadlines.ts";

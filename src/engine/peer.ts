@@ -7,7 +7,8 @@
  */
 import type { ChatterError } from "../errors.ts";
 import type { Proc } from "../proc.ts";
-import { encodeFrame, type Frame, FrameType } from "../wire/frames.ts";
+import * as FrameType from "../wire/frame-type.ts";
+import { encodeFrame, type Frame } from "../wire/frames.ts";
 import { Answerer } from "./answers.ts";
 import { Calls } from "./calls.ts";
 import type { StreamCalls } from "./stream-calls.ts";

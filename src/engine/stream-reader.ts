@@ -9,7 +9,8 @@
  */
 import { ChatterError } from "../errors.ts";
 import { type Proc, parse } from "../proc.ts";
-import { encodeFrame, FrameType } from "../wire/frames.ts";
+import * as FrameType from "../wire/frame-type.ts";
+import { encodeFrame } from "../wire/frames.ts";
 import { aborted } from "./call-steps.ts";
 import { unref } from "./timers.ts";
 import { DEFAULT_TIMEOUT, type StreamOptions } from "./types.ts";

@@ -8,7 +8,8 @@
  */
 import { ChatterError, describeThrown } from "../errors.ts";
 import { type Proc, parse } from "../proc.ts";
-import { encodeFrame, FrameType } from "../wire/frames.ts";
+import * as FrameType from "../wire/frame-type.ts";
+import { encodeFrame } from "../wire/frames.ts";
 import type { CallContext } from "./context.ts";
 
 /** Items a reader may have outstanding at once, whatever credit it grants: a writer never holds more. */
