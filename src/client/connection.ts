@@ -7,7 +7,8 @@
 import type { Peer } from "../engine/peer.ts";
 import { ChatterError, describeThrown } from "../errors.ts";
 import * as FrameType from "../wire/frame-type.ts";
-import { CloseCode, decodeFrames, encodeFrame, type Frame, type WelcomeFrame } from "../wire/frames.ts";
+import { decodeFrames, encodeFrame, type Frame, type WelcomeFrame } from "../wire/frames.ts";
+import { CLIENT_CLOSED, HANDSHAKE_TIMEOUT, PING_TIMEOUT, PROTOCOL_ERROR, VERSION_MISMATCH } from "./close-codes.ts";
 import { socketUrl, watchEnvironment } from "./environment.ts";
 import { Keepalive } from "./keepalive.ts";
 import type { ClientEvents } from "./listeners.ts";
@@ -53,7 +54,7 @@ export class Connection {
       () => this.#socket?.send(encodeFrame([FrameType.Ping, this.#peer.settledBelow])),
       (every) => {
         this.#log?.(`no pong within ${every} ms; the connection is dead`);
-        this.#drop(CloseCode.PingTimeout, "ping timeout", true);
+        this.#drop(PING_TIMEOUT, "ping timeout", true);
       },
     );
     this.#unwatch = watchEnvironment(() => this.#wake());
@@ -76,7 +77,7 @@ export class Connection {
     clearTimeout(this.#reconnectTimer);
     clearTimeout(this.#connectTimer);
     this.#unwatch();
-    this.#drop(CloseCode.ClientClosed, "client closed");
+    this.#drop(CLIENT_CLOSED, "client closed");
     this.#peer.close("the client was closed");
     this.#setState(ConnectionState.Disconnected);
   }
@@ -90,7 +91,7 @@ export class Connection {
       return;
     }
     if (frame[0] !== FrameType.Welcome || this.#state !== ConnectionState.Connecting || !this.#socket) {
-      return this.#drop(CloseCode.ProtocolError, `unexpected frame type ${frame[0]}`, true);
+      return this.#drop(PROTOCOL_ERROR, `unexpected frame type ${frame[0]}`, true);
     }
     this.#welcome(frame, this.#socket);
   }
@@ -157,8 +158,8 @@ export class Connection {
       if (this.#state !== ConnectionState.Connecting) return;
       this.#log?.(`no handshake within ${limit} ms; retrying`);
       this.#attemptToken++; // A url() still pending belongs to this attempt: ignore it.
-      if (this.#socket) this.#drop(CloseCode.HandshakeTimeout, "connect timeout", true);
-      else this.#lost(CloseCode.HandshakeTimeout, "url() did not settle in time");
+      if (this.#socket) this.#drop(HANDSHAKE_TIMEOUT, "connect timeout", true);
+      else this.#lost(HANDSHAKE_TIMEOUT, "url() did not settle in time");
     }, limit);
   }
 
@@ -176,7 +177,7 @@ export class Connection {
       frames = decodeFrames(bytes);
     } catch (err) {
       this.#log?.(`bad frame from server: ${(err as Error).message}`);
-      return this.#drop(CloseCode.ProtocolError, "malformed frame from server", true);
+      return this.#drop(PROTOCOL_ERROR, "malformed frame from server", true);
     }
     const ws = this.#socket;
     // A frame may drop this socket (a bad WELCOME); the rest of the batch belonged to it.
@@ -244,7 +245,7 @@ export class Connection {
     this.#refusal = null;
     this.#setState(ConnectionState.Disconnected);
     if (this.#closedForGood) return;
-    if (code === CloseCode.VersionMismatch) {
+    if (code === VERSION_MISMATCH) {
       return this.#giveUp(new ChatterError("PROTOCOL", `the server speaks another protocol version (${reason}); not reconnecting`));
     }
     if (refusal && !isTransient(refusal)) {
