@@ -21,11 +21,11 @@ export class Answerer implements WritersHost {
   /** Incoming calls whose handler has not finished, for CANCEL and repeats. */
   readonly running = new Map<number, CallContext>();
   /** Streams this end writes (made on the first; a stand-in while their code loads, see stream-load.ts). */
-  private writers: Writers | null = null;
-  /** Made on the first answer: an idle session keeps none. */
-  private replies: ReplyCache | null = null;
+  writers: Writers | null = null;
+  /** Made on the first answer: an idle session keeps none. handover.ts reads and fills it, with `lastCallId`. */
+  replies: ReplyCache | null = null;
   /** The highest incoming call id so far; ids at or below it are repeats. */
-  private lastCallId = 0;
+  lastCallId = 0;
   /** The highest EVENT sequence number so far; broadcasts at or below it are repeats. */
   lastEvent = 0;
   private readonly host: PeerHost;
@@ -39,25 +39,6 @@ export class Answerer implements WritersHost {
   /** Sends a frame on the current socket, if any. */
   send(frame: Uint8Array): void {
     this.host.send(frame);
-  }
-
-  /**
-   * What a session moving to another instance of a cluster takes along: the highest call id handled and the
-   * answers kept for repeats.
-   * @returns it, or null while a handler runs or a stream is open (the session cannot move)
-   */
-  handover(): { lastCallId: number; replies: [number, Uint8Array][] } | null {
-    if (this.running.size || this.writers?.size) return null;
-    return { lastCallId: this.lastCallId, replies: this.replies?.entries() ?? [] };
-  }
-
-  /** Carries on where the instance the session moved from stopped. */
-  takeOver(state: { lastCallId: number; replies: [number, Uint8Array][] }): void {
-    this.lastCallId = state.lastCallId;
-    for (const [id, frame] of state.replies) {
-      this.replies ??= new ReplyCache(this.opts.replies);
-      this.replies.set(id, frame);
-    }
   }
 
   /** Incoming calls whose handler is still running. */

@@ -17,7 +17,8 @@ import type { StreamReader } from "./stream-reader.ts";
 import type { CallOptions, PeerHost, Transport } from "./types.ts";
 
 export class Calls {
-  private nextId = 1;
+  /** The id of the next call (handover.ts reads it and sets it). */
+  nextId = 1;
   /** Set by `close`: every later call fails with it. */
   closed: ChatterError | null = null;
   /** Outgoing calls without an answer, in id order. */
@@ -44,16 +45,8 @@ export class Calls {
     this.host = host;
   }
 
-  /**
-   * Where the numbering stands, for a session moving to another instance of a cluster.
-   * @returns the next call id, or null while a call is pending or a CANCEL is owed (the session cannot move)
-   */
-  handover(): number | null {
-    return this.pending.size || this.owedCancels() ? null : this.nextId;
-  }
-
   /** @returns whether CANCELs are still kept for resending (those older than CANCEL_KEEP_MS are dropped first) */
-  private owedCancels(): boolean {
+  owedCancels(): boolean {
     const list = this.cancels;
     if (!list) return false;
     const from = Date.now() - CANCEL_KEEP_MS;
@@ -62,11 +55,6 @@ export class Calls {
     if (old) list.splice(0, old);
     if (list.length === 0) this.cancels = null;
     return this.cancels !== null;
-  }
-
-  /** Carries on the numbering of the instance the session moved from, so the other end sees no repeat. */
-  takeOver(nextId: number): void {
-    this.nextId = nextId;
   }
 
   /** Outgoing calls waiting for an answer (queued ones included). */

@@ -15,16 +15,6 @@ import type { StreamCalls } from "./stream-calls.ts";
 import { openStream, preloadReader, preloadWriters, streamWindow } from "./stream-load.ts";
 import type { CallOptions, ChatterStream, PeerHost, PeerOptions, StreamOptions, Transport } from "./types.ts";
 
-/** A peer's state as it moves between instances of a cluster (`Peer.handover`). */
-export interface PeerHandover {
-  /** The id of this end's next call. */
-  nextCallId: number;
-  /** The highest id of the other end's calls handled. */
-  lastCallId: number;
-  /** Answers kept for repeats: id and RESULT or ERROR frame. */
-  replies: [number, Uint8Array][];
-}
-
 /** Both ends of a Chatter connection are a Peer. */
 export class Peer implements PeerHost {
   /** Where frames go now: set by `attach`, null between sockets. */
@@ -33,10 +23,10 @@ export class Peer implements PeerHost {
    * The calling half (outgoing calls, their timeouts and the offline queue) and the answering half (incoming
    * calls, kept answers, broadcasts), each made on first use: most of a server's sessions sit idle, taking
    * broadcasts and making no calls either way, and the two halves are about 250 bytes of heap a session.
-   * Until one is made, it is known to be empty, and the reads below answer for it.
+   * Until one is made, it is known to be empty, and the reads below answer for it. Read by handover.ts too.
    */
-  private callsMade: Calls | null = null;
-  private answersMade: Answerer | null = null;
+  callsMade: Calls | null = null;
+  answersMade: Answerer | null = null;
   /** Streams this end reads, made on the first (whose code loads then: see stream-load.ts). */
   private streams: StreamCalls | null = null;
   /** The largest frame the other end accepts (its `maxMessageBytes`, learned in WELCOME). */
@@ -56,13 +46,13 @@ export class Peer implements PeerHost {
   }
 
   /** The calling half, made now if it was not yet. */
-  private get calls(): Calls {
+  get calls(): Calls {
     this.callsMade ??= new Calls(this);
     return this.callsMade;
   }
 
   /** The answering half, made now if it was not yet. */
-  private get answers(): Answerer {
+  get answers(): Answerer {
     this.answersMade ??= new Answerer(this);
     return this.answersMade;
   }
@@ -193,24 +183,6 @@ export class Peer implements PeerHost {
     // Made even now: it remembers that the peer is closed, so later calls fail.
     this.calls.close(reason);
     this.answersMade?.reset(reason);
-  }
-
-  /**
-   * What a session takes along when it moves to another instance of a cluster: call numbering both ways and
-   * the answers kept for repeats.
-   * @returns it, or null while anything is in flight (a call either way, a stream, an owed CANCEL)
-   */
-  handover(): PeerHandover | null {
-    const nextCallId = this.callsMade ? this.callsMade.handover() : 1;
-    const answers = this.answersMade ? this.answersMade.handover() : { lastCallId: 0, replies: [] };
-    if (nextCallId === null || answers === null) return null;
-    return { nextCallId, ...answers };
-  }
-
-  /** Carries on a session that moved here from another instance (see `handover`). */
-  takeOver(state: PeerHandover): void {
-    this.calls.takeOver(state.nextCallId);
-    this.answers.takeOver(state);
   }
 
   /** Handles one decoded frame. */

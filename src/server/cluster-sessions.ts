@@ -13,7 +13,7 @@
  * - no record, or a token that does not match: a fresh session, as on one instance.
  * A session that moves or is taken over gets the broadcasts it missed read back from the cluster's log.
  */
-import type { PeerHandover } from "../engine/peer.ts";
+import { handover, type PeerHandover, takeOver } from "../engine/handover.ts";
 import { decode, encode } from "../wire/codec.ts";
 import { CloseCode, encodeFrame, FrameType, type HelloFrame } from "../wire/frames.ts";
 import { type SubscriptionChange, wasSubscribed } from "./broadcast-log.ts";
@@ -150,7 +150,7 @@ export class SessionRouter {
    */
   handOver(hello: HelloFrame, to: string): Uint8Array | null {
     const session = this.core.sessions.get(hello[3]);
-    const peer = session?.peer.handover();
+    const peer = session && handover(session.peer);
     if (!session || !peer || session.ended || session.movedTo || session.catchUp?.busy) return null;
     // One that has not caught up since it arrived here hands on where its catch-up starts.
     const c = session.catchUp;
@@ -231,7 +231,7 @@ export class SessionRouter {
     // Before `changesFrom` its subscriptions are not known well enough to tell what it missed.
     if (after < a.changesFrom || core.sessions.has(sessionId)) return this.local(state, hello);
     const session = new Session(core, faceOf, a.clientId, sessionId, hello[4] as string, a.data, state.address);
-    if (a.peer) session.peer.takeOver(a.peer);
+    if (a.peer) takeOver(session.peer, a.peer);
     session.catchUp = { after, epoch: a.epoch, changes: a.changes, topics: a.topics, callsLost: a.callsLost, busy: false };
     core.sessions.set(sessionId, session);
     // Subscribed before the log is read, though not yet reachable: what this instance delivers meanwhile goes
