@@ -76,6 +76,12 @@ describe("codec", () => {
     expect(out.list).toEqual([undefined, null]);
   });
 
+  test("a string that starts with U+FEFF keeps it, as a value and as a key, short and long", () => {
+    const long = `\uFEFF${"é".repeat(100)}`;
+    const value = ["\uFEFF", "\uFEFFhi", long, { "\uFEFF": 1, "\uFEFFk": 2 }, new Map([["\uFEFF", 3]])];
+    expect(roundTrip(value)).toEqual(value);
+  });
+
   test("a __proto__ key never reaches a prototype", () => {
     const hostile = JSON.parse('{"__proto__": {"polluted": true}, "ok": 1}');
     const out = roundTrip(hostile) as Record<string, unknown>;

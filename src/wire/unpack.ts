@@ -8,7 +8,8 @@
  * that cannot be a property name.
  */
 
-const utf8 = new TextDecoder();
+// ignoreBOM keeps a leading U+FEFF: it is part of the string that was sent, not a byte-order mark to strip.
+const utf8 = new TextDecoder("utf-8", { ignoreBOM: true });
 let src: Uint8Array = new Uint8Array(0);
 let at = 0;
 /**
