@@ -11,7 +11,7 @@
  * Every loop is bounded by its count.
  */
 import { createInterface } from "node:readline";
-import { encodeFrame, FrameType, PROTOCOL_VERSION } from "../src/wire/frames.ts";
+import { decodeFrames, encodeFrame, FrameType, PROTOCOL_VERSION } from "../src/wire/frames.ts";
 import { PAYLOAD } from "./procs.ts";
 import { connect as connectChatter } from "./systems/chatter/client.ts";
 
@@ -157,6 +157,18 @@ function blobFor(frameSize: number): number {
   return frameSize - overhead;
 }
 
+/**
+ * @returns the broadcasts one message brings: Chatter sends a burst of broadcasts to a topic as one message
+ *   (PROTOCOL.md, "Framing"), so its frames are decoded and its EVENTs counted, as its client would; raw sends one
+ *   message per publish. A Chatter caller's small RESULT is not counted.
+ */
+function deliveries(system: string, data: ArrayBuffer, size: number): number {
+  if (system !== "chatter") return data.byteLength >= size - 8 ? 1 : 0;
+  let n = 0;
+  for (const frame of decodeFrames(new Uint8Array(data))) if (frame[0] === FrameType.Event) n++;
+  return n;
+}
+
 /** Fan-out runs before the measured ones: a Chatter server's JIT and heap settle over the first few. */
 const FANOUT_WARM_RUNS = 3;
 
@@ -177,8 +189,8 @@ async function fanout(system: string, port: number, conns: number, k: number, si
     const done = new Promise<void>((resolve) => {
       for (const ws of sockets) {
         ws.onmessage = (ev) => {
-          // Count broadcast frames only (a Chatter caller also gets a small RESULT).
-          if ((ev.data as ArrayBuffer).byteLength >= size - 8 && ++received === expected) resolve();
+          received += deliveries(system, ev.data as ArrayBuffer, size);
+          if (received === expected) resolve();
         };
       }
     });

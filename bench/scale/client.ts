@@ -12,7 +12,7 @@
  * It exits by itself when stdin closes (its parent is gone) and after 15 minutes in any case.
  */
 import { createInterface } from "node:readline";
-import { encodeFrame, FrameType, PROTOCOL_VERSION } from "../../src/wire/frames.ts";
+import { decodeFrames, encodeFrame, FrameType, PROTOCOL_VERSION } from "../../src/wire/frames.ts";
 import { PAYLOAD } from "../procs.ts";
 import { BUCKETS, bucketOf } from "./histogram.ts";
 import { type BareSocket, openBare } from "./ws.ts";
@@ -42,7 +42,12 @@ function onMessage(conn: Conn, payload: Uint8Array): void {
     const bucket = bucketOf((performance.now() - conn.sentAt) * 1000);
     histogram[bucket] = (histogram[bucket] as number) + 1;
     conn.sentAt = 0;
-  } else if (payload.byteLength >= minBytes && ++received === expected) console.log("GOT");
+  } else {
+    // Chatter sends a burst of broadcasts to a topic as one message (PROTOCOL.md, "Framing"): count its EVENTs.
+    if (!chatter) received += payload.byteLength >= minBytes ? 1 : 0;
+    else for (const frame of decodeFrames(payload)) if (frame[0] === FrameType.Event) received++;
+    if (received === expected) console.log("GOT");
+  }
 }
 
 /** Opens one socket and finishes its first exchange. */

@@ -260,6 +260,8 @@ export class Session {
   flush(): void {
     const queued = this.outbox;
     if (queued === null) return;
+    // Broadcasts made before these frames go out before them (Topics.queue).
+    this.host.topics.publishQueued();
     // Not kept once empty: most sessions go quiet between messages, and thousands of idle batches add up.
     this.outbox = null;
     const message = queued instanceof FrameBatch ? queued.take() : queued;

@@ -9,6 +9,8 @@
  */
 
 import { ChatterError } from "../errors.ts";
+import { FrameBatch } from "../wire/batch.ts";
+import { MAX_FRAMES_PER_MESSAGE } from "../wire/frames.ts";
 import { BroadcastLog, type LogLimits, type Subscriber, type SubscriptionChange } from "./broadcast-log.ts";
 import { type Members, resized, type SlotIndex } from "./member-set.ts";
 import type { SocketState } from "./socket-state.ts";
@@ -41,6 +43,9 @@ export interface TopicSockets {
     publish(topic: string, frame: Uint8Array): boolean;
   } | null;
 }
+
+/** Broadcasts gathered into one message (see `Topics.queue`) stop at this many bytes, as a session's batches do. */
+const BATCH_BYTES = 64 * 1024;
 
 /** A session in more topics than this keeps them in a Set (see TopicList). */
 const SMALL_LIST = 16;
@@ -77,6 +82,17 @@ export class Topics<C extends Member> {
   readonly sockets: TopicSockets;
   /** The members' slots in the core's table of sessions, for big topics. */
   private readonly slots: SlotIndex<C>;
+  /**
+   * Broadcasts to one topic made back to back in this tick, waiting to go out as one message (see `queue`): the
+   * topic, or null when none wait.
+   */
+  private queuedTopic: string | null = null;
+  private readonly queued = new FrameBatch(BATCH_BYTES, MAX_FRAMES_PER_MESSAGE);
+  private publishScheduled = false;
+  private readonly publishLater = (): void => {
+    this.publishScheduled = false;
+    this.publishQueued();
+  };
 
   constructor(logLimits: LogLimits, limits: TopicLimits, sockets: TopicSockets, slots: SlotIndex<C>) {
     this.log = new BroadcastLog(logLimits);
@@ -95,6 +111,8 @@ export class Topics<C extends Member> {
   private mirror(conn: C, topic: string, join: boolean): void {
     const native = this.sockets.native;
     if (!native || !conn.state || conn.state.remote) return;
+    // Broadcasts made before this change go out first, to the members they were made for.
+    this.publishQueued();
     if (join) native.subscribe(conn.state, topic);
     else native.unsubscribe(conn.state, topic);
   }
@@ -223,6 +241,13 @@ export class Topics<C extends Member> {
         for (const c of members) if (c.state && !skip(c)) c.send(frame);
         continue;
       }
+      if (list.length === 1 && exclude.size === 0 && !volatile) {
+        this.queue(topic, frame);
+        for (const c of this.relayed) if (members.has(c)) c.send(frame);
+        continue;
+      }
+      // In order: what waits goes out before this one.
+      this.publishQueued();
       // Exclusions and overlaps: those few sockets leave the topic for the length of this one synchronous publish.
       const muted: SocketState[] = [];
       // Only the excluded can be skipped in the first topic, unless any member may be behind.
@@ -235,6 +260,41 @@ export class Topics<C extends Member> {
       // A lost volatile frame is allowed to be lost; a socket over the limit is closed by the next broadcast that is not.
       if (!sent && !volatile) this.onDropped(topic);
     }
+  }
+
+  /**
+   * Holds a broadcast to every member of one topic until the end of the tick, with the ones made right after
+   * it to the same topic: a burst of broadcasts reaches each member as one message (PROTOCOL.md, "Framing"),
+   * one native publish for the burst, not one per broadcast. Sessions batch their own frames the same way, and
+   * so do broadcasts on runtimes without native pub/sub, which go through the sessions. Order holds: another
+   * topic, an exclusion, a volatile broadcast or a change of membership first sends what waits, and so does a
+   * session before its own frames (Session.flush), so each member gets everything in the order it was made.
+   */
+  private queue(topic: string, frame: Uint8Array): void {
+    if (this.queuedTopic !== topic) {
+      this.publishQueued();
+      this.queuedTopic = topic;
+    }
+    const full = this.queued.add(frame);
+    if (full) this.publish(topic, full);
+    if (!this.publishScheduled) {
+      this.publishScheduled = true;
+      queueMicrotask(this.publishLater);
+    }
+  }
+
+  /** Sends the broadcasts waiting in `queued`, if any. */
+  publishQueued(): void {
+    const topic = this.queuedTopic;
+    if (topic === null) return;
+    this.queuedTopic = null;
+    const message = this.queued.take();
+    if (message) this.publish(topic, message);
+  }
+
+  private publish(topic: string, message: Uint8Array): void {
+    // A socket over the limit is closed as a slow consumer (onDropped), and resumes on a new one.
+    if (!this.sockets.native?.publish(topic, message)) this.onDropped(topic);
   }
 
   /** @returns whether `c` is in one of the topics before `list[i]`, so got the broadcast already */
