@@ -13,7 +13,8 @@ export const CALL_ME_BACK = createProc({
   returns: z.number(),
   timeout: 0,
 });
-export const FANOUT = createProc({ name: "fanout", takes: z.object({ k: z.number(), size: z.number() }) });
+/** k broadcasts of a `size`-byte blob to "fanout": all in one tick (a burst), or with `spread`, one a tick. */
+export const FANOUT = createProc({ name: "fanout", takes: z.object({ k: z.number(), size: z.number(), spread: z.boolean().optional() }) });
 export const NOTE = createProc({ name: "note", takes: z.instanceof(Uint8Array) });
 /** The stream row's procedure: n items like an LLM's tokens, read at the default credit. */
 export const TOKENS = createProc({

@@ -35,6 +35,12 @@ const FANOUT_K = quick ? 100 : 200;
 const FANOUT_FRAME = 64;
 /** Measured fan-out runs per load process, after its warm-up (bench/load.ts, fanout()). */
 const FANOUT_RUNS = quick ? 4 : 12;
+/**
+ * The fan-out again with one broadcast a tick, so that nothing can be gathered into one message: each broadcast is
+ * one send per subscriber for both systems. Fewer broadcasts and runs, as each costs a send per subscriber.
+ */
+const SPREAD_K = 50;
+const SPREAD_RUNS = quick ? 2 : 4;
 const IDLE_CONNS = quick ? 500 : 1000;
 const IDLE_ROUNDS = quick ? 3 : 5;
 /** Items in the measured stream, server to client, each `{ i, text: "token" }` like an LLM's tokens. */
@@ -213,6 +219,9 @@ for (let round = 0; round < ROUNDS; round++) {
       push(results, `${name}.fanout`, fan.rate);
       push(results, `${name}.fanoutCpu`, (after - before) / (FANOUT_RUNS * FANOUT_CONNS * FANOUT_K));
       push(results, `${name}.fanoutClientCpu`, fan.clientCpu as number);
+      const spread = await load(clock, "fanout", name, server.port, FANOUT_CONNS, SPREAD_K, FANOUT_FRAME, SPREAD_RUNS, "spread");
+      push(results, `${name}.spread`, spread.rate);
+      push(results, `${name}.spreadCpu`, (after - before) / (SPREAD_RUNS * FANOUT_CONNS * SPREAD_K));
     } finally {
       await server.stop();
     }
@@ -302,6 +311,8 @@ const figures = {
   fanout_ratio_vs_raw_publish: round2(m("chatter.fanout") / m("raw.fanout")),
   // The server's side alone: raw's server CPU per delivery over Chatter's (higher is better, as a rate).
   fanout_server_ratio_vs_raw: round2(m("raw.fanoutCpu") / m("chatter.fanoutCpu")),
+  fanout_spread_ratio_vs_raw_publish: round2(m("chatter.spread") / m("raw.spread")),
+  fanout_spread_server_ratio_vs_raw: round2(m("raw.spreadCpu") / m("chatter.spreadCpu")),
   server_to_client_ratio: round2(m("chatter.s2c") / m("chatter.pipe")),
   stream_ratio_vs_raw: round2(m("chatter.stream") / m("raw.stream")),
   stream_vs_trpc: round2(m("chatter.stream") / m("trpc.stream")),
@@ -335,6 +346,8 @@ console.log(`| fan-out to ${FANOUT_CONNS} subscribers, deliveries/s | ${k(m("raw
 const ns = (key: string) => (m(key) * 1000).toFixed(0);
 console.log(`| fan-out, server CPU ns per delivery | ${ns("raw.fanoutCpu")} | ${ns("chatter.fanoutCpu")} |`);
 console.log(`| fan-out, receivers' CPU ns per delivery (one process) | ${ns("raw.fanoutClientCpu")} | ${ns("chatter.fanoutClientCpu")} |`);
+console.log(`| fan-out, one broadcast a tick, deliveries/s | ${k(m("raw.spread"))} | ${k(m("chatter.spread"))} |`);
+console.log(`| fan-out, one broadcast a tick, server CPU ns per delivery | ${ns("raw.spreadCpu")} | ${ns("chatter.spreadCpu")} |`);
 console.log(
   `| server RSS per idle connection, first ${IDLE_CONNS} (with one-time costs), bytes | ${k(m("raw.idleFirst"))} | ${k(m("chatter.idleFirst"))} |`,
 );

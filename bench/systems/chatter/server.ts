@@ -33,10 +33,18 @@ chatter.on(CALL_ME_BACK, async ({ n, window }, conn) => {
   await Promise.all(Array.from({ length: window }, worker));
   return n;
 });
-chatter.on(FANOUT, ({ k, size }) => {
+chatter.on(FANOUT, ({ k, size, spread }) => {
   const blob = new Uint8Array(size);
+  if (spread) return broadcastSpread(k, blob);
   for (let i = 0; i < k; i++) chatter.broadcast("fanout", NOTE, blob);
 });
+/** k broadcasts, one a tick: nothing to gather, so each is a publish of its own, as each of raw's is. */
+async function broadcastSpread(k: number, blob: Uint8Array<ArrayBuffer>): Promise<void> {
+  for (let i = 0; i < k; i++) {
+    chatter.broadcast("fanout", NOTE, blob);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
 chatter.on(TOKENS, async function* ({ n }) {
   for (let i = 0; i < n; i++) yield { i, text: "token" };
 });

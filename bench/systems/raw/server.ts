@@ -19,11 +19,12 @@ const server = Bun.serve({
     perMessageDeflate: false,
     open: (ws) => void ws.subscribe("fanout"),
     message(ws, msg) {
-      // {"fanout":k,"size":n} asks for k publishes of an n-byte frame; anything else is echoed.
+      // {"fanout":k,"size":n} asks for k publishes of an n-byte frame (one a tick with "spread"); anything else is echoed.
       if (typeof msg === "string" && msg.startsWith('{"fanout"')) {
-        const { fanout, size } = JSON.parse(msg) as { fanout: number; size: number };
+        const { fanout, size, spread } = JSON.parse(msg) as { fanout: number; size: number; spread?: boolean };
         const frame = new Uint8Array(size);
-        for (let i = 0; i < fanout; i++) server.publish("fanout", frame);
+        if (spread) void publishSpread(fanout, frame);
+        else for (let i = 0; i < fanout; i++) server.publish("fanout", frame);
         return;
       }
       // {"stream":n} asks for n items, one binary message each, sent as fast as Bun takes them (no flow control).
@@ -36,4 +37,11 @@ const server = Bun.serve({
     },
   },
 });
+/** k publishes, one a tick. */
+async function publishSpread(k: number, frame: Uint8Array): Promise<void> {
+  for (let i = 0; i < k; i++) {
+    server.publish("fanout", frame);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
 serveCommands(server.port as number);
