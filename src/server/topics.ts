@@ -1,8 +1,9 @@
 /**
  * Topics: who is subscribed to what, and fan-out. With native publish (Bun)
- * a broadcast is one `publish` per topic; exclusions and overlaps between
- * topics are handled by unsubscribing those few sockets for the length of
- * that one synchronous call. Without it (Node) the subscribers are looped
+ * a broadcast is one `publish` per topic, and a burst of them to one topic in
+ * a tick is one `publish` for the burst (see `queue`); exclusions and overlaps
+ * between topics are handled by unsubscribing those few sockets for the length
+ * of that one synchronous call. Without it (Node) the subscribers are looped
  * over, from an index that only holds the topic's members. A volatile
  * broadcast (typing indicators) is not logged, carries sequence number 0, and
  * skips sockets that are behind.
