@@ -242,24 +242,23 @@ export class Topics<C extends Member> {
         for (const c of members) if (c.state && !skip(c)) c.send(frame);
         continue;
       }
-      if (list.length === 1 && exclude.size === 0 && !volatile) {
-        this.queue(topic, frame);
-        for (const c of this.relayed) if (members.has(c)) c.send(frame);
-        continue;
+      if (list.length === 1 && exclude.size === 0 && !volatile) this.queue(topic, frame);
+      else {
+        // In order: what waits goes out before this one.
+        this.publishQueued();
+        // Exclusions and overlaps: those few sockets leave the topic for the length of this one synchronous publish.
+        const muted: SocketState[] = [];
+        // Only the excluded can be skipped in the first topic, unless any member may be behind.
+        const candidates = i === 0 && !volatile ? exclude : members;
+        for (const c of candidates) if (c.state && (candidates === members || members.has(c)) && skip(c)) muted.push(c.state);
+        for (const s of muted) native.unsubscribe(s, topic);
+        const sent = native.publish(topic, frame);
+        for (const s of muted) native.subscribe(s, topic);
+        // A lost volatile frame is allowed to be lost; a socket over the limit is closed by the next broadcast that is not.
+        if (!sent && !volatile) this.onDropped(topic);
       }
-      // In order: what waits goes out before this one.
-      this.publishQueued();
-      // Exclusions and overlaps: those few sockets leave the topic for the length of this one synchronous publish.
-      const muted: SocketState[] = [];
-      // Only the excluded can be skipped in the first topic, unless any member may be behind.
-      const candidates = i === 0 && !volatile ? exclude : members;
-      for (const c of candidates) if (c.state && (candidates === members || members.has(c)) && skip(c)) muted.push(c.state);
-      for (const s of muted) native.unsubscribe(s, topic);
-      const sent = native.publish(topic, frame);
-      for (const s of muted) native.subscribe(s, topic);
+      // Sockets on other instances are out of native pub/sub's reach: they get it one by one.
       for (const c of this.relayed) if (members.has(c) && !skip(c)) c.send(frame);
-      // A lost volatile frame is allowed to be lost; a socket over the limit is closed by the next broadcast that is not.
-      if (!sent && !volatile) this.onDropped(topic);
     }
   }
 
