@@ -4,13 +4,11 @@
  * up to that form and on the way back to a Set.
  */
 import { afterEach, expect, test } from "bun:test";
-import { createServer as createHttpServer } from "node:http";
 import { type ChatterServer, createServer, type ServerConnection } from "../src/index.ts";
-import { attach } from "../src/node.ts";
 import { DenseMembers } from "../src/server/member-set.ts";
 import { coreOf } from "../src/server/registry.ts";
 import { FrameType } from "../src/wire/frames.ts";
-import { rawSocket, startServer, type TestServer, waitFor } from "./helpers.ts";
+import { rawSocket, serveOnNode, startServer, type TestServer, waitFor } from "./helpers.ts";
 import { NOTE } from "./procs.ts";
 
 let srv: TestServer<unknown> | undefined;
@@ -31,14 +29,9 @@ test("a topic most sessions are in works the same once dense, and after it is a 
 
 test("a topic most sessions are in works the same once dense, and after it is a Set again (Node, subscriber loop)", async () => {
   const chatter = createServer({ onOpen: (c) => c.subscribe("all") });
-  const http = createHttpServer();
-  const attachment = attach(chatter, http);
-  await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
-  cleanup.push(async () => {
-    await attachment.close({ timeout: 0 });
-    http.close();
-  });
-  await bigTopic(chatter, `ws://127.0.0.1:${(http.address() as { port: number }).port}`);
+  const node = await serveOnNode(chatter);
+  cleanup.push(node.close);
+  await bigTopic(chatter, node.url);
 });
 
 async function bigTopic(chatter: ChatterServer<unknown>, url: string): Promise<void> {

@@ -8,7 +8,7 @@ import { Packr } from "msgpackr";
 import { z } from "zod";
 import { createProc, type ServerConnection } from "../src/index.ts";
 import { encodeFrame, type Frame, FrameType, joinFrames } from "../src/wire/frames.ts";
-import { nextTurn, rawSocket, startServer, type TestServer, waitFor } from "./helpers.ts";
+import { nextTurn, rawSocket, serveOnNode, startServer, type TestServer, waitFor } from "./helpers.ts";
 import { peerOf } from "./internals.ts";
 import { ADD } from "./procs.ts";
 
@@ -140,15 +140,10 @@ test("topics: per-connection count and name length are capped with LIMIT; 20,000
 });
 
 test("the new frames and fields from a hostile client, on Bun and on Node: a protocol error, or a fresh id", async () => {
-  const { createServer: createHttpServer } = await import("node:http");
-  const { attach } = await import("../src/node.ts");
   const { createServer } = await import("../src/index.ts");
   srv = startServer({ onError: () => {} });
-  const chatter = createServer({ onError: () => {} });
-  const http = createHttpServer();
-  const attachment = attach(chatter, http);
-  await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
-  const urls = { bun: srv.url, node: `ws://127.0.0.1:${(http.address() as { port: number }).port}` };
+  const node = await serveOnNode(createServer({ onError: () => {} }));
+  const urls = { bun: srv.url, node: node.url };
   try {
     for (const [runtime, url] of Object.entries(urls)) {
       // A REFUSED frame is the server's to send: as a first frame, and after the handshake.
@@ -167,7 +162,6 @@ test("the new frames and fields from a hostile client, on Bun and on Node: a pro
       forged.ws.close();
     }
   } finally {
-    await attachment.close({ timeout: 0 });
-    http.close();
+    await node.close();
   }
 });

@@ -1,6 +1,17 @@
 /** Shared test helpers: real Bun servers on port 0, real clients, raw sockets. */
 import { jest } from "bun:test";
-import { type ChatterClient, type ClientOptions, ConnectionState, createClient, createServer, type ServerOptions } from "../src/index.ts";
+import { createServer as createHttpServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import {
+  type ChatterClient,
+  type ChatterServer,
+  type ClientOptions,
+  ConnectionState,
+  createClient,
+  createServer,
+  type ServerOptions,
+} from "../src/index.ts";
+import { attach } from "../src/node.ts";
 import { decodeFrames, encodeFrame, type Frame, FrameType, PROTOCOL_VERSION, type Refusal } from "../src/wire/frames.ts";
 
 export type TestServer<TData> = Awaited<ReturnType<typeof startServer<TData>>>;
@@ -32,6 +43,25 @@ export function startServer<TData = unknown>(options: ServerOptions<TData> = {})
     async stop() {
       for (const c of clients) c.close();
       bun.stop(true);
+    },
+  };
+}
+
+/**
+ * Serves a Chatter server through the Node adapter (`chatter/node`'s attach to a `node:http` server), on a free port.
+ * @returns its port and WebSocket URL, and `close`, which detaches at once and closes the HTTP server
+ */
+export async function serveOnNode(chatter: ChatterServer<unknown>) {
+  const http = createHttpServer();
+  const attachment = attach(chatter, http);
+  await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
+  const port = (http.address() as AddressInfo).port;
+  return {
+    port,
+    url: `ws://127.0.0.1:${port}`,
+    async close() {
+      await attachment.close({ timeout: 0 });
+      http.close();
     },
   };
 }

@@ -3,13 +3,11 @@
  * refusal or close code it is documented to give.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { createServer as createHttpServer } from "node:http";
 import WebSocket from "ws";
 import { z } from "zod";
 import { createProc, createServer, type ServerConnection } from "../src/index.ts";
-import { attach } from "../src/node.ts";
 import { encodeFrame, type Frame, FrameType, joinFrames, PROTOCOL_VERSION } from "../src/wire/frames.ts";
-import { rawSocket, startServer, type TestServer, upgradeStatus, waitFor } from "./helpers.ts";
+import { rawSocket, serveOnNode, startServer, type TestServer, upgradeStatus, waitFor } from "./helpers.ts";
 import { ADD } from "./procs.ts";
 
 // biome-ignore lint/suspicious/noExplicitAny: each test picks its own connection data type
@@ -183,11 +181,8 @@ const ADD_LATER = createProc({ name: "add_later" });
 test("idleTimeout: the Node adapter closes a socket that sends nothing with 4002 (the core's keepalive)", async () => {
   // Real time, kept short: the core's one-second clock is the subject, and Node's HTTP server under Bun stalls on fake timers.
   const chatter = createServer({ idleTimeout: 1 });
-  const http = createHttpServer();
-  const attachment = attach(chatter, http);
-  await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
-  const port = (http.address() as { port: number }).port;
-  const ws = new WebSocket(`ws://127.0.0.1:${port}/?cid=silent`);
+  const node = await serveOnNode(chatter);
+  const ws = new WebSocket(`${node.url}/?cid=silent`);
   let code = 0;
   ws.on("close", (c) => {
     code = c;
@@ -196,7 +191,7 @@ test("idleTimeout: the Node adapter closes a socket that sends nothing with 4002
   ws.send(encodeFrame([FrameType.Hello, PROTOCOL_VERSION, "silent", "s", null, 0, 1]));
   await waitFor(() => chatter.connections.size === 1, 3000, "the handshake");
   // A socket that keeps talking stays.
-  const talker = await rawSocket(`ws://127.0.0.1:${port}`);
+  const talker = await rawSocket(node.url);
   const chat = setInterval(() => talker.send([FrameType.Ping, 1]), 200);
   try {
     await waitFor(() => code !== 0, 5000, "the idle socket to be closed");
@@ -204,7 +199,6 @@ test("idleTimeout: the Node adapter closes a socket that sends nothing with 4002
     expect(talker.ws.readyState).toBe(globalThis.WebSocket.OPEN);
   } finally {
     clearInterval(chat);
-    await attachment.close({ timeout: 0 });
-    http.close();
+    await node.close();
   }
 });

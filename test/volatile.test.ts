@@ -6,14 +6,12 @@
  * layer that option will reach.
  */
 import { afterEach, describe, expect, test } from "bun:test";
-import { createServer as createHttpServer } from "node:http";
 import net from "node:net";
 import { z } from "zod";
 import { peerOfClient } from "../src/client/internal.ts";
 import { type ChatterServer, ConnectionState, createProc, createServer, type Proc, type ServerConnection } from "../src/index.ts";
-import { attach } from "../src/node.ts";
 import { decodeFrames, encodeFrame, type Frame, FrameType, PROTOCOL_VERSION } from "../src/wire/frames.ts";
-import { nextTurn, rawSocket, recorder, startServer, type TestServer, waitFor, waitForState } from "./helpers.ts";
+import { nextTurn, rawSocket, recorder, serveOnNode, startServer, type TestServer, waitFor, waitForState } from "./helpers.ts";
 import { bufferedOf, coreOfServer } from "./internals.ts";
 import { NOTE } from "./procs.ts";
 import { tcpProxy } from "./proxy.ts";
@@ -163,14 +161,9 @@ describe("volatile broadcasts", () => {
 
   test("skip a socket that is behind; it still gets every numbered broadcast (Node, subscriber loop)", async () => {
     const chatter = createServer({ maxBufferedBytes: 256 * 1024 * 1024, onOpen: (c) => c.subscribe("room") });
-    const http = createHttpServer();
-    const attachment = attach(chatter, http);
-    await new Promise<void>((resolve) => http.listen(0, "127.0.0.1", resolve));
-    cleanup.push(async () => {
-      await attachment.close({ timeout: 0 });
-      http.close();
-    });
-    const port = (http.address() as { port: number }).port;
+    const node = await serveOnNode(chatter);
+    cleanup.push(node.close);
+    const port = node.port;
     await behindIsSkipped(chatter, port, `ws://127.0.0.1:${port}`, false);
   }, 20_000);
 });
